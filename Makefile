@@ -1,0 +1,66 @@
+# Every target creates what it needs: a fresh clone with Python 3.11+ runs
+# `make run` or `make test` and nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+PROTOS := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: run test lint proto check-generated migrate bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+## run: serve BudgetService and ImageService locally (SQLite, offline provider unless OPENAI_API_KEY is set)
+run: $(STAMP)
+	$(VENV)/bin/recipeimage-dev
+
+## test: the whole test suite, on SQLite and on the local PostgreSQL
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## lint: buf lint for the contracts, ruff for the Python
+lint: $(STAMP) $(NODE_STAMP)
+	npx --no-install buf lint
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+
+# protoc with the mypy-protobuf plugins; $(1) is the output directory.
+define PROTOC
+	mkdir -p $(1)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos \
+		--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
+	find $(1)/recipeimage -type d -exec touch {}/__init__.py \;
+endef
+
+## proto: regenerate generated/ from protos/ (the only writer of generated/)
+proto: $(STAMP)
+	rm -rf generated/recipeimage
+	$(call PROTOC,generated)
+
+## check-generated: fail when generated/ is stale
+check-generated: $(STAMP)
+	rm -rf .generated-check
+	$(call PROTOC,.generated-check)
+	diff -r generated/recipeimage .generated-check/recipeimage || \
+		{ echo "generated/ is stale: run 'make proto' and commit" >&2; exit 1; }
+	rm -rf .generated-check
+
+## migrate: apply both services' migrations to their configured databases
+migrate: $(STAMP)
+	$(VENV)/bin/recipeimage-migrate all
+
+## bench: the benchmarks, printed as ratios against a baseline from the same run
+bench: $(STAMP)
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) node_modules

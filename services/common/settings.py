@@ -1,0 +1,46 @@
+"""Settings both services share: logging, tokens, shutdown.
+
+Every variable is listed with its default in the README's configuration table
+(a test checks that the table names each one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.auth import Authenticator
+from services.common.config import ConfigError, env_float, env_path, env_str
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    log_level: str
+    jwt_secret: str
+    jwt_secret_file: Path
+    jwt_audience: str
+    grace_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CommonSettings:
+        return cls(
+            log_level=env_str(env, "RECIPEIMAGE_LOG_LEVEL", "INFO"),
+            jwt_secret=env_str(env, "RECIPEIMAGE_JWT_SECRET", ""),
+            jwt_secret_file=env_path(env, "RECIPEIMAGE_JWT_SECRET_FILE", "var/jwt-secret"),
+            jwt_audience=env_str(env, "RECIPEIMAGE_JWT_AUDIENCE", ""),
+            grace_seconds=env_float(env, "RECIPEIMAGE_SHUTDOWN_GRACE_SECONDS", 30.0),
+        )
+
+    def secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.jwt_secret_file.exists():
+            return self.jwt_secret_file.read_text().strip()
+        raise ConfigError(
+            "no token secret: set RECIPEIMAGE_JWT_SECRET, or RECIPEIMAGE_JWT_SECRET_FILE to a file "
+            f"holding it ({self.jwt_secret_file} does not exist; `make run` creates it)"
+        )
+
+    def authenticator(self) -> Authenticator:
+        return Authenticator(self.secret(), audience=self.jwt_audience or None)
