@@ -118,9 +118,7 @@ class BudgetServiceServicer:
         Errors: INVALID_ARGUMENT (amount not positive, key missing),
         RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
         DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-        FAILED_PRECONDITION (the key belongs to a reservation that was already
-        released or expired: retry the attempt with a new key), PERMISSION_DENIED
-        (the key belongs to another user's reservation).
+        PERMISSION_DENIED (the key belongs to another user's reservation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,9 +61,7 @@ class BudgetServiceStub:
     Errors: INVALID_ARGUMENT (amount not positive, key missing),
     RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
     DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-    FAILED_PRECONDITION (the key belongs to a reservation that was already
-    released or expired: retry the attempt with a new key), PERMISSION_DENIED
-    (the key belongs to another user's reservation).
+    PERMISSION_DENIED (the key belongs to another user's reservation).
     """
     CommitReservation: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.CommitReservationRequest, _budget_service_pb2.CommitReservationResponse]
     """CommitReservation turns a reservation into spend of actual_cost_micros and
@@ -130,9 +128,7 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     Errors: INVALID_ARGUMENT (amount not positive, key missing),
     RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
     DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-    FAILED_PRECONDITION (the key belongs to a reservation that was already
-    released or expired: retry the attempt with a new key), PERMISSION_DENIED
-    (the key belongs to another user's reservation).
+    PERMISSION_DENIED (the key belongs to another user's reservation).
     """
     CommitReservation: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.CommitReservationRequest, _budget_service_pb2.CommitReservationResponse]  # type: ignore[assignment]
     """CommitReservation turns a reservation into spend of actual_cost_micros and
@@ -214,9 +210,7 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (amount not positive, key missing),
         RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
         DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-        FAILED_PRECONDITION (the key belongs to a reservation that was already
-        released or expired: retry the attempt with a new key), PERMISSION_DENIED
-        (the key belongs to another user's reservation).
+        PERMISSION_DENIED (the key belongs to another user's reservation).
         """
 
     @_abc_1.abstractmethod
