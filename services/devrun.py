@@ -23,7 +23,12 @@ from services.common.auth import Authenticator, Role, load_or_create_secret
 from services.common.config import env_str
 
 SERVICES = (
-    ("budget", "RECIPEIMAGE_BUDGET_ADDRESS", "127.0.0.1:50051", "recipeimage.budget.v1.BudgetService"),
+    (
+        "budget",
+        "RECIPEIMAGE_BUDGET_ADDRESS",
+        "127.0.0.1:50051",
+        "recipeimage.budget.v1.BudgetService",
+    ),
     ("image", "RECIPEIMAGE_IMAGE_ADDRESS", "127.0.0.1:50052", "recipeimage.image.v1.ImageService"),
 )
 STARTUP_TIMEOUT_SECONDS = 60
@@ -61,13 +66,18 @@ def _grpcurl() -> str:
 
 
 def _banner(env: dict[str, str], addresses: dict[str, str]) -> str:
-    secret = env.get("RECIPEIMAGE_JWT_SECRET") or Path(env["RECIPEIMAGE_JWT_SECRET_FILE"]).read_text()
-    authenticator = Authenticator(secret.strip(), audience=env.get("RECIPEIMAGE_JWT_AUDIENCE") or None)
+    secret = (
+        env.get("RECIPEIMAGE_JWT_SECRET") or Path(env["RECIPEIMAGE_JWT_SECRET_FILE"]).read_text()
+    )
+    authenticator = Authenticator(
+        secret.strip(), audience=env.get("RECIPEIMAGE_JWT_AUDIENCE") or None
+    )
     token = authenticator.mint(Role.ADMIN, "local-admin", ttl_seconds=24 * 3600)
     grpcurl = shlex.quote(_grpcurl())
     auth = shlex.quote(f"authorization: Bearer {token}")
     budget, image = addresses["budget"], addresses["image"]
     generate = '{"user_id":"demo-user","recipe":{"title":"Broccoli Soup with Coconut Milk"}}'
+    stats = '{"user_id":"demo-user","period":"STATS_PERIOD_DAY"}'
     return "\n".join(
         [
             "",
@@ -78,7 +88,7 @@ def _banner(env: dict[str, str], addresses: dict[str, str]) -> str:
             f"  {grpcurl} -plaintext {budget} list",
             f"  {grpcurl} -plaintext -H {auth} -d '{generate}' \\\n"
             f"      {image} recipeimage.image.v1.ImageService/GenerateImage",
-            f"  {grpcurl} -plaintext -H {auth} -d '{{\"user_id\":\"demo-user\",\"period\":\"STATS_PERIOD_DAY\"}}' \\\n"
+            f"  {grpcurl} -plaintext -H {auth} -d '{stats}' \\\n"
             f"      {budget} recipeimage.budget.v1.BudgetService/GetUsageStats",
             "Press Ctrl-C to stop.",
             "",

@@ -26,7 +26,9 @@ def _database_urls() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recipeimage-migrate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="recipeimage-migrate", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("service", choices=["all", "budget", "image"])
     args = parser.parse_args(argv)
     urls = _database_urls()
