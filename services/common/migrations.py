@@ -11,6 +11,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from services.common.config import ConfigError
+from services.common.db import is_sqlite
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,6 +42,24 @@ def is_at_head(service: str, engine: Engine) -> bool:
             connection, opts={"version_table": version_table(service)}
         )
         return set(context.get_current_heads()) == set(script.get_heads())
+
+
+class MigrationsPending(ConfigError):
+    """A shared database is not at a service's latest migration."""
+
+
+def prepare_database(service: str, engine: Engine, url: str) -> None:
+    """Embedded SQLite migrates itself at start; a shared server database must
+    be migrated first (`make migrate`), so replicas never race to migrate it."""
+    if is_sqlite(url):
+        upgrade(service, engine)
+        return
+    if not is_at_head(service, engine):
+        where = make_url(url).render_as_string(hide_password=True)
+        raise MigrationsPending(
+            f"the {service} database {where} is not at the latest migration; "
+            f"run `make migrate` (recipeimage-migrate {service}) first"
+        )
 
 
 def run_env(target_metadata) -> None:  # type: ignore[no-untyped-def]

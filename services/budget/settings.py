@@ -1,0 +1,157 @@
+"""BudgetService settings: every environment variable it reads, next to its default.
+
+Tier limits are written as `daily=<micros>,monthly=<micros>,per_generation=<micros>`;
+a key left out keeps that tier's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from services.budget.limits import Tier, TierLimits
+from services.common.config import (
+    ConfigError,
+    env_choice,
+    env_float,
+    env_int,
+    env_str,
+)
+
+_TIER_KEYS = {
+    "daily": "daily_micros",
+    "monthly": "monthly_micros",
+    "per_generation": "per_generation_micros",
+}
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    address: str
+    database_url: str
+    max_workers: int
+    max_concurrent_rpcs: int
+    metrics_port: int
+    metrics_address: str
+    db_pool_size: int
+    tiers: Mapping[Tier, TierLimits]
+    default_tier: Tier
+    system_daily_limit_micros: int
+    system_monthly_limit_micros: int
+    reservation_ttl_seconds: int
+    # 0: this process runs no reaper (another replica, or a test, reaps).
+    reaper_interval_seconds: float
+    time_zone: ZoneInfo
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
+        return cls(
+            address=env_str(env, "RECIPEIMAGE_BUDGET_ADDRESS", "127.0.0.1:50051"),
+            database_url=parse_database_url(
+                "RECIPEIMAGE_BUDGET_DATABASE_URL",
+                env_str(env, "RECIPEIMAGE_BUDGET_DATABASE_URL", "sqlite:///var/budget.db"),
+            ),
+            max_workers=env_int(env, "RECIPEIMAGE_BUDGET_MAX_WORKERS", 32, minimum=1),
+            max_concurrent_rpcs=env_int(
+                env, "RECIPEIMAGE_BUDGET_MAX_CONCURRENT_RPCS", 512, minimum=1
+            ),
+            metrics_port=env_int(env, "RECIPEIMAGE_BUDGET_METRICS_PORT", 9101),
+            metrics_address=env_str(env, "RECIPEIMAGE_BUDGET_METRICS_ADDRESS", "127.0.0.1"),
+            db_pool_size=env_int(env, "RECIPEIMAGE_BUDGET_DB_POOL_SIZE", 20, minimum=1),
+            tiers={
+                Tier.FREE: parse_tier_limits(
+                    env,
+                    "RECIPEIMAGE_TIER_FREE",
+                    "daily=500000,monthly=5000000,per_generation=80000",
+                ),
+                Tier.PREMIUM: parse_tier_limits(
+                    env,
+                    "RECIPEIMAGE_TIER_PREMIUM",
+                    "daily=2000000,monthly=25000000,per_generation=120000",
+                ),
+                Tier.PRO: parse_tier_limits(
+                    env,
+                    "RECIPEIMAGE_TIER_PRO",
+                    "daily=10000000,monthly=100000000,per_generation=120000",
+                ),
+            },
+            default_tier=Tier(
+                env_choice(env, "RECIPEIMAGE_DEFAULT_TIER", "free", tuple(t.value for t in Tier))
+            ),
+            system_daily_limit_micros=env_int(
+                env, "RECIPEIMAGE_SYSTEM_DAILY_LIMIT_MICROS", 50_000_000
+            ),
+            system_monthly_limit_micros=env_int(
+                env, "RECIPEIMAGE_SYSTEM_MONTHLY_LIMIT_MICROS", 1_000_000_000
+            ),
+            reservation_ttl_seconds=env_int(
+                env, "RECIPEIMAGE_RESERVATION_TTL_SECONDS", 900, minimum=1
+            ),
+            reaper_interval_seconds=env_float(env, "RECIPEIMAGE_REAPER_INTERVAL_SECONDS", 30.0),
+            time_zone=parse_time_zone(
+                "RECIPEIMAGE_BUDGET_TIME_ZONE", env_str(env, "RECIPEIMAGE_BUDGET_TIME_ZONE", "UTC")
+            ),
+        )
+
+
+def parse_tier_limits(env: Mapping[str, str], name: str, default: str) -> TierLimits:
+    """`daily=<micros>,monthly=<micros>,per_generation=<micros>`; a key left out
+    keeps its value from default."""
+    values = _parse_limits(name, default, {})
+    return TierLimits(**_parse_limits(name, env_str(env, name, default), values))
+
+
+def _parse_limits(name: str, raw: str, defaults: dict[str, int]) -> dict[str, int]:
+    values = dict(defaults)
+    seen: set[str] = set()
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        key, sep, number = (s.strip() for s in part.partition("="))
+        if not sep or key not in _TIER_KEYS:
+            raise ConfigError(
+                f"{name}: {part!r} is not one of daily=<micros>, monthly=<micros>, "
+                "per_generation=<micros>"
+            )
+        if key in seen:
+            raise ConfigError(f"{name}: {key} is given twice")
+        seen.add(key)
+        try:
+            value = int(number.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{name}: {key}={number!r} is not an integer") from None
+        if value < 0:
+            raise ConfigError(f"{name}: {key}={value} is negative")
+        values[_TIER_KEYS[key]] = value
+    missing = set(_TIER_KEYS.values()) - set(values)
+    if missing:  # only the defaults can lack a key
+        raise ConfigError(f"{name}: missing {', '.join(sorted(missing))}")
+    return values
+
+
+def parse_database_url(name: str, raw: str) -> str:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"{name} is not a database URL (sqlite:///path or postgresql://...)"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(f"{name}: {backend!r} is not supported; use sqlite or postgresql")
+    if backend == "sqlite" and url.database in (None, "", ":memory:"):
+        raise ConfigError(f"{name}: an in-memory SQLite database is not shared; name a file")
+    return raw
+
+
+def parse_time_zone(name: str, raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(
+            f"{name}={raw!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)"
+        ) from None

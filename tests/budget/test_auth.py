@@ -1,0 +1,127 @@
+"""Who may do what: tokens checked on every RPC, users confined to their own data."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from recipeimage.budget.v1 import budget_service_pb2 as pb
+
+from services.common.auth import Authenticator, Role
+from tests.budget.conftest import reservation_states
+
+ALL_CALLS = [
+    ("GetLimits", pb.GetLimitsRequest(user_id="u1")),
+    ("CheckBudget", pb.CheckBudgetRequest(user_id="u1", amount_micros=1)),
+    ("ReserveBudget", pb.ReserveBudgetRequest(user_id="u1", amount_micros=1, idempotency_key="k")),
+    ("CommitReservation", pb.CommitReservationRequest(reservation_id="r")),
+    ("ReleaseReservation", pb.ReleaseReservationRequest(reservation_id="r")),
+    (
+        "RecordUsage",
+        pb.RecordUsageRequest(
+            usage=pb.UsageRecord(request_id="q", user_id="u1", outcome=pb.USAGE_OUTCOME_FAILED)
+        ),
+    ),
+    ("GetUsageStats", pb.GetUsageStatsRequest(user_id="u1", period=pb.STATS_PERIOD_DAY)),
+]
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@pytest.fixture
+def bad_credentials(authenticator: Authenticator) -> dict[str, tuple]:
+    forger = Authenticator("a-different-secret-that-is-also-long-enough-0123456789")
+    return {
+        "none": (),
+        "not bearer": (("authorization", "Basic dTE6cGFzcw=="),),
+        "expired": bearer(authenticator.mint(Role.SERVICE, "svc", ttl_seconds=-3600)),
+        "forged": bearer(forger.mint(Role.ADMIN, "mallory")),
+        "garbage": bearer("not-a-jwt"),
+    }
+
+
+@pytest.mark.parametrize(("method", "request_"), ALL_CALLS, ids=[m for m, _ in ALL_CALLS])
+def test_every_rpc_needs_a_valid_token(budget, bad_credentials, method, request_) -> None:
+    for name, metadata in bad_credentials.items():
+        with pytest.raises(grpc.RpcError) as raised:
+            getattr(budget.stub, method)(request_, metadata=metadata)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+    assert reservation_states(budget) == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "request_"),
+    [call for call in ALL_CALLS if call[0] not in ("CommitReservation", "ReleaseReservation")],
+    ids=["GetLimits", "CheckBudget", "ReserveBudget", "RecordUsage", "GetUsageStats"],
+)
+def test_a_user_token_cannot_act_for_another_user(budget, tokens, method, request_) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        getattr(budget.stub, method)(request_, metadata=tokens.user("u2"))
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_user_token_with_no_user_id_reads_its_own_data(budget, tokens) -> None:
+    me = tokens.user("u2")
+    assert budget.stub.GetLimits(pb.GetLimitsRequest(), metadata=me).user_id == "u2"
+    held = budget.stub.ReserveBudget(
+        pb.ReserveBudgetRequest(user_id="u2", amount_micros=10_000, idempotency_key="mine"),
+        metadata=tokens.service(),
+    ).reservation
+    budget.stub.CommitReservation(
+        pb.CommitReservationRequest(reservation_id=held.reservation_id, actual_cost_micros=9_000),
+        metadata=tokens.service(),
+    )
+    stats = budget.stub.GetUsageStats(
+        pb.GetUsageStatsRequest(period=pb.STATS_PERIOD_DAY), metadata=me
+    )
+    assert (stats.user_id, stats.total_cost_micros) == ("u2", 9_000)
+
+
+def test_a_user_token_cannot_hold_spend_or_record_money_even_its_own(budget, tokens) -> None:
+    """Otherwise a user could commit its own generation at cost zero."""
+    held = budget.stub.ReserveBudget(
+        pb.ReserveBudgetRequest(user_id="u1", amount_micros=10_000, idempotency_key="k"),
+        metadata=tokens.service(),
+    ).reservation
+    owner = tokens.user("u1")
+    for call, request_ in [
+        (
+            budget.stub.ReserveBudget,
+            pb.ReserveBudgetRequest(amount_micros=10_000, idempotency_key="k2"),
+        ),
+        (
+            budget.stub.CommitReservation,
+            pb.CommitReservationRequest(reservation_id=held.reservation_id),
+        ),
+        (
+            budget.stub.ReleaseReservation,
+            pb.ReleaseReservationRequest(reservation_id=held.reservation_id),
+        ),
+        (
+            budget.stub.RecordUsage,
+            pb.RecordUsageRequest(
+                usage=pb.UsageRecord(request_id="r1", outcome=pb.USAGE_OUTCOME_CACHE_HIT_EXACT)
+            ),
+        ),
+    ]:
+        with pytest.raises(grpc.RpcError) as raised:
+            call(request_, metadata=owner)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reservation_states(budget) == {held.reservation_id: "held"}
+    released = budget.stub.ReleaseReservation(
+        pb.ReleaseReservationRequest(reservation_id=held.reservation_id),
+        metadata=tokens.service(),
+    ).reservation
+    assert released.state == pb.RESERVATION_STATE_RELEASED
+
+
+def test_service_and_admin_tokens_name_the_user(budget, tokens) -> None:
+    for metadata in (tokens.service(), tokens.admin()):
+        assert (
+            budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u9"), metadata=metadata).user_id
+            == "u9"
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            budget.stub.GetLimits(pb.GetLimitsRequest(), metadata=metadata)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

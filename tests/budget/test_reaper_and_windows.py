@@ -1,0 +1,221 @@
+"""Expiry of forgotten reservations, late commits, and windows rolling over at
+midnight and at the end of a month (both databases, clock driven by the test)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import grpc
+import pytest
+from recipeimage.budget.v1 import budget_service_pb2 as pb
+
+from services.budget.limits import TierLimits
+from services.common.status import rich_details
+from tests.budget.conftest import T0, counters, reservation_states, usage_count
+from tests.support.budget_server import running_budget, tiers
+
+TODAY = date(2026, 3, 10)
+MONTH = date(2026, 3, 1)
+TTL = timedelta(seconds=900)
+
+
+def reserve(budget, tokens, amount: int, key: str, user: str = "u1"):  # type: ignore[no-untyped-def]
+    return budget.stub.ReserveBudget(
+        pb.ReserveBudgetRequest(user_id=user, amount_micros=amount, idempotency_key=key),
+        metadata=tokens.service(),
+    ).reservation
+
+
+def test_the_reaper_expires_only_what_is_due_and_gives_the_money_back(
+    budget, tokens, clock
+) -> None:
+    old = reserve(budget, tokens, 80_000, "old")
+    clock.advance(timedelta(minutes=10))
+    young = reserve(budget, tokens, 30_000, "young")
+    assert budget.app.reap_expired(T0 + TTL - timedelta(seconds=1)) == 0
+
+    clock.advance(timedelta(minutes=6))  # old is 16 min old, young 6
+    assert budget.app.reap_expired() == 1
+    states = reservation_states(budget)
+    assert states == {old.reservation_id: "expired", young.reservation_id: "held"}
+    for scope, span, start in [("user", "day", TODAY), ("system", "month", MONTH)]:
+        window = counters(budget, scope, span, start, "u1")
+        assert (window.reserved_micros, window.spent_micros) == (30_000, 0)
+    # Reaping again finds nothing: the money is never returned twice.
+    assert budget.app.reap_expired() == 0
+    assert counters(budget, "user", "day", TODAY, "u1").reserved_micros == 30_000
+
+    again = budget.stub.ReserveBudget(
+        pb.ReserveBudgetRequest(user_id="u1", amount_micros=80_000, idempotency_key="old"),
+        metadata=tokens.service(),
+    )
+    assert again.replayed and again.reservation.state == pb.RESERVATION_STATE_EXPIRED
+
+
+def test_a_late_commit_records_the_spend_as_an_overrun(budget, tokens, clock) -> None:
+    held = reserve(budget, tokens, 80_000, "slow")
+    clock.advance(TTL + timedelta(seconds=1))
+    assert budget.app.reap_expired() == 1
+    committed = budget.stub.CommitReservation(
+        pb.CommitReservationRequest(reservation_id=held.reservation_id, actual_cost_micros=63_000),
+        metadata=tokens.service(),
+    ).reservation
+    assert committed.state == pb.RESERVATION_STATE_COMMITTED
+    assert committed.overrun
+    assert committed.committed_micros == 63_000
+    window = counters(budget, "user", "day", TODAY, "u1")
+    assert (window.spent_micros, window.reserved_micros) == (63_000, 0)
+    assert usage_count(budget, request_id="slow", cost_micros=63_000) == 1
+    # A second commit changes nothing.
+    budget.stub.CommitReservation(
+        pb.CommitReservationRequest(reservation_id=held.reservation_id, actual_cost_micros=63_000),
+        metadata=tokens.service(),
+    )
+    assert counters(budget, "system", "day", TODAY).spent_micros == 63_000
+    assert usage_count(budget) == 1
+
+
+def test_releasing_an_expired_reservation_records_the_attempt_once(budget, tokens, clock) -> None:
+    held = reserve(budget, tokens, 80_000, "slow")
+    clock.advance(TTL)
+    assert budget.app.reap_expired() == 1
+    request = pb.ReleaseReservationRequest(
+        reservation_id=held.reservation_id,
+        usage=pb.UsageRecord(outcome=pb.USAGE_OUTCOME_FALLBACK, fallback_used=True),
+    )
+    for _ in range(2):
+        released = budget.stub.ReleaseReservation(request, metadata=tokens.service()).reservation
+        assert released.state == pb.RESERVATION_STATE_EXPIRED
+    assert usage_count(budget, request_id="slow", outcome="fallback") == 1
+    assert usage_count(budget) == 1
+    assert counters(budget, "user", "day", TODAY, "u1").reserved_micros == 0
+
+
+def test_reapers_in_several_replicas_release_each_reservation_once(
+    database_url, authenticator, tokens, clock
+) -> None:
+    with (
+        running_budget(database_url, authenticator, clock=clock) as one,
+        running_budget(database_url, authenticator, clock=clock) as two,
+    ):
+        for number in range(12):
+            reserve(one, tokens, 10_000, f"k{number}", user=f"user{number % 3}")
+        clock.advance(TTL)
+        gate = threading.Barrier(4)
+        counts: list[int] = []
+
+        def reap(app) -> None:  # type: ignore[no-untyped-def]
+            gate.wait()
+            counts.append(app.reap_expired())
+
+        threads = [threading.Thread(target=reap, args=(b.app,)) for b in (one, two, one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(counts) == 12
+        assert set(reservation_states(one).values()) == {"expired"}
+        assert counters(one, "system", "day", TODAY).reserved_micros == 0
+        for number in range(3):
+            assert counters(one, "user", "month", MONTH, f"user{number}").reserved_micros == 0
+
+
+def test_the_running_server_reaps_in_the_background(
+    database_url, authenticator, tokens, clock
+) -> None:
+    with running_budget(
+        database_url, authenticator, clock=clock, reaper_interval_seconds=0.05
+    ) as budget:
+        assert budget.app.reaper.running
+        held = reserve(budget, tokens, 80_000, "forgotten")
+        clock.advance(TTL)
+        deadline = time.monotonic() + 10
+        while reservation_states(budget)[held.reservation_id] != "expired":
+            assert time.monotonic() < deadline, "the background reaper did not expire it"
+            time.sleep(0.05)
+        assert counters(budget, "user", "day", TODAY, "u1").reserved_micros == 0
+    assert not budget.app.reaper.running
+
+
+def test_the_day_rolls_over_at_midnight_and_a_commit_charges_the_day_it_held(
+    database_url, authenticator, tokens, clock
+) -> None:
+    clock.set(datetime(2026, 3, 10, 23, 59, 30, tzinfo=UTC))
+    with running_budget(database_url, authenticator, clock=clock) as budget:
+        held = [reserve(budget, tokens, 80_000, f"late-{n}") for n in range(6)]
+        with pytest.raises(grpc.RpcError) as raised:
+            reserve(budget, tokens, 80_000, "refused")
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        clock.set(datetime(2026, 3, 11, 0, 0, 0, tzinfo=UTC))
+        fresh = reserve(budget, tokens, 80_000, "after-midnight")
+        limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.service())
+        daily = limits.windows[0]
+        assert daily.start_time.ToDatetime() == datetime(2026, 3, 11)
+        assert (daily.reserved_micros, daily.spent_micros) == (80_000, 0)
+        assert limits.windows[1].reserved_micros == 7 * 80_000  # the same month
+
+        budget.stub.CommitReservation(
+            pb.CommitReservationRequest(
+                reservation_id=held[0].reservation_id, actual_cost_micros=50_000
+            ),
+            metadata=tokens.service(),
+        )
+        yesterday = counters(budget, "user", "day", date(2026, 3, 10), "u1")
+        assert (yesterday.spent_micros, yesterday.reserved_micros) == (50_000, 400_000)
+        today = counters(budget, "user", "day", date(2026, 3, 11), "u1")
+        assert (today.spent_micros, today.reserved_micros) == (0, 80_000)
+        assert fresh.amount_micros == 80_000
+
+
+def test_the_month_rolls_over_at_month_end(database_url, authenticator, tokens, clock) -> None:
+    small = tiers(
+        free=TierLimits(daily_micros=5_000, monthly_micros=1_000, per_generation_micros=1_000)
+    )
+    clock.set(datetime(2026, 2, 28, 23, 0, tzinfo=UTC))
+    with running_budget(database_url, authenticator, clock=clock, tiers=small) as budget:
+        held = reserve(budget, tokens, 1_000, "february")
+        with pytest.raises(grpc.RpcError) as raised:
+            reserve(budget, tokens, 1, "february-more")
+        info = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "ErrorInfo")
+        assert info.reason == "MONTHLY_LIMIT_EXCEEDED"
+        retry = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "RetryInfo")
+        assert retry.retry_delay.ToTimedelta() == timedelta(hours=1)
+
+        clock.set(datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC))
+        march = reserve(budget, tokens, 1_000, "march")
+        budget.stub.CommitReservation(
+            pb.CommitReservationRequest(reservation_id=held.reservation_id, actual_cost_micros=900),
+            metadata=tokens.service(),
+        )
+        february = counters(budget, "user", "month", date(2026, 2, 1), "u1")
+        assert (february.spent_micros, february.reserved_micros) == (900, 0)
+        assert counters(budget, "user", "month", MONTH, "u1").reserved_micros == 1_000
+        assert counters(budget, "system", "month", date(2026, 2, 1)).spent_micros == 900
+        limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.service())
+        monthly = limits.windows[1]
+        assert monthly.start_time.ToDatetime() == datetime(2026, 3, 1)
+        assert monthly.reset_time.ToDatetime() == datetime(2026, 4, 1)
+        assert (monthly.spent_micros, monthly.reserved_micros) == (0, 1_000)
+        assert march.amount_micros == 1_000
+
+
+def test_windows_follow_the_configured_time_zone(
+    database_url, authenticator, tokens, clock
+) -> None:
+    # 23:30 UTC on 10 March is already 11 March in Tokyo (UTC+9): 08:30.
+    clock.set(datetime(2026, 3, 10, 23, 30, tzinfo=UTC))
+    with running_budget(
+        database_url, authenticator, clock=clock, time_zone=ZoneInfo("Asia/Tokyo")
+    ) as budget:
+        for number in range(6):
+            reserve(budget, tokens, 80_000, f"k{number}")
+        with pytest.raises(grpc.RpcError) as raised:
+            reserve(budget, tokens, 80_000, "over")
+        # Until Tokyo midnight: 15:00 UTC on 11 March.
+        retry = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "RetryInfo")
+        assert retry.retry_delay.ToTimedelta() == timedelta(hours=15, minutes=30)
+        assert counters(budget, "user", "day", date(2026, 3, 11), "u1").reserved_micros == 480_000
