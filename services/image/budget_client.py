@@ -1,0 +1,183 @@
+"""BudgetService through its generated stub: every call with a deadline and a
+service token, every failure as a domain error.
+
+Fail closed: UNAVAILABLE or DEADLINE_EXCEEDED from any call becomes
+Unavailable, and GenerateImage fails without generating anything. Commit and
+release settle money the provider already took or that is still held, so they
+are retried a few times (both are idempotent) before giving up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import grpc
+from recipeimage.budget.v1 import budget_service_pb2 as pb
+from recipeimage.budget.v1 import budget_service_pb2_grpc as pb_grpc
+
+from services.common.auth import Authenticator, Role
+from services.common.errors import DomainError, Unavailable
+from services.common.status import from_rpc_error
+from services.image import quality
+from services.image.generation import Outcome, Reservation, ReservationState, Usage
+
+log = logging.getLogger("recipeimage.image.budget")
+
+SERVICE = "BudgetService"
+SUBJECT = "image-service"
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+_OUTCOMES = {
+    Outcome.GENERATED: pb.USAGE_OUTCOME_GENERATED,
+    Outcome.CACHE_HIT_EXACT: pb.USAGE_OUTCOME_CACHE_HIT_EXACT,
+    Outcome.FAILED: pb.USAGE_OUTCOME_FAILED,
+    Outcome.REFUSED: pb.USAGE_OUTCOME_REFUSED,
+}
+_STATES = {
+    pb.RESERVATION_STATE_HELD: ReservationState.HELD,
+    pb.RESERVATION_STATE_COMMITTED: ReservationState.COMMITTED,
+    pb.RESERVATION_STATE_RELEASED: ReservationState.RELEASED,
+    pb.RESERVATION_STATE_EXPIRED: ReservationState.EXPIRED,
+}
+
+
+class ServiceToken:
+    """This service's own bearer token, minted from the shared secret and
+    minted again well before it expires."""
+
+    def __init__(
+        self, authenticator: Authenticator, subject: str = SUBJECT, ttl_seconds: int = 3600
+    ) -> None:
+        self._authenticator = authenticator
+        self._subject = subject
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._token = ""
+        self._renew_at = 0.0
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        with self._lock:
+            now = time.time()
+            if now >= self._renew_at:
+                self._token = self._authenticator.mint(Role.SERVICE, self._subject, self._ttl)
+                # Renew with a quarter of the lifetime left: clock skew and slow calls fit.
+                self._renew_at = now + self._ttl * 3 / 4
+            return (("authorization", f"Bearer {self._token}"),)
+
+
+class BudgetClient:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        token: ServiceToken,
+        *,
+        deadline_seconds: float,
+        settle_attempts: int = 3,
+        settle_backoff_seconds: float = 0.25,
+    ) -> None:
+        self._stub = pb_grpc.BudgetServiceStub(channel)
+        self._token = token
+        self._deadline = deadline_seconds
+        self._settle_attempts = max(1, settle_attempts)
+        self._settle_backoff = settle_backoff_seconds
+
+    def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation:
+        response = self._call(
+            self._stub.ReserveBudget,
+            pb.ReserveBudgetRequest(
+                user_id=user_id, amount_micros=amount_micros, idempotency_key=idempotency_key
+            ),
+            "nothing was generated or charged",
+        )
+        reservation = response.reservation
+        return Reservation(
+            reservation_id=reservation.reservation_id,
+            state=_STATES.get(reservation.state, ReservationState.HELD),
+            amount_micros=reservation.amount_micros,
+            replayed=response.replayed,
+        )
+
+    def commit(self, reservation_id: str, actual_cost_micros: int, usage: Usage) -> None:
+        self._settle(
+            self._stub.CommitReservation,
+            pb.CommitReservationRequest(
+                reservation_id=reservation_id,
+                actual_cost_micros=actual_cost_micros,
+                usage=usage_record(usage, reservation_id),
+            ),
+            "the generated image's cost could not be recorded",
+        )
+
+    def release(self, reservation_id: str, usage: Usage) -> None:
+        self._settle(
+            self._stub.ReleaseReservation,
+            pb.ReleaseReservationRequest(
+                reservation_id=reservation_id, usage=usage_record(usage, reservation_id)
+            ),
+            "the held budget is returned when the reservation expires",
+        )
+
+    def record_usage(self, usage: Usage) -> bool:
+        response = self._call(
+            self._stub.RecordUsage,
+            pb.RecordUsageRequest(usage=usage_record(usage)),
+            "nothing was served or charged",
+        )
+        return response.duplicate
+
+    def _settle(self, method, request, consequence: str) -> None:  # type: ignore[no-untyped-def]
+        for attempt in range(1, self._settle_attempts + 1):
+            try:
+                self._call(method, request, consequence)
+                return
+            except Unavailable:
+                if attempt == self._settle_attempts:
+                    raise
+                log.warning(
+                    "budget settlement failed; retrying",
+                    extra={"attempt": attempt, "reservation_id": request.reservation_id},
+                )
+                time.sleep(self._settle_backoff * attempt)
+
+    def _call(self, method, request, consequence: str):  # type: ignore[no-untyped-def]
+        try:
+            return method(request, timeout=self._deadline, metadata=self._token.metadata())
+        except grpc.RpcError as error:
+            raise _domain_error(error, consequence) from None
+
+
+def _domain_error(error: grpc.RpcError, consequence: str) -> DomainError:
+    code = error.code()  # type: ignore[attr-defined]
+    if code in UNREACHABLE:
+        return Unavailable(
+            f"{SERVICE} cannot be reached ({code.name}); {consequence}",
+            reason="BUDGET_UNAVAILABLE",
+        )
+    return from_rpc_error(error, SERVICE)
+
+
+def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:
+    return pb.UsageRecord(
+        request_id=usage.request_id,
+        user_id=usage.user_id,
+        recipe_id=usage.recipe_id,
+        prompt=usage.prompt,
+        prompt_length=len(usage.prompt),
+        size=usage.size,
+        quality=quality.to_proto(usage.quality),
+        model=usage.model,
+        provider=usage.provider,
+        cost_micros=usage.cost_micros,
+        success=usage.success,
+        error_message=usage.error_message,
+        generation_time_ms=usage.generation_time_ms,
+        cached=usage.cached,
+        cache_hit=usage.cache_hit,
+        outcome=_OUTCOMES[usage.outcome],
+        cost_saved_micros=usage.cost_saved_micros,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        reservation_id=reservation_id,
+    )

@@ -1,0 +1,90 @@
+"""ImageService settings: every variable next to its default.
+
+Read once by the composition root (services/image/main.py); nothing here reads
+os.environ by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.config import env_choice, env_float, env_int, env_path, env_str
+
+PROVIDERS = ("auto", "openai", "offline")
+
+# The cheapest active GPT image model in the 2026-11-24 price table whose low and medium
+# 1024x1024 figures (5,880 and 13,170 micros) fit the free tier's 80,000-micro
+# per-generation limit; gpt-image-2.5-flare costs the same, and gpt-image-2.5-sunburst is
+# the replacement the table names for the retired models. build_app checks it against the
+# table at start.
+DEFAULT_MODEL = "gpt-image-2.5-sunburst"
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    address: str
+    database_url: str
+    max_workers: int
+    max_concurrent_rpcs: int
+    metrics_port: int
+    metrics_address: str
+    db_pool_size: int
+    store_dir: Path
+    budget_target: str
+    budget_deadline_seconds: float
+    provider: str
+    openai_api_key: str
+    openai_base_url: str
+    openai_timeout_seconds: float
+    openai_max_retries: int
+    default_model: str
+    default_size: str
+    default_quality: str
+    cache_ttl_days: int
+    price_table: Path | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
+        price_table = env_str(env, "RECIPEIMAGE_PRICE_TABLE", "")
+        return cls(
+            address=env_str(env, "RECIPEIMAGE_IMAGE_ADDRESS", "127.0.0.1:50052"),
+            database_url=env_str(env, "RECIPEIMAGE_IMAGE_DATABASE_URL", "sqlite:///var/image.db"),
+            max_workers=env_int(env, "RECIPEIMAGE_IMAGE_MAX_WORKERS", 64, minimum=1),
+            max_concurrent_rpcs=env_int(
+                env, "RECIPEIMAGE_IMAGE_MAX_CONCURRENT_RPCS", 256, minimum=1
+            ),
+            # 0 disables the /metrics endpoint.
+            metrics_port=env_int(env, "RECIPEIMAGE_IMAGE_METRICS_PORT", 9102),
+            metrics_address=env_str(env, "RECIPEIMAGE_IMAGE_METRICS_ADDRESS", "127.0.0.1"),
+            db_pool_size=env_int(env, "RECIPEIMAGE_IMAGE_DB_POOL_SIZE", 20, minimum=1),
+            store_dir=env_path(env, "RECIPEIMAGE_IMAGE_STORE_DIR", "var/images"),
+            budget_target=env_str(env, "RECIPEIMAGE_BUDGET_TARGET", "127.0.0.1:50051"),
+            budget_deadline_seconds=env_float(
+                env, "RECIPEIMAGE_BUDGET_DEADLINE_SECONDS", 5.0, minimum=0.001
+            ),
+            provider=env_choice(env, "RECIPEIMAGE_PROVIDER", "auto", PROVIDERS),
+            # The openai convention, unprefixed.
+            openai_api_key=env_str(env, "OPENAI_API_KEY", ""),
+            # Empty: the openai client's own default (OpenAI's API).
+            openai_base_url=env_str(env, "RECIPEIMAGE_OPENAI_BASE_URL", ""),
+            openai_timeout_seconds=env_float(
+                env, "RECIPEIMAGE_OPENAI_TIMEOUT_SECONDS", 120.0, minimum=0.001
+            ),
+            openai_max_retries=env_int(env, "RECIPEIMAGE_OPENAI_MAX_RETRIES", 2),
+            default_model=env_str(env, "RECIPEIMAGE_DEFAULT_MODEL", DEFAULT_MODEL),
+            default_size=env_str(env, "RECIPEIMAGE_DEFAULT_SIZE", "1024x1024"),
+            default_quality=env_choice(
+                env, "RECIPEIMAGE_DEFAULT_QUALITY", "medium", ("low", "medium", "high")
+            ),
+            cache_ttl_days=env_int(env, "RECIPEIMAGE_CACHE_TTL_DAYS", 30, minimum=1),
+            # Empty: the table shipped with the code (services/common/price_table.json).
+            price_table=Path(price_table) if price_table else None,
+        )
+
+    def resolved_provider(self) -> str:
+        """`auto` means openai when an API key is set, else offline."""
+        if self.provider == "auto":
+            return "openai" if self.openai_api_key else "offline"
+        return self.provider

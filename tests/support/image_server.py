@@ -1,0 +1,110 @@
+"""A real BudgetService and a real ImageService in the test process, wired to
+each other over loopback gRPC, sharing one test database.
+
+    with running_pair(database_url, authenticator) as pair:
+        reply = pair.image.GenerateImage(request, metadata=tokens.user("u1"))
+        pair.budget.stub.GetLimits(...)
+
+Both bind 127.0.0.1:0 and serve no metrics. `provider="openai"` with
+`openai_base_url` points the real openai client at a fake (tests/support/
+fake_openai.py). `**overrides` are ImageSettings fields; `budget_overrides`
+are BudgetSettings fields (e.g. tiers=tiers(free=TierLimits(...))).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+from recipeimage.image.v1 import image_service_pb2_grpc
+
+from services.common.auth import Authenticator
+from services.common.clock import Clock
+from services.image.main import ImageApp, build_app
+from services.image.providers import Provider
+from services.image.settings import ImageSettings
+from tests.support.budget_server import RunningBudget, running_budget
+
+TEST_OPENAI_KEY = "sk-test-not-a-real-key"
+
+
+@dataclass
+class RunningPair:
+    budget: RunningBudget
+    app: ImageApp
+    channel: grpc.Channel
+    image: image_service_pb2_grpc.ImageServiceStub
+    store_dir: Path
+
+    @property
+    def port(self) -> int:
+        return self.app.port
+
+
+def image_settings(database_url: str, store_dir: Path, **overrides: object) -> ImageSettings:
+    """Test settings: defaults from an empty environment, loopback port 0, no
+    metrics endpoint, a small pool; then the overrides."""
+    base = replace(
+        ImageSettings.from_env({}),
+        address="127.0.0.1:0",
+        database_url=database_url,
+        metrics_port=0,
+        max_workers=16,
+        db_pool_size=5,
+        store_dir=store_dir,
+        provider="offline",
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@contextmanager
+def running_pair(
+    database_url: str,
+    authenticator: Authenticator,
+    *,
+    openai_base_url: str | None = None,
+    provider: str | Provider = "offline",
+    clock: Clock | None = None,
+    budget_overrides: Mapping[str, object] | None = None,
+    **overrides: object,
+) -> Iterator[RunningPair]:
+    """`provider` is a RECIPEIMAGE_PROVIDER choice ("offline", "openai") or a
+    Provider object to use as is."""
+    with (
+        running_budget(
+            database_url, authenticator, clock, **dict(budget_overrides or {})
+        ) as budget,
+        tempfile.TemporaryDirectory(prefix="recipeimage-images-") as store,
+    ):
+        choice: dict[str, object] = {}
+        instance: Provider | None = None
+        if isinstance(provider, str):
+            choice["provider"] = provider
+            if provider == "openai":
+                choice["openai_api_key"] = TEST_OPENAI_KEY
+                choice["openai_base_url"] = openai_base_url or ""
+        else:
+            instance = provider
+        settings = image_settings(
+            database_url,
+            Path(store),
+            budget_target=budget.target,
+            **{**choice, **overrides},
+        )
+        app = build_app(settings, authenticator, clock=clock, provider=instance)
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+        try:
+            yield RunningPair(
+                budget=budget,
+                app=app,
+                channel=channel,
+                image=image_service_pb2_grpc.ImageServiceStub(channel),
+                store_dir=Path(store),
+            )
+        finally:
+            channel.close()
+            app.stop(0)
