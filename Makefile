@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --silent
+	npm install --no-audit --no-fund --silent
 	touch $@
 
 ## run: serve BudgetService and ImageService locally (SQLite, offline provider unless OPENAI_API_KEY is set)
