@@ -67,6 +67,14 @@ class PostgresDatabases:
         self.created.append(self.template)
         migrate_all(self.url(self.template))
 
+    def create_empty(self) -> str:
+        """A database with no tables at all, dropped at the end of the run."""
+        name = f"ri_empty_{self.run_id}_{uuid.uuid4().hex[:8]}"
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.created.append(name)
+        return self.url(name)
+
     def create_copy(self) -> str:
         name = f"ri_test_{self.run_id}_{uuid.uuid4().hex[:8]}"
         with self._admin() as conn:
