@@ -61,7 +61,7 @@ migrate: $(STAMP)
 
 ## bench: the benchmarks, printed as ratios against a baseline from the same run
 bench: $(STAMP)
-	$(PY) -m tests.bench
+	$(PY) -m tests.bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) node_modules

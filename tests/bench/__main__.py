@@ -1,0 +1,33 @@
+"""make bench: every benchmark module, each reported against one baseline."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from tests.bench.harness import empty_rpc_baseline, report
+
+# Each module has run(baseline) -> None and prints its own lines via report().
+MODULES = ("tests.bench.budget_bench", "tests.bench.cache_bench")
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv) or {name.rsplit(".", 1)[1] for name in MODULES}
+    baseline = empty_rpc_baseline()
+    print(report(baseline, baseline), flush=True)
+    for name in MODULES:
+        if name.rsplit(".", 1)[1] not in wanted:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            print(f"({name} not written yet)")
+            continue
+        module.run(baseline)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
