@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
 
-from services.budget.domain import Outcome, Reservation, ReservationState, Usage
-from services.budget.limits import Tier
-from services.budget.reservations import WindowState
-from services.budget.stats import StatsPeriod, UsageStats
-from services.budget.windows import Scope, Span
+from services.budget.domain import (
+    AuditAction,
+    AuditEntry,
+    AuditSnapshot,
+    Outcome,
+    Reservation,
+    ReservationState,
+    Usage,
+)
+from services.budget.limits import LimitValues, Tier, UserSettings
+from services.budget.management import SystemLimitsView
+from services.budget.reconcile import Reconciliation
+from services.budget.reservations import LimitsView, WindowState
+from services.budget.stats import StatsPeriod, UsagePage, UsageStats
+from services.budget.windows import Scope, Span, local_midnight
 
 _TIERS = {
     Tier.FREE: pb.USER_TIER_FREE,
@@ -46,10 +56,18 @@ _QUALITIES = {
     "high": image_quality_pb2.IMAGE_QUALITY_HIGH,
 }
 _QUALITIES_FROM_PROTO = {value: key for key, value in _QUALITIES.items()}
+_TIERS_FROM_PROTO = {value: key for key, value in _TIERS.items()}
 _PERIODS_FROM_PROTO = {
     pb.STATS_PERIOD_DAY: StatsPeriod.DAY,
     pb.STATS_PERIOD_WEEK: StatsPeriod.WEEK,
     pb.STATS_PERIOD_MONTH: StatsPeriod.MONTH,
+    pb.STATS_PERIOD_RANGE: StatsPeriod.RANGE,
+}
+_AUDIT_ACTIONS = {
+    AuditAction.SET_USER_TIER: pb.AUDIT_ACTION_SET_USER_TIER,
+    AuditAction.SET_USER_LIMITS: pb.AUDIT_ACTION_SET_USER_LIMITS,
+    AuditAction.SET_SPEND_CAP: pb.AUDIT_ACTION_SET_SPEND_CAP,
+    AuditAction.SET_SYSTEM_LIMITS: pb.AUDIT_ACTION_SET_SYSTEM_LIMITS,
 }
 _PERIODS = {value: key for key, value in _PERIODS_FROM_PROTO.items()}
 
@@ -60,8 +78,39 @@ def timestamp(instant: datetime) -> timestamp_pb2.Timestamp:
     return message
 
 
-def tier(value: Tier) -> int:
-    return _TIERS[value]
+def optional_timestamp(message, field: str) -> datetime | None:  # type: ignore[no-untyped-def]
+    """An aware UTC datetime of a Timestamp field, None when it is unset."""
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def tier(value: Tier | None) -> int:
+    return _TIERS[value] if value is not None else pb.USER_TIER_UNSPECIFIED
+
+
+def tier_from_proto(value: int) -> Tier | None:
+    return _TIERS_FROM_PROTO.get(value)
+
+
+def limit_values(value: LimitValues | None) -> pb.LimitValues:
+    message = pb.LimitValues()
+    if value is None:
+        return message
+    for name, number in value.as_dict().items():
+        setattr(message, name, number)
+    return message
+
+
+def limit_values_from_proto(message: pb.LimitValues) -> LimitValues:
+    """Unset fields stay None (proto3 optional)."""
+    return LimitValues(
+        daily_micros=message.daily_micros if message.HasField("daily_micros") else None,
+        monthly_micros=message.monthly_micros if message.HasField("monthly_micros") else None,
+        per_generation_micros=(
+            message.per_generation_micros if message.HasField("per_generation_micros") else None
+        ),
+    )
 
 
 def window(state: WindowState) -> pb.Window:
@@ -74,6 +123,89 @@ def window(state: WindowState) -> pb.Window:
         start_time=timestamp(state.period.start),
         reset_time=timestamp(state.period.end),
         limit_source=state.source,
+        overrun_micros=state.overrun_micros,
+    )
+
+
+def limits(view: LimitsView) -> pb.GetLimitsResponse:
+    return pb.GetLimitsResponse(
+        user_id=view.user_id,
+        tier=tier(view.tier),
+        per_generation_limit_micros=view.per_generation.micros,
+        per_generation_limit_source=view.per_generation.source,
+        windows=[window(w) for w in view.windows],
+        overrides=limit_values(view.overrides),
+        spend_cap=limit_values(view.cap),
+    )
+
+
+def user_settings(value: UserSettings) -> pb.UserLimitSettings:
+    return pb.UserLimitSettings(
+        user_id=value.user_id,
+        tier=tier(value.tier),
+        overrides=limit_values(value.overrides),
+        spend_cap=limit_values(value.cap),
+    )
+
+
+def system_limits(value: SystemLimitsView) -> pb.SetSystemLimitsResponse:
+    return pb.SetSystemLimitsResponse(
+        daily_limit_micros=value.daily.micros,
+        daily_limit_source=value.daily.source,
+        monthly_limit_micros=value.monthly.micros,
+        monthly_limit_source=value.monthly.source,
+    )
+
+
+def _snapshot(value: AuditSnapshot) -> pb.AuditSnapshot:
+    message = pb.AuditSnapshot(tier=tier(value.tier))
+    for field, values in (
+        ("overrides", value.overrides),
+        ("spend_cap", value.cap),
+        ("system_limits", value.system),
+    ):
+        if values is not None:
+            getattr(message, field).CopyFrom(limit_values(values))
+    return message
+
+
+def audit_entry(value: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        entry_id=str(value.id),
+        create_time=timestamp(value.created_at),
+        actor=value.actor,
+        actor_role=value.actor_role,
+        action=_AUDIT_ACTIONS[value.action],
+        target_user_id=value.target_user_id,
+        before=_snapshot(value.before),
+        after=_snapshot(value.after),
+    )
+
+
+def reconciliation(value: Reconciliation, zone) -> pb.ReconcileLedgerResponse:  # type: ignore[no-untyped-def]
+    differences = []
+    for difference in value.differences:
+        message = pb.LedgerDifference(
+            user_id=difference.user_id,
+            field=difference.field,
+            counter_micros=difference.counter_micros,
+            ledger_micros=difference.ledger_micros,
+            reservation_id=difference.reservation_id,
+            description=difference.description,
+        )
+        if difference.scope is not None and difference.span is not None:
+            message.window_kind = _WINDOW_KINDS[(difference.scope, difference.span)]
+        if difference.start_date is not None:
+            message.window_start_time.CopyFrom(
+                timestamp(local_midnight(difference.start_date, zone))
+            )
+        differences.append(message)
+    return pb.ReconcileLedgerResponse(
+        consistent=value.consistent,
+        windows_checked=value.windows_checked,
+        reservations_checked=value.reservations_checked,
+        differences=differences,
+        truncated=value.truncated,
     )
 
 
@@ -166,7 +298,38 @@ def usage_stats(value: UsageStats) -> pb.GetUsageStatsResponse:
         monthly_cost_micros=value.monthly_cost_micros,
         cache_hits=value.cache_hits,
         cost_saved_micros=value.cost_saved_micros,
+        time_zone=value.time_zone,
+        fallback_generations=value.fallback_generations,
+        breakdown=[
+            pb.UsageBreakdown(
+                model=row.model,
+                size=row.size,
+                quality=_QUALITIES.get(row.quality, image_quality_pb2.IMAGE_QUALITY_UNSPECIFIED),
+                generations=row.generations,
+                successful_generations=row.successful,
+                cost_micros=row.cost_micros,
+                cache_hits=row.cache_hits,
+                cost_saved_micros=row.cost_saved_micros,
+            )
+            for row in value.breakdown
+        ],
+        outcomes=[
+            pb.OutcomeCount(
+                outcome=_OUTCOMES[row.outcome],
+                count=row.count,
+                cost_micros=row.cost_micros,
+                cost_saved_micros=row.cost_saved_micros,
+            )
+            for row in value.outcomes
+        ],
     )
     if value.last_generation_at is not None:
         message.last_generation_time.CopyFrom(timestamp(value.last_generation_at))
     return message
+
+
+def usage_page(value: UsagePage) -> pb.ListUsageResponse:
+    return pb.ListUsageResponse(
+        usage_records=[usage(record) for record in value.records],
+        next_page_token=value.next_page_token,
+    )

@@ -1,10 +1,12 @@
-"""The budget service's values: reservations and usage records. Plain Python."""
+"""The budget service's values: reservations, usage records, audit entries. Plain Python."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime
+
+from services.budget.limits import LimitValues, Tier
 
 
 class ReservationState(enum.StrEnum):
@@ -79,3 +81,37 @@ class Usage:
     output_tokens: int = 0
     reservation_id: str = ""
     created_at: datetime | None = None
+
+
+class AuditAction(enum.StrEnum):
+    SET_USER_TIER = "set_user_tier"
+    SET_USER_LIMITS = "set_user_limits"
+    SET_SPEND_CAP = "set_spend_cap"
+    SET_SYSTEM_LIMITS = "set_system_limits"
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """The stored settings an audit entry is about, before or after the change.
+
+    For a user: tier (None: the default), overrides and caps. For the system:
+    the admin-set limits (daily and monthly; None: the configured ones).
+    """
+
+    tier: Tier | None = None
+    overrides: LimitValues | None = None
+    cap: LimitValues | None = None
+    system: LimitValues | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    created_at: datetime
+    actor: str
+    actor_role: str
+    action: AuditAction
+    # The user whose settings changed; "" for the system limits.
+    target_user_id: str
+    before: AuditSnapshot
+    after: AuditSnapshot

@@ -9,10 +9,13 @@ from sqlalchemy.orm import sessionmaker
 
 from services.budget.domain import Outcome, Usage
 from services.budget.repository import Repository
+from services.budget.usage_repository import UsageRepository
 from services.budget.validation import MAX_ERROR_MESSAGE_CHARS, Violations
 from services.common.auth import Principal
 from services.common.clock import Clock
-from services.common.errors import PermissionDenied
+from services.common.errors import FailedPrecondition, PermissionDenied
+
+ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ def completed(
         prompt_length=record.prompt_length or len(record.prompt),
         cached=record.cached or outcome.cache_hit != "",
         cache_hit=record.cache_hit or outcome.cache_hit,
+        fallback_used=record.fallback_used or outcome is Outcome.FALLBACK,
         # The provider's text can be long; the attempt is recorded regardless.
         error_message=record.error_message[:MAX_ERROR_MESSAGE_CHARS],
     )
@@ -73,10 +77,19 @@ class Ledger:
             usage, default_outcome=Outcome.FAILED, created_at=self._clock.now(), user_id=user_id
         )
         with self._sessions.begin() as session:
-            repository = Repository(session)
-            if repository.insert_usage(record):
+            usage_repository = UsageRepository(session)
+            if usage_repository.insert(record):
+                if Repository(session).reservation_by_key(record.request_id) is not None:
+                    # Raising rolls the insert back: the attempt held money, and
+                    # its record is written when that reservation is settled.
+                    raise FailedPrecondition(
+                        "this request_id has a reservation: commit or release it to record "
+                        "the attempt",
+                        ATTEMPT_HAS_RESERVATION,
+                        {"request_id": record.request_id},
+                    )
                 return Recorded(record, duplicate=False)
-            existing = repository.usage_by_request_id(record.request_id)
+            existing = usage_repository.by_request_id(record.request_id)
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish
             raise RuntimeError(f"usage record {record.request_id!r} conflicted but is missing")
         if existing.user_id != user_id:

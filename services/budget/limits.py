@@ -1,14 +1,20 @@
 """Tiers and the effective limits of a user's windows. Plain Python.
 
 Every reservation is checked against four windows: the user's day and month
-and the system's day and month, all calendar windows in the configured zone.
+and the system's day and month, all calendar windows in the configured zone,
+and against the per-generation limit.
+
+A user's limit for a span is its tier's (configuration) or, when an admin set
+one, the override; a cap the user set on itself then lowers it, never raises
+it. The system windows take the limit an admin set (stored, so every replica
+enforces it) or the configured one.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -22,11 +28,21 @@ _REASONS = {
     (Scope.SYSTEM, Span.MONTH): "SYSTEM_MONTHLY_LIMIT_EXCEEDED",
 }
 
+# Which rule set a limit (GetLimits' limit_source); tiers read "tier:<name>".
+SOURCE_OVERRIDE = "override"
+SOURCE_CAP = "cap"
+SOURCE_SYSTEM = "system"
+SOURCE_SYSTEM_OVERRIDE = "system:override"
+
 
 class Tier(enum.StrEnum):
     FREE = "free"
     PREMIUM = "premium"
     PRO = "pro"
+
+    @property
+    def source(self) -> str:
+        return f"tier:{self.value}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,66 @@ DEFAULT_TIERS: Mapping[Tier, TierLimits] = {
     Tier.PREMIUM: TierLimits(2_000_000, 25_000_000, 120_000),
     Tier.PRO: TierLimits(10_000_000, 100_000_000, 120_000),
 }
+
+
+@dataclass(frozen=True)
+class LimitValues:
+    """Optional limits in micros: overrides, caps or admin-set system limits.
+    None means "no value" (for system limits: the configured one)."""
+
+    daily_micros: int | None = None
+    monthly_micros: int | None = None
+    per_generation_micros: int | None = None
+
+    def of(self, span: Span) -> int | None:
+        return self.daily_micros if span is Span.DAY else self.monthly_micros
+
+    def as_dict(self) -> dict[str, int]:
+        """The values that are set (for the audit log)."""
+        return {
+            name: value
+            for name, value in (
+                ("daily_micros", self.daily_micros),
+                ("monthly_micros", self.monthly_micros),
+                ("per_generation_micros", self.per_generation_micros),
+            )
+            if value is not None
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, int] | None) -> LimitValues:
+        return cls(**dict(values or {}))
+
+
+NO_LIMITS = LimitValues()
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    """What is stored for a user: its tier (None: the default), an admin's
+    overrides and its own caps."""
+
+    user_id: str
+    tier: Tier | None = None
+    overrides: LimitValues = field(default=NO_LIMITS)
+    cap: LimitValues = field(default=NO_LIMITS)
+
+
+@dataclass(frozen=True)
+class Limit:
+    micros: int
+    source: str
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    """The limits that apply to one user now, each with the rule that set it."""
+
+    user_id: str
+    tier: Tier
+    per_generation: Limit
+    user: Mapping[Span, Limit]
+    system: Mapping[Span, Limit]
 
 
 def refusal_reason(key: WindowKey) -> str:
@@ -63,6 +139,13 @@ class WindowLimit:
         return refusal_reason(self.key)
 
 
+def _lowered_by_cap(base: Limit, cap: int | None) -> Limit:
+    """A cap only ever lowers a limit; at or above it, the cap changes nothing."""
+    if cap is not None and cap < base.micros:
+        return Limit(cap, SOURCE_CAP)
+    return base
+
+
 class LimitPolicy:
     """Which limits apply to a user at an instant."""
 
@@ -82,33 +165,70 @@ class LimitPolicy:
         self._system = {Span.DAY: system_daily_micros, Span.MONTH: system_monthly_micros}
         self.zone = zone
 
-    def tier_of(self, stored: str | None) -> Tier:
-        """A user's tier; users the service has no row for are on the default tier."""
+    def tier_of(self, stored: str | Tier | None) -> Tier:
+        """A user's tier; users the service has no tier for are on the default tier."""
         return Tier(stored) if stored else self.default_tier
 
     def tier_limits(self, tier: Tier) -> TierLimits:
         return self._tiers[tier]
 
-    def windows(self, user_id: str, tier: Tier, now: datetime) -> list[WindowLimit]:
+    def system_limit(self, span: Span, stored: LimitValues) -> Limit:
+        """The system limit of a span: an admin's, else the configured one."""
+        value = stored.of(span)
+        if value is not None:
+            return Limit(value, SOURCE_SYSTEM_OVERRIDE)
+        return Limit(self._system[span], SOURCE_SYSTEM)
+
+    def effective(self, user: UserSettings, system: LimitValues = NO_LIMITS) -> EffectiveLimits:
+        tier = self.tier_of(user.tier)
+        defaults = self._tiers[tier]
+
+        def user_limit(override: int | None, default: int, cap: int | None) -> Limit:
+            base = (
+                Limit(override, SOURCE_OVERRIDE)
+                if override is not None
+                else Limit(default, tier.source)
+            )
+            return _lowered_by_cap(base, cap)
+
+        return EffectiveLimits(
+            user_id=user.user_id,
+            tier=tier,
+            per_generation=user_limit(
+                user.overrides.per_generation_micros,
+                defaults.per_generation_micros,
+                user.cap.per_generation_micros,
+            ),
+            user={
+                Span.DAY: user_limit(
+                    user.overrides.daily_micros, defaults.daily_micros, user.cap.daily_micros
+                ),
+                Span.MONTH: user_limit(
+                    user.overrides.monthly_micros, defaults.monthly_micros, user.cap.monthly_micros
+                ),
+            },
+            system={span: self.system_limit(span, system) for span in Span},
+        )
+
+    def windows(self, limits: EffectiveLimits, now: datetime) -> list[WindowLimit]:
         """The four windows that apply now, in lock order."""
-        limits = self._tiers[tier]
-        per_user = {Span.DAY: limits.daily_micros, Span.MONTH: limits.monthly_micros}
         found = []
         for span in (Span.DAY, Span.MONTH):
             period = period_of(span, now, self.zone)
+            user, system = limits.user[span], limits.system[span]
             found.append(
                 WindowLimit(
-                    WindowKey(Scope.USER, user_id, span, period.start_date),
-                    per_user[span],
-                    f"tier:{tier}",
+                    WindowKey(Scope.USER, limits.user_id, span, period.start_date),
+                    user.micros,
+                    user.source,
                     period,
                 )
             )
             found.append(
                 WindowLimit(
                     WindowKey(Scope.SYSTEM, SYSTEM_SUBJECT, span, period.start_date),
-                    self._system[span],
-                    "system",
+                    system.micros,
+                    system.source,
                     period,
                 )
             )

@@ -20,7 +20,9 @@ from sqlalchemy.orm import sessionmaker
 
 from services.budget.ledger import Ledger
 from services.budget.limits import LimitPolicy
+from services.budget.management import Management
 from services.budget.reaper import Reaper
+from services.budget.reconcile import Reconciler
 from services.budget.reservations import Reservations
 from services.budget.servicer import SERVICE_NAME, BudgetServicer
 from services.budget.settings import BudgetSettings
@@ -101,6 +103,8 @@ def build_servicer(
         reservations,
         Ledger(sessions, clock),
         Stats(sessions, clock, settings.time_zone),
+        Management(sessions, clock, policy),
+        Reconciler(sessions, settings.time_zone),
     )
     return servicer, reservations
 

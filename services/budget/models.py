@@ -36,16 +36,61 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# Limits an admin or a user may store; NULL means "none set".
+_USER_LIMIT_COLUMNS = (
+    "override_daily_micros",
+    "override_monthly_micros",
+    "override_per_generation_micros",
+    "cap_daily_micros",
+    "cap_monthly_micros",
+    "cap_per_generation_micros",
+)
+
+
 class UserRow(Base):
-    """Users the service knows something about; the rest are on the default tier."""
+    """Users the service stores something for: a tier (NULL: the default tier),
+    an admin's overrides of the tier's limits, the caps the user set on itself.
+    Everyone else is on the default tier with no overrides and no caps."""
 
     __tablename__ = "budget_users"
-    __table_args__ = (CheckConstraint("tier IN ('free', 'premium', 'pro')", name="tier"),)
+    __table_args__ = (
+        CheckConstraint("tier IN ('free', 'premium', 'pro')", name="tier"),
+        *(
+            CheckConstraint(f"{column} >= 0", name=f"{column}_not_negative")
+            for column in _USER_LIMIT_COLUMNS
+        ),
+    )
 
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    tier: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    override_daily_micros: Mapped[int | None] = mapped_column(BigInteger())
+    override_monthly_micros: Mapped[int | None] = mapped_column(BigInteger())
+    override_per_generation_micros: Mapped[int | None] = mapped_column(BigInteger())
+    cap_daily_micros: Mapped[int | None] = mapped_column(BigInteger())
+    cap_monthly_micros: Mapped[int | None] = mapped_column(BigInteger())
+    cap_per_generation_micros: Mapped[int | None] = mapped_column(BigInteger())
+
+
+class SystemLimitsRow(Base):
+    """The one row of admin-set system limits; NULL: the configured limit.
+
+    Stored, not configured per process, so a change reaches every replica at
+    once. The migration creates the row; SetSystemLimits locks and updates it.
+    """
+
+    __tablename__ = "budget_system_limits"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        CheckConstraint("daily_limit_micros >= 0", name="daily_not_negative"),
+        CheckConstraint("monthly_limit_micros >= 0", name="monthly_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=False)
+    daily_limit_micros: Mapped[int | None] = mapped_column(BigInteger())
+    monthly_limit_micros: Mapped[int | None] = mapped_column(BigInteger())
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class WindowRow(Base):
@@ -57,6 +102,7 @@ class WindowRow(Base):
         CheckConstraint("kind IN ('day', 'month')", name="kind"),
         CheckConstraint("spent_micros >= 0", name="spent_not_negative"),
         CheckConstraint("reserved_micros >= 0", name="reserved_not_negative"),
+        CheckConstraint("overrun_micros >= 0", name="overrun_not_negative"),
     )
 
     scope: Mapped[str] = mapped_column(String(8), primary_key=True)
@@ -65,6 +111,8 @@ class WindowRow(Base):
     start_date: Mapped[date] = mapped_column(Date(), primary_key=True)
     spent_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
     reserved_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    # Spend no hold covered: late commits, and commits above their hold.
+    overrun_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
 
 
 class ReservationRow(Base):
@@ -92,8 +140,24 @@ class ReservationRow(Base):
     overrun: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
 
 
+# The columns GetUsageStats aggregates (the covering index's INCLUDE list).
+STATS_COLUMNS = (
+    "cost_micros",
+    "cost_saved_micros",
+    "success",
+    "cached",
+    "outcome",
+    "model",
+    "size",
+    "quality",
+)
+
+
 class UsageRow(Base):
-    """The append-only usage ledger: one row per attempt, unique by request_id."""
+    """The append-only usage ledger: one row per attempt, unique by request_id.
+
+    The database refuses UPDATE and DELETE of its rows (triggers, migration 0002).
+    """
 
     __tablename__ = "budget_usage_records"
     __table_args__ = (
@@ -104,7 +168,16 @@ class UsageRow(Base):
         ),
         CheckConstraint("cost_micros >= 0", name="cost_not_negative"),
         CheckConstraint("cost_saved_micros >= 0", name="cost_saved_not_negative"),
-        Index("ix_budget_usage_records_user_id_created_at", "user_id", "created_at"),
+        # Stats and ListUsage read one user's records in a time range. On
+        # PostgreSQL the index also carries every column the stats aggregate,
+        # so they are answered by an index-only scan of that user's range.
+        Index(
+            "ix_budget_usage_records_user_id_created_at_id",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_include=list(STATS_COLUMNS),
+        ),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
@@ -132,6 +205,61 @@ class UsageRow(Base):
         String(32), ForeignKey("budget_reservations.id")
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UsageDailyRow(Base):
+    """The ledger rolled up by user, UTC day, model, size, quality and outcome.
+
+    Maintained by the database itself: an AFTER INSERT trigger on the ledger
+    adds each new record here in the same statement (migration 0002), so the
+    rollup cannot drift from the append-only ledger. GetUsageStats reads whole
+    UTC days from here and only the partial days at a range's edges from the
+    ledger; reconciliation checks it against the ledger.
+    """
+
+    __tablename__ = "budget_usage_daily"
+
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    size: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Counts of one user's day fit an INTEGER, which PostgreSQL sums as a
+    # BIGINT (fast); money stays BIGINT micros.
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+    successful: Mapped[int] = mapped_column(Integer())
+    cache_hits: Mapped[int] = mapped_column(Integer())
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditRow(Base):
+    """The append-only audit log of limit changes: who, what, before, after, when.
+
+    before and after are JSON objects of the stored settings (see
+    services.budget.management); the database refuses UPDATE and DELETE.
+    """
+
+    __tablename__ = "budget_audit_log"
+    __table_args__ = (
+        CheckConstraint(
+            "action IN ('set_user_tier', 'set_user_limits', 'set_spend_cap', 'set_system_limits')",
+            name="action",
+        ),
+        Index("ix_budget_audit_log_target_user_id_id", "target_user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(ID_LENGTH))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    # The user whose settings changed; "" for the system limits.
+    target_user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    before_json: Mapped[str] = mapped_column(Text())
+    after_json: Mapped[str] = mapped_column(Text())
 
 
 metadata = Base.metadata

@@ -22,7 +22,19 @@ ALL_CALLS = [
         ),
     ),
     ("GetUsageStats", pb.GetUsageStatsRequest(user_id="u1", period=pb.STATS_PERIOD_DAY)),
+    ("ListUsage", pb.ListUsageRequest(user_id="u1")),
+    ("SetSpendCap", pb.SetSpendCapRequest(user_id="u1", spend_cap=pb.LimitValues(daily_micros=1))),
+    ("SetUserTier", pb.SetUserTierRequest(user_id="u1", tier=pb.USER_TIER_PRO)),
+    ("SetUserLimits", pb.SetUserLimitsRequest(user_id="u1")),
+    ("SetSystemLimits", pb.SetSystemLimitsRequest(daily_limit_micros=1)),
+    ("ListAuditLog", pb.ListAuditLogRequest()),
+    ("ReconcileLedger", pb.ReconcileLedgerRequest()),
 ]
+
+
+def test_every_rpc_of_the_service_is_listed_here() -> None:
+    rpcs = pb.DESCRIPTOR.services_by_name["BudgetService"].methods_by_name
+    assert set(rpcs) == {method for method, _ in ALL_CALLS}
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -42,18 +54,42 @@ def bad_credentials(authenticator: Authenticator) -> dict[str, tuple]:
 
 
 @pytest.mark.parametrize(("method", "request_"), ALL_CALLS, ids=[m for m, _ in ALL_CALLS])
-def test_every_rpc_needs_a_valid_token(budget, bad_credentials, method, request_) -> None:
+def test_every_rpc_needs_a_valid_token(budget, bad_credentials, tokens, method, request_) -> None:
     for name, metadata in bad_credentials.items():
         with pytest.raises(grpc.RpcError) as raised:
             getattr(budget.stub, method)(request_, metadata=metadata)
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     assert reservation_states(budget) == {}
+    limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.admin())
+    assert limits.windows[0].limit_source == "tier:free"
+    assert limits.windows[2].limit_source == "system"
 
 
 @pytest.mark.parametrize(
     ("method", "request_"),
-    [call for call in ALL_CALLS if call[0] not in ("CommitReservation", "ReleaseReservation")],
-    ids=["GetLimits", "CheckBudget", "ReserveBudget", "RecordUsage", "GetUsageStats"],
+    [
+        call
+        for call in ALL_CALLS
+        if call[0]
+        in (
+            "GetLimits",
+            "CheckBudget",
+            "ReserveBudget",
+            "RecordUsage",
+            "GetUsageStats",
+            "ListUsage",
+            "SetSpendCap",
+        )
+    ],
+    ids=[
+        "GetLimits",
+        "CheckBudget",
+        "ReserveBudget",
+        "RecordUsage",
+        "GetUsageStats",
+        "ListUsage",
+        "SetSpendCap",
+    ],
 )
 def test_a_user_token_cannot_act_for_another_user(budget, tokens, method, request_) -> None:
     with pytest.raises(grpc.RpcError) as raised:

@@ -8,6 +8,8 @@ import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
+from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError
 
 from services.common.status import rich_details
 from tests.budget.conftest import usage_count
@@ -284,3 +286,62 @@ def test_commit_counts_in_the_spend_metric_once(budget, tokens) -> None:
         "recipeimage_spend_micros_total", {"service": "budget"}
     )
     assert spent == 42_000
+
+
+def test_a_fallback_is_recorded_as_failed_with_the_fallback_used(budget, tokens, clock) -> None:
+    stored = record(
+        budget,
+        tokens.service(),
+        request_id="fb",
+        user_id="u1",
+        outcome=pb.USAGE_OUTCOME_FALLBACK,
+        success=True,
+        error_message="provider timed out",
+    ).usage
+    assert stored.outcome == pb.USAGE_OUTCOME_FALLBACK
+    assert stored.fallback_used and not stored.success and stored.cost_micros == 0
+    day = stats(budget, tokens, pb.STATS_PERIOD_DAY)
+    assert (day.total_generations, day.failed_generations, day.fallback_generations) == (1, 1, 1)
+
+
+def test_a_recorded_attempt_cannot_be_reserved_under_the_same_key(budget, tokens) -> None:
+    """One attempt, one record: a key whose attempt is in the ledger cannot hold
+    money (its spend could not be recorded), and a key holding money cannot be
+    recorded without it."""
+    record(
+        budget, tokens.service(), request_id="k1", user_id="u1", outcome=pb.USAGE_OUTCOME_REFUSED
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        budget.stub.ReserveBudget(
+            pb.ReserveBudgetRequest(user_id="u1", amount_micros=1_000, idempotency_key="k1"),
+            metadata=tokens.service(),
+        )
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "ErrorInfo")
+    assert info.reason == "ATTEMPT_ALREADY_RECORDED"
+
+    budget.stub.ReserveBudget(
+        pb.ReserveBudgetRequest(user_id="u1", amount_micros=1_000, idempotency_key="k2"),
+        metadata=tokens.service(),
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        record(budget, tokens.service(), **cache_hit("k2"))
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "ErrorInfo")
+    assert info.reason == "ATTEMPT_HAS_RESERVATION"
+    assert usage_count(budget) == 1
+    assert usage_count(budget, request_id="k2") == 0
+
+
+def test_the_ledger_is_append_only_in_the_database(budget, tokens) -> None:
+    record(budget, tokens.service(), **cache_hit("r1"))
+    for statement in (
+        "UPDATE budget_usage_records SET cost_micros = 1",
+        "DELETE FROM budget_usage_records",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            budget.app.sessions.begin() as session,
+        ):
+            session.execute(text(statement))
+    assert usage_count(budget, request_id="r1", cost_micros=0) == 1

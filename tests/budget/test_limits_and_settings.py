@@ -10,11 +10,14 @@ import pytest
 from services.budget.limits import (
     DEFAULT_TIERS,
     LimitPolicy,
+    LimitValues,
     Tier,
     TierLimits,
+    UserSettings,
     held_window_keys,
 )
 from services.budget.settings import BudgetSettings
+from services.budget.windows import Span
 from services.common.config import ConfigError
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -51,7 +54,8 @@ def test_a_user_without_a_row_is_on_the_default_tier() -> None:
 
 
 def test_four_windows_with_limits_and_sources_in_lock_order() -> None:
-    windows = policy().windows("u1", Tier.PREMIUM, NOW)
+    rules = policy()
+    windows = rules.windows(rules.effective(UserSettings("u1", Tier.PREMIUM)), NOW)
     assert [(w.key.name, w.limit_micros, w.source) for w in windows] == [
         ("user_daily", 2_000_000, "tier:premium"),
         ("user_monthly", 25_000_000, "tier:premium"),
@@ -69,8 +73,47 @@ def test_four_windows_with_limits_and_sources_in_lock_order() -> None:
     assert windows[0].period.end - NOW == timedelta(hours=12)
 
 
+def test_overrides_replace_the_tier_and_caps_only_ever_lower() -> None:
+    rules = policy()
+    user = UserSettings(
+        "u1",
+        Tier.FREE,
+        overrides=LimitValues(daily_micros=3_000_000, per_generation_micros=50_000),
+        cap=LimitValues(daily_micros=1_000_000, monthly_micros=9_000_000),
+    )
+    limits = rules.effective(user)
+    # The override raised the day above the tier's; the cap lowered it again.
+    assert (limits.user[Span.DAY].micros, limits.user[Span.DAY].source) == (1_000_000, "cap")
+    # A cap above the tier's monthly 5 USD changes nothing.
+    assert (limits.user[Span.MONTH].micros, limits.user[Span.MONTH].source) == (
+        5_000_000,
+        "tier:free",
+    )
+    assert (limits.per_generation.micros, limits.per_generation.source) == (50_000, "override")
+    # A cap equal to the limit leaves the limit's own rule named.
+    same = rules.effective(UserSettings("u1", cap=LimitValues(per_generation_micros=80_000)))
+    assert same.per_generation.source == "tier:free"
+    # A zero cap is a pause: nothing may be spent.
+    paused = rules.effective(UserSettings("u1", cap=LimitValues(daily_micros=0)))
+    assert (paused.user[Span.DAY].micros, paused.user[Span.DAY].source) == (0, "cap")
+
+
+def test_system_limits_set_by_an_admin_replace_the_configured_ones() -> None:
+    rules = policy()
+    limits = rules.effective(UserSettings("u1"), LimitValues(daily_micros=7))
+    assert (limits.system[Span.DAY].micros, limits.system[Span.DAY].source) == (
+        7,
+        "system:override",
+    )
+    assert (limits.system[Span.MONTH].micros, limits.system[Span.MONTH].source) == (
+        1_000_000_000,
+        "system",
+    )
+
+
 def test_held_keys_match_the_windows_of_the_day_they_were_taken() -> None:
-    windows = policy().windows("u1", Tier.FREE, NOW)
+    rules = policy()
+    windows = rules.windows(rules.effective(UserSettings("u1")), NOW)
     assert held_window_keys("u1", date(2026, 3, 10), date(2026, 3, 1)) == [w.key for w in windows]
 
 

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from services.budget.main import build_app, main
 from services.budget.models import metadata
@@ -26,7 +26,15 @@ from services.common.migrations import MigrationsPending, alembic_config, is_at_
 from tests.support.budget_server import budget_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET_TABLES = {"budget_users", "budget_windows", "budget_reservations", "budget_usage_records"}
+BUDGET_TABLES = {
+    "budget_users",
+    "budget_windows",
+    "budget_reservations",
+    "budget_usage_records",
+    "budget_system_limits",
+    "budget_audit_log",
+    "budget_usage_daily",
+}
 
 
 def _budget_only(name, type_, parent_names) -> bool:  # type: ignore[no-untyped-def]
@@ -131,3 +139,72 @@ def test_the_entry_point_serves_and_stops_on_sigterm(tmp_path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_second_migration_keeps_and_rolls_up_what_the_first_stored(database_url) -> None:
+    """A database that shipped with 0001 and holds data: 0002 keeps every row,
+    rolls the existing records up, and creates the system limits row."""
+    engine = create_db_engine(database_url)
+    try:
+        config = alembic_config("budget", engine)
+        command.downgrade(config, "0001_budget_initial")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO budget_users (user_id, tier, created_at, updated_at) "
+                    "VALUES ('u1', 'pro', :t, :t)"
+                ),
+                {"t": "2026-03-10 12:00:00"},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO budget_windows (scope, subject, kind, start_date, spent_micros, "
+                    "reserved_micros) VALUES ('user', 'u1', 'day', '2026-03-10', 5, 7)"
+                )
+            )
+            for number, (when, outcome, cost) in enumerate(
+                [
+                    ("2026-03-10 10:00:00", "refused", 0),
+                    ("2026-03-10 23:59:59", "refused", 0),
+                    ("2026-03-11 00:00:00", "cache_hit_exact", 0),
+                ]
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO budget_usage_records (request_id, user_id, recipe_id, prompt,"
+                        " prompt_length, size, quality, model, provider, cost_micros, success,"
+                        " error_message, fallback_used, generation_time_ms, cached, cache_hit,"
+                        " outcome, cost_saved_micros, input_tokens, output_tokens, created_at)"
+                        " VALUES (:id, 'u1', '', '', 0, '1024x1024', 'medium', 'm', 'p', :cost,"
+                        " :success, '', false, 0, :cached, '', :outcome, 3, 0, 0, :t)"
+                    ),
+                    {
+                        "id": f"r{number}",
+                        "cost": cost,
+                        "success": outcome != "refused",
+                        "cached": outcome != "refused",
+                        "outcome": outcome,
+                        "t": when + ("+00" if not is_sqlite(database_url) else ""),
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT tier FROM budget_users")).scalar() == "pro"
+            assert connection.execute(
+                text("SELECT spent_micros, reserved_micros, overrun_micros FROM budget_windows")
+            ).one() == (5, 7, 0)
+            assert connection.execute(
+                text("SELECT id, daily_limit_micros FROM budget_system_limits")
+            ).one() == (1, None)
+            rolled = connection.execute(
+                text(
+                    "SELECT day, outcome, generations, successful, cache_hits, cost_saved_micros"
+                    " FROM budget_usage_daily ORDER BY day"
+                )
+            ).all()
+        assert [(str(r[0]), *r[1:]) for r in rolled] == [
+            ("2026-03-10", "refused", 2, 0, 0, 6),
+            ("2026-03-11", "cache_hit_exact", 1, 1, 1, 3),
+        ]
+    finally:
+        engine.dispose()

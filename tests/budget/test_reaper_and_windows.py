@@ -79,19 +79,28 @@ def test_a_late_commit_records_the_spend_as_an_overrun(budget, tokens, clock) ->
 
 
 def test_releasing_an_expired_reservation_records_the_attempt_once(budget, tokens, clock) -> None:
+    """Released after expiry: the attempt is recorded once, no money moves twice,
+    and the reservation is settled for good, so a commit after it is refused."""
     held = reserve(budget, tokens, 80_000, "slow")
     clock.advance(TTL)
     assert budget.app.reap_expired() == 1
     request = pb.ReleaseReservationRequest(
         reservation_id=held.reservation_id,
-        usage=pb.UsageRecord(outcome=pb.USAGE_OUTCOME_FALLBACK, fallback_used=True),
+        usage=pb.UsageRecord(outcome=pb.USAGE_OUTCOME_FALLBACK),
     )
     for _ in range(2):
         released = budget.stub.ReleaseReservation(request, metadata=tokens.service()).reservation
-        assert released.state == pb.RESERVATION_STATE_EXPIRED
-    assert usage_count(budget, request_id="slow", outcome="fallback") == 1
+        assert released.state == pb.RESERVATION_STATE_RELEASED
+    assert usage_count(budget, request_id="slow", outcome="fallback", fallback_used=True) == 1
     assert usage_count(budget) == 1
     assert counters(budget, "user", "day", TODAY, "u1").reserved_micros == 0
+    with pytest.raises(grpc.RpcError) as raised:
+        budget.stub.CommitReservation(
+            pb.CommitReservationRequest(reservation_id=held.reservation_id, actual_cost_micros=1),
+            metadata=tokens.service(),
+        )
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert counters(budget, "user", "day", TODAY, "u1").spent_micros == 0
 
 
 def test_reapers_in_several_replicas_release_each_reservation_once(
@@ -219,3 +228,93 @@ def test_windows_follow_the_configured_time_zone(
         retry = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "RetryInfo")
         assert retry.retry_delay.ToTimedelta() == timedelta(hours=15, minutes=30)
         assert counters(budget, "user", "day", date(2026, 3, 11), "u1").reserved_micros == 480_000
+
+
+def test_get_limits_shows_overruns(budget, tokens, clock) -> None:
+    """Spend no hold covered: a commit after expiry (all of it) and a commit
+    above its hold (the excess). The money was spent, so it counts, and
+    GetLimits says how much of the window's spend was never held."""
+    slow = reserve(budget, tokens, 80_000, "slow")
+    clock.advance(TTL)
+    assert budget.app.reap_expired() == 1
+    # Meanwhile the room the expired hold gave back is taken again.
+    for number in range(6):
+        reserve(budget, tokens, 70_000, f"fill-{number}")
+    above = reserve(budget, tokens, 10_000, "above")
+    late = budget.stub.CommitReservation(
+        pb.CommitReservationRequest(reservation_id=slow.reservation_id, actual_cost_micros=75_000),
+        metadata=tokens.service(),
+    ).reservation
+    assert late.overrun
+    budget.stub.CommitReservation(
+        pb.CommitReservationRequest(reservation_id=above.reservation_id, actual_cost_micros=12_000),
+        metadata=tokens.service(),
+    )
+    limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.user("u1"))
+    daily = limits.windows[0]
+    assert (daily.spent_micros, daily.reserved_micros, daily.overrun_micros) == (
+        87_000,
+        420_000,
+        77_000,
+    )
+    # Over the limit only by the overrun; what remains is never negative.
+    assert daily.spent_micros + daily.reserved_micros - daily.overrun_micros <= daily.limit_micros
+    assert daily.remaining_micros == 0
+    assert [w.overrun_micros for w in limits.windows] == [77_000] * 4
+
+
+def test_the_year_rolls_over_in_the_configured_zone(
+    database_url, authenticator, tokens, clock
+) -> None:
+    """New Year in Berlin (UTC+1): at 23:00 UTC on 31 December both the day and
+    the month (and the year) begin anew; a December hold is charged to December."""
+    small = tiers(
+        free=TierLimits(daily_micros=5_000, monthly_micros=9_000, per_generation_micros=5_000)
+    )
+    berlin = ZoneInfo("Europe/Berlin")
+    clock.set(datetime(2026, 12, 31, 22, 59, 59, tzinfo=UTC))  # 23:59:59 in Berlin
+    with running_budget(
+        database_url, authenticator, clock=clock, tiers=small, time_zone=berlin
+    ) as budget:
+        december = reserve(budget, tokens, 5_000, "december")
+        with pytest.raises(grpc.RpcError) as raised:
+            reserve(budget, tokens, 1, "december-more")
+        retry = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "RetryInfo")
+        assert retry.retry_delay.ToTimedelta() == timedelta(seconds=1)
+
+        clock.set(datetime(2026, 12, 31, 23, 0, tzinfo=UTC))  # midnight in Berlin
+        january = reserve(budget, tokens, 5_000, "january")
+        limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.service())
+        daily, monthly = limits.windows[0], limits.windows[1]
+        assert daily.start_time.ToDatetime(tzinfo=UTC) == datetime(2026, 12, 31, 23, tzinfo=UTC)
+        assert monthly.start_time.ToDatetime(tzinfo=UTC) == datetime(2026, 12, 31, 23, tzinfo=UTC)
+        assert monthly.reset_time.ToDatetime(tzinfo=UTC) == datetime(2027, 1, 31, 23, tzinfo=UTC)
+        assert (daily.reserved_micros, monthly.reserved_micros) == (5_000, 5_000)
+        assert limits.windows[3].start_time.ToDatetime(tzinfo=UTC) == datetime(
+            2026, 12, 31, 23, tzinfo=UTC
+        )
+
+        budget.stub.CommitReservation(
+            pb.CommitReservationRequest(
+                reservation_id=december.reservation_id, actual_cost_micros=4_000
+            ),
+            metadata=tokens.service(),
+        )
+        old_day = counters(budget, "user", "day", date(2026, 12, 31), "u1")
+        old_month = counters(budget, "system", "month", date(2026, 12, 1))
+        assert (old_day.spent_micros, old_day.reserved_micros) == (4_000, 0)
+        assert (old_month.spent_micros, old_month.reserved_micros) == (4_000, 0)
+        new_month = counters(budget, "user", "month", date(2027, 1, 1), "u1")
+        assert (new_month.spent_micros, new_month.reserved_micros) == (0, 5_000)
+        assert january.amount_micros == 5_000
+        stats = budget.stub.GetUsageStats(
+            pb.GetUsageStatsRequest(user_id="u1", period=pb.STATS_PERIOD_MONTH),
+            metadata=tokens.service(),
+        )
+        # The December commit's record is in January: it was written at commit.
+        assert stats.start_time.ToDatetime(tzinfo=UTC) == datetime(2026, 12, 31, 23, tzinfo=UTC)
+        assert (stats.total_generations, stats.total_cost_micros, stats.time_zone) == (
+            1,
+            4_000,
+            "Europe/Berlin",
+        )

@@ -143,6 +143,7 @@ def test_daily_limit_refusal_carries_reason_quota_and_retry_until_midnight(
             "reserved_micros": "480000",
             "requested_micros": "80000",
             "window": "user_daily",
+            "limit_source": "tier:free",
         }
         assert details["QuotaFailure"].violations[0].subject == "user:u1"
         assert details["RetryInfo"].retry_delay.ToTimedelta() == timedelta(hours=2, minutes=30)

@@ -76,6 +76,7 @@ class _ReservationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rese
     """Money is held; neither committed nor released yet."""
     RESERVATION_STATE_COMMITTED: _ReservationState.ValueType  # 2
     RESERVATION_STATE_RELEASED: _ReservationState.ValueType  # 3
+    """Given back by ReleaseReservation (before or after it expired)."""
     RESERVATION_STATE_EXPIRED: _ReservationState.ValueType  # 4
     """Not committed within its TTL; the reaper gave the money back."""
 
@@ -87,6 +88,7 @@ RESERVATION_STATE_HELD: ReservationState.ValueType  # 1
 """Money is held; neither committed nor released yet."""
 RESERVATION_STATE_COMMITTED: ReservationState.ValueType  # 2
 RESERVATION_STATE_RELEASED: ReservationState.ValueType  # 3
+"""Given back by ReleaseReservation (before or after it expired)."""
 RESERVATION_STATE_EXPIRED: ReservationState.ValueType  # 4
 """Not committed within its TTL; the reaper gave the money back."""
 Global___ReservationState: _TypeAlias = ReservationState  # noqa: Y015
@@ -139,15 +141,43 @@ class _StatsPeriodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsPeri
     STATS_PERIOD_DAY: _StatsPeriod.ValueType  # 1
     STATS_PERIOD_WEEK: _StatsPeriod.ValueType  # 2
     STATS_PERIOD_MONTH: _StatsPeriod.ValueType  # 3
+    STATS_PERIOD_RANGE: _StatsPeriod.ValueType  # 4
+    """[start_time, end_time) of the request, at most 366 days."""
 
 class StatsPeriod(_StatsPeriod, metaclass=_StatsPeriodEnumTypeWrapper):
-    """StatsPeriod is the calendar period GetUsageStats summarizes."""
+    """StatsPeriod is the period GetUsageStats summarizes: the current calendar
+    day, week (from Monday) or month, or an explicit range.
+    """
 
 STATS_PERIOD_UNSPECIFIED: StatsPeriod.ValueType  # 0
 STATS_PERIOD_DAY: StatsPeriod.ValueType  # 1
 STATS_PERIOD_WEEK: StatsPeriod.ValueType  # 2
 STATS_PERIOD_MONTH: StatsPeriod.ValueType  # 3
+STATS_PERIOD_RANGE: StatsPeriod.ValueType  # 4
+"""[start_time, end_time) of the request, at most 366 days."""
 Global___StatsPeriod: _TypeAlias = StatsPeriod  # noqa: Y015
+
+class _AuditAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_ACTION_UNSPECIFIED: _AuditAction.ValueType  # 0
+    AUDIT_ACTION_SET_USER_TIER: _AuditAction.ValueType  # 1
+    AUDIT_ACTION_SET_USER_LIMITS: _AuditAction.ValueType  # 2
+    AUDIT_ACTION_SET_SPEND_CAP: _AuditAction.ValueType  # 3
+    AUDIT_ACTION_SET_SYSTEM_LIMITS: _AuditAction.ValueType  # 4
+
+class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
+    """AuditAction is the kind of change an audit entry records."""
+
+AUDIT_ACTION_UNSPECIFIED: AuditAction.ValueType  # 0
+AUDIT_ACTION_SET_USER_TIER: AuditAction.ValueType  # 1
+AUDIT_ACTION_SET_USER_LIMITS: AuditAction.ValueType  # 2
+AUDIT_ACTION_SET_SPEND_CAP: AuditAction.ValueType  # 3
+AUDIT_ACTION_SET_SYSTEM_LIMITS: AuditAction.ValueType  # 4
+Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final
 class Window(_message.Message):
@@ -163,6 +193,7 @@ class Window(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     RESET_TIME_FIELD_NUMBER: _builtins.int
     LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
+    OVERRUN_MICROS_FIELD_NUMBER: _builtins.int
     kind: Global___WindowKind.ValueType
     limit_micros: _builtins.int
     spent_micros: _builtins.int
@@ -170,7 +201,17 @@ class Window(_message.Message):
     remaining_micros: _builtins.int
     """limit - spent - reserved, never below zero."""
     limit_source: _builtins.str
-    """Which rule set the limit, e.g. "tier:free" or "system"."""
+    """Which rule set the limit: "tier:free", "tier:premium" or "tier:pro" (the
+    tier's configured limit), "override" (an admin's SetUserLimits), "cap"
+    (the user's own SetSpendCap), "system" (the configured system limit) or
+    "system:override" (an admin's SetSystemLimits).
+    """
+    overrun_micros: _builtins.int
+    """Spend in this window that no hold covered: commits that arrived after
+    their reservation expired, and the part of a commit above what it held.
+    Only overruns (and a limit lowered below what is spent) take spent +
+    reserved above the limit.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -186,14 +227,53 @@ class Window(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         reset_time: _timestamp_pb2.Timestamp | None = ...,
         limit_source: _builtins.str = ...,
+        overrun_micros: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reset_time", b"reset_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "limit_micros", b"limit_micros", "limit_source", b"limit_source", "remaining_micros", b"remaining_micros", "reserved_micros", b"reserved_micros", "reset_time", b"reset_time", "spent_micros", b"spent_micros", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "limit_micros", b"limit_micros", "limit_source", b"limit_source", "overrun_micros", b"overrun_micros", "remaining_micros", b"remaining_micros", "reserved_micros", b"reserved_micros", "reset_time", b"reset_time", "spent_micros", b"spent_micros", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Window: _TypeAlias = Window  # noqa: Y015
+
+@_typing.final
+class LimitValues(_message.Message):
+    """LimitValues are optional limits in micros; an unset field has no value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAILY_MICROS_FIELD_NUMBER: _builtins.int
+    MONTHLY_MICROS_FIELD_NUMBER: _builtins.int
+    PER_GENERATION_MICROS_FIELD_NUMBER: _builtins.int
+    daily_micros: _builtins.int
+    monthly_micros: _builtins.int
+    per_generation_micros: _builtins.int
+    def __init__(
+        self,
+        *,
+        daily_micros: _builtins.int | None = ...,
+        monthly_micros: _builtins.int | None = ...,
+        per_generation_micros: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_daily_micros", b"_daily_micros", "_monthly_micros", b"_monthly_micros", "_per_generation_micros", b"_per_generation_micros", "daily_micros", b"daily_micros", "monthly_micros", b"monthly_micros", "per_generation_micros", b"per_generation_micros"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_daily_micros", b"_daily_micros", "_monthly_micros", b"_monthly_micros", "_per_generation_micros", b"_per_generation_micros", "daily_micros", b"daily_micros", "monthly_micros", b"monthly_micros", "per_generation_micros", b"per_generation_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__daily_micros: _TypeAlias = _typing.Literal["daily_micros"]  # noqa: Y015
+    _WhichOneofArgType__daily_micros: _TypeAlias = _typing.Literal["_daily_micros", b"_daily_micros"]  # noqa: Y015
+    _WhichOneofReturnType__monthly_micros: _TypeAlias = _typing.Literal["monthly_micros"]  # noqa: Y015
+    _WhichOneofArgType__monthly_micros: _TypeAlias = _typing.Literal["_monthly_micros", b"_monthly_micros"]  # noqa: Y015
+    _WhichOneofReturnType__per_generation_micros: _TypeAlias = _typing.Literal["per_generation_micros"]  # noqa: Y015
+    _WhichOneofArgType__per_generation_micros: _TypeAlias = _typing.Literal["_per_generation_micros", b"_per_generation_micros"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_micros) -> _WhichOneofReturnType__daily_micros | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_micros) -> _WhichOneofReturnType__monthly_micros | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__per_generation_micros) -> _WhichOneofReturnType__per_generation_micros | None: ...
+
+Global___LimitValues: _TypeAlias = LimitValues  # noqa: Y015
 
 @_typing.final
 class GetLimitsRequest(_message.Message):
@@ -222,11 +302,26 @@ class GetLimitsResponse(_message.Message):
     TIER_FIELD_NUMBER: _builtins.int
     PER_GENERATION_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
     WINDOWS_FIELD_NUMBER: _builtins.int
+    PER_GENERATION_LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    SPEND_CAP_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     tier: Global___UserTier.ValueType
     per_generation_limit_micros: _builtins.int
+    per_generation_limit_source: _builtins.str
+    """Which rule set per_generation_limit_micros (see Window.limit_source)."""
     @_builtins.property
-    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Window]: ...
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Window]:
+        """User daily, user monthly, system daily, system monthly."""
+
+    @_builtins.property
+    def overrides(self) -> Global___LimitValues:
+        """An admin's overrides of the tier's limits."""
+
+    @_builtins.property
+    def spend_cap(self) -> Global___LimitValues:
+        """The caps the user set on itself; shown even when a lower limit binds."""
+
     def __init__(
         self,
         *,
@@ -234,10 +329,13 @@ class GetLimitsResponse(_message.Message):
         tier: Global___UserTier.ValueType = ...,
         per_generation_limit_micros: _builtins.int = ...,
         windows: _abc.Iterable[Global___Window] | None = ...,
+        per_generation_limit_source: _builtins.str = ...,
+        overrides: Global___LimitValues | None = ...,
+        spend_cap: Global___LimitValues | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["per_generation_limit_micros", b"per_generation_limit_micros", "tier", b"tier", "user_id", b"user_id", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "per_generation_limit_micros", b"per_generation_limit_micros", "per_generation_limit_source", b"per_generation_limit_source", "spend_cap", b"spend_cap", "tier", b"tier", "user_id", b"user_id", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -630,17 +728,34 @@ class GetUsageStatsRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     PERIOD_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     period: Global___StatsPeriod.ValueType
+    time_zone: _builtins.str
+    """IANA time zone of the calendar periods (the day, week and month, and the
+    month of monthly_usage), e.g. "Europe/Berlin". Empty: the service's zone
+    (RECIPEIMAGE_BUDGET_TIME_ZONE).
+    """
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Required with STATS_PERIOD_RANGE, refused with the other periods."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         period: Global___StatsPeriod.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "period", b"period", "start_time", b"start_time", "time_zone", b"time_zone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -664,6 +779,10 @@ class GetUsageStatsResponse(_message.Message):
     MONTHLY_COST_MICROS_FIELD_NUMBER: _builtins.int
     CACHE_HITS_FIELD_NUMBER: _builtins.int
     COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    FALLBACK_GENERATIONS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     period: Global___StatsPeriod.ValueType
     total_generations: _builtins.int
@@ -678,6 +797,10 @@ class GetUsageStatsResponse(_message.Message):
     monthly_cost_micros: _builtins.int
     cache_hits: _builtins.int
     cost_saved_micros: _builtins.int
+    time_zone: _builtins.str
+    """The zone the calendar periods were taken in."""
+    fallback_generations: _builtins.int
+    """Attempts that served the fallback image (also counted as failed)."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -685,6 +808,14 @@ class GetUsageStatsResponse(_message.Message):
     @_builtins.property
     def last_generation_time(self) -> _timestamp_pb2.Timestamp:
         """Unset when the user has no attempt in the period."""
+
+    @_builtins.property
+    def breakdown(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageBreakdown]:
+        """The period's attempts by model, size and quality, highest cost first."""
+
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeCount]:
+        """The period's attempts by outcome, in UsageOutcome order."""
 
     def __init__(
         self,
@@ -703,11 +834,627 @@ class GetUsageStatsResponse(_message.Message):
         monthly_cost_micros: _builtins.int = ...,
         cache_hits: _builtins.int = ...,
         cost_saved_micros: _builtins.int = ...,
+        time_zone: _builtins.str = ...,
+        breakdown: _abc.Iterable[Global___UsageBreakdown] | None = ...,
+        outcomes: _abc.Iterable[Global___OutcomeCount] | None = ...,
+        fallback_generations: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "last_generation_time", b"last_generation_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_cost_per_generation_micros", b"average_cost_per_generation_micros", "cache_hits", b"cache_hits", "cost_saved_micros", b"cost_saved_micros", "end_time", b"end_time", "failed_generations", b"failed_generations", "last_generation_time", b"last_generation_time", "monthly_cost_micros", b"monthly_cost_micros", "monthly_usage", b"monthly_usage", "period", b"period", "start_time", b"start_time", "successful_generations", b"successful_generations", "total_cost_micros", b"total_cost_micros", "total_generations", b"total_generations", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_cost_per_generation_micros", b"average_cost_per_generation_micros", "breakdown", b"breakdown", "cache_hits", b"cache_hits", "cost_saved_micros", b"cost_saved_micros", "end_time", b"end_time", "failed_generations", b"failed_generations", "fallback_generations", b"fallback_generations", "last_generation_time", b"last_generation_time", "monthly_cost_micros", b"monthly_cost_micros", "monthly_usage", b"monthly_usage", "outcomes", b"outcomes", "period", b"period", "start_time", b"start_time", "successful_generations", b"successful_generations", "time_zone", b"time_zone", "total_cost_micros", b"total_cost_micros", "total_generations", b"total_generations", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageStatsResponse: _TypeAlias = GetUsageStatsResponse  # noqa: Y015
+
+@_typing.final
+class UsageBreakdown(_message.Message):
+    """UsageBreakdown is a period's attempts of one model, size and quality."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    GENERATIONS_FIELD_NUMBER: _builtins.int
+    SUCCESSFUL_GENERATIONS_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    CACHE_HITS_FIELD_NUMBER: _builtins.int
+    COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    size: _builtins.str
+    quality: _image_quality_pb2.ImageQuality.ValueType
+    generations: _builtins.int
+    successful_generations: _builtins.int
+    cost_micros: _builtins.int
+    cache_hits: _builtins.int
+    cost_saved_micros: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        size: _builtins.str = ...,
+        quality: _image_quality_pb2.ImageQuality.ValueType = ...,
+        generations: _builtins.int = ...,
+        successful_generations: _builtins.int = ...,
+        cost_micros: _builtins.int = ...,
+        cache_hits: _builtins.int = ...,
+        cost_saved_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "generations", b"generations", "model", b"model", "quality", b"quality", "size", b"size", "successful_generations", b"successful_generations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageBreakdown: _TypeAlias = UsageBreakdown  # noqa: Y015
+
+@_typing.final
+class OutcomeCount(_message.Message):
+    """OutcomeCount is how many of a period's attempts ended one way."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    outcome: Global___UsageOutcome.ValueType
+    count: _builtins.int
+    cost_micros: _builtins.int
+    cost_saved_micros: _builtins.int
+    def __init__(
+        self,
+        *,
+        outcome: Global___UsageOutcome.ValueType = ...,
+        count: _builtins.int = ...,
+        cost_micros: _builtins.int = ...,
+        cost_saved_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "count", b"count", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeCount: _TypeAlias = OutcomeCount  # noqa: Y015
+
+@_typing.final
+class ListUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    page_size: _builtins.int
+    """At most 500; 0 means 50; larger values are treated as 500."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional bounds: records created in [start_time, end_time)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsageRequest: _TypeAlias = ListUsageRequest  # noqa: Y015
+
+@_typing.final
+class ListUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USAGE_RECORDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def usage_records(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        usage_records: _abc.Iterable[Global___UsageRecord] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "usage_records", b"usage_records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsageResponse: _TypeAlias = ListUsageResponse  # noqa: Y015
+
+@_typing.final
+class UserLimitSettings(_message.Message):
+    """UserLimitSettings is what is stored for one user: tier, overrides, caps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    SPEND_CAP_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    tier: Global___UserTier.ValueType
+    """UNSPECIFIED: none stored; the user is on the default tier."""
+    @_builtins.property
+    def overrides(self) -> Global___LimitValues: ...
+    @_builtins.property
+    def spend_cap(self) -> Global___LimitValues: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tier: Global___UserTier.ValueType = ...,
+        overrides: Global___LimitValues | None = ...,
+        spend_cap: Global___LimitValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserLimitSettings: _TypeAlias = UserLimitSettings  # noqa: Y015
+
+@_typing.final
+class SetUserTierRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    tier: Global___UserTier.ValueType
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tier: Global___UserTier.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserTierRequest: _TypeAlias = SetUserTierRequest  # noqa: Y015
+
+@_typing.final
+class SetUserTierResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___UserLimitSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___UserLimitSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserTierResponse: _TypeAlias = SetUserTierResponse  # noqa: Y015
+
+@_typing.final
+class SetUserLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def overrides(self) -> Global___LimitValues:
+        """The new overrides; an unset field clears that override."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        overrides: Global___LimitValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserLimitsRequest: _TypeAlias = SetUserLimitsRequest  # noqa: Y015
+
+@_typing.final
+class SetUserLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___UserLimitSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___UserLimitSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserLimitsResponse: _TypeAlias = SetUserLimitsResponse  # noqa: Y015
+
+@_typing.final
+class SetSpendCapRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SPEND_CAP_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def spend_cap(self) -> Global___LimitValues:
+        """The new caps; an unset field clears that cap."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        spend_cap: Global___LimitValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spend_cap", b"spend_cap"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spend_cap", b"spend_cap", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSpendCapRequest: _TypeAlias = SetSpendCapRequest  # noqa: Y015
+
+@_typing.final
+class SetSpendCapResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___UserLimitSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___UserLimitSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSpendCapResponse: _TypeAlias = SetSpendCapResponse  # noqa: Y015
+
+@_typing.final
+class SetSystemLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAILY_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    MONTHLY_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    daily_limit_micros: _builtins.int
+    """The new system limits; an unset field goes back to the configured one."""
+    monthly_limit_micros: _builtins.int
+    def __init__(
+        self,
+        *,
+        daily_limit_micros: _builtins.int | None = ...,
+        monthly_limit_micros: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_daily_limit_micros", b"_daily_limit_micros", "_monthly_limit_micros", b"_monthly_limit_micros", "daily_limit_micros", b"daily_limit_micros", "monthly_limit_micros", b"monthly_limit_micros"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_daily_limit_micros", b"_daily_limit_micros", "_monthly_limit_micros", b"_monthly_limit_micros", "daily_limit_micros", b"daily_limit_micros", "monthly_limit_micros", b"monthly_limit_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__daily_limit_micros: _TypeAlias = _typing.Literal["daily_limit_micros"]  # noqa: Y015
+    _WhichOneofArgType__daily_limit_micros: _TypeAlias = _typing.Literal["_daily_limit_micros", b"_daily_limit_micros"]  # noqa: Y015
+    _WhichOneofReturnType__monthly_limit_micros: _TypeAlias = _typing.Literal["monthly_limit_micros"]  # noqa: Y015
+    _WhichOneofArgType__monthly_limit_micros: _TypeAlias = _typing.Literal["_monthly_limit_micros", b"_monthly_limit_micros"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_limit_micros) -> _WhichOneofReturnType__daily_limit_micros | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_limit_micros) -> _WhichOneofReturnType__monthly_limit_micros | None: ...
+
+Global___SetSystemLimitsRequest: _TypeAlias = SetSystemLimitsRequest  # noqa: Y015
+
+@_typing.final
+class SetSystemLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAILY_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    DAILY_LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
+    MONTHLY_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    MONTHLY_LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
+    daily_limit_micros: _builtins.int
+    """The effective system limits and which rule set each ("system" or
+    "system:override").
+    """
+    daily_limit_source: _builtins.str
+    monthly_limit_micros: _builtins.int
+    monthly_limit_source: _builtins.str
+    def __init__(
+        self,
+        *,
+        daily_limit_micros: _builtins.int = ...,
+        daily_limit_source: _builtins.str = ...,
+        monthly_limit_micros: _builtins.int = ...,
+        monthly_limit_source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_limit_micros", b"daily_limit_micros", "daily_limit_source", b"daily_limit_source", "monthly_limit_micros", b"monthly_limit_micros", "monthly_limit_source", b"monthly_limit_source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSystemLimitsResponse: _TypeAlias = SetSystemLimitsResponse  # noqa: Y015
+
+@_typing.final
+class ListAuditLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TARGET_USER_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 500; 0 means 50; larger values are treated as 500."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    target_user_id: _builtins.str
+    """Only the entries about this user; empty: all entries."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        target_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "target_user_id", b"target_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditLogRequest: _TypeAlias = ListAuditLogRequest  # noqa: Y015
+
+@_typing.final
+class ListAuditLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditLogResponse: _TypeAlias = ListAuditLogResponse  # noqa: Y015
+
+@_typing.final
+class AuditEntry(_message.Message):
+    """AuditEntry is one change of limits: who, what, before, after, when. A call
+    that changes nothing leaves no entry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ACTOR_ROLE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_USER_ID_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    actor: _builtins.str
+    """The token's subject and role ("user", "service" or "admin")."""
+    actor_role: _builtins.str
+    action: Global___AuditAction.ValueType
+    target_user_id: _builtins.str
+    """The user whose settings changed; empty for system limits."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def before(self) -> Global___AuditSnapshot: ...
+    @_builtins.property
+    def after(self) -> Global___AuditSnapshot: ...
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+        actor_role: _builtins.str = ...,
+        action: Global___AuditAction.ValueType = ...,
+        target_user_id: _builtins.str = ...,
+        before: Global___AuditSnapshot | None = ...,
+        after: Global___AuditSnapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "actor_role", b"actor_role", "after", b"after", "before", b"before", "create_time", b"create_time", "entry_id", b"entry_id", "target_user_id", b"target_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
+
+@_typing.final
+class AuditSnapshot(_message.Message):
+    """AuditSnapshot is the stored settings an audit entry is about."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIER_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    SPEND_CAP_FIELD_NUMBER: _builtins.int
+    SYSTEM_LIMITS_FIELD_NUMBER: _builtins.int
+    tier: Global___UserTier.ValueType
+    """For a user: its stored tier (UNSPECIFIED: the default), overrides, caps."""
+    @_builtins.property
+    def overrides(self) -> Global___LimitValues: ...
+    @_builtins.property
+    def spend_cap(self) -> Global___LimitValues: ...
+    @_builtins.property
+    def system_limits(self) -> Global___LimitValues:
+        """For the system: the admin-set daily and monthly limits (unset: the
+        configured ones).
+        """
+
+    def __init__(
+        self,
+        *,
+        tier: Global___UserTier.ValueType = ...,
+        overrides: Global___LimitValues | None = ...,
+        spend_cap: Global___LimitValues | None = ...,
+        system_limits: Global___LimitValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditSnapshot: _TypeAlias = AuditSnapshot  # noqa: Y015
+
+@_typing.final
+class ReconcileLedgerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Check only windows that begin on or after this instant's local date (in
+        the service's zone), and the reservations taken in them; unset: all.
+        """
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileLedgerRequest: _TypeAlias = ReconcileLedgerRequest  # noqa: Y015
+
+@_typing.final
+class ReconcileLedgerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSISTENT_FIELD_NUMBER: _builtins.int
+    WINDOWS_CHECKED_FIELD_NUMBER: _builtins.int
+    RESERVATIONS_CHECKED_FIELD_NUMBER: _builtins.int
+    DIFFERENCES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    consistent: _builtins.bool
+    """True when there is no difference."""
+    windows_checked: _builtins.int
+    reservations_checked: _builtins.int
+    truncated: _builtins.bool
+    """True when there were more than the differences listed."""
+    @_builtins.property
+    def differences(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerDifference]:
+        """The differences found, at most 1,000."""
+
+    def __init__(
+        self,
+        *,
+        consistent: _builtins.bool = ...,
+        windows_checked: _builtins.int = ...,
+        reservations_checked: _builtins.int = ...,
+        differences: _abc.Iterable[Global___LedgerDifference] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistent", b"consistent", "differences", b"differences", "reservations_checked", b"reservations_checked", "truncated", b"truncated", "windows_checked", b"windows_checked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileLedgerResponse: _TypeAlias = ReconcileLedgerResponse  # noqa: Y015
+
+@_typing.final
+class LedgerDifference(_message.Message):
+    """LedgerDifference is one counter that does not match the ledger, or one
+    committed reservation whose usage record is missing or disagrees.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_KIND_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    WINDOW_START_TIME_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    COUNTER_MICROS_FIELD_NUMBER: _builtins.int
+    LEDGER_MICROS_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    window_kind: Global___WindowKind.ValueType
+    """The window, for a counter difference; UNSPECIFIED for a reservation."""
+    user_id: _builtins.str
+    """The user of a user window or of a reservation; empty for system windows."""
+    field: _builtins.str
+    """"spent_micros", "reserved_micros", "overrun_micros" or "usage_record"."""
+    counter_micros: _builtins.int
+    """What the counter (or the reservation) says."""
+    ledger_micros: _builtins.int
+    """What the ledger (usage records and reservations) says."""
+    reservation_id: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def window_start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        window_kind: Global___WindowKind.ValueType = ...,
+        user_id: _builtins.str = ...,
+        window_start_time: _timestamp_pb2.Timestamp | None = ...,
+        field: _builtins.str = ...,
+        counter_micros: _builtins.int = ...,
+        ledger_micros: _builtins.int = ...,
+        reservation_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window_start_time", b"window_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counter_micros", b"counter_micros", "description", b"description", "field", b"field", "ledger_micros", b"ledger_micros", "reservation_id", b"reservation_id", "user_id", b"user_id", "window_kind", b"window_kind", "window_start_time", b"window_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerDifference: _TypeAlias = LedgerDifference  # noqa: Y015

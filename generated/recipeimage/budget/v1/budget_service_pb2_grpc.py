@@ -77,6 +77,41 @@ class BudgetServiceStub:
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsResponse.FromString,
                 _registered_method=True)
+        self.ListUsage = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ListUsage',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListUsageRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListUsageResponse.FromString,
+                _registered_method=True)
+        self.SetUserTier = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SetUserTier',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserTierRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserTierResponse.FromString,
+                _registered_method=True)
+        self.SetUserLimits = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SetUserLimits',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserLimitsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserLimitsResponse.FromString,
+                _registered_method=True)
+        self.SetSpendCap = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SetSpendCap',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSpendCapRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSpendCapResponse.FromString,
+                _registered_method=True)
+        self.SetSystemLimits = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SetSystemLimits',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSystemLimitsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSystemLimitsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditLog = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ListAuditLog',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListAuditLogRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListAuditLogResponse.FromString,
+                _registered_method=True)
+        self.ReconcileLedger = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ReconcileLedger',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class BudgetServiceServicer:
@@ -92,7 +127,11 @@ class BudgetServiceServicer:
 
     def GetLimits(self, request, context):
         """GetLimits returns a user's effective limits and, for each window, what is
-        spent, reserved and remaining and when the window resets.
+        spent, reserved and remaining, when the window resets and which rule set
+        its limit, plus the user's overrides and caps. A user's effective limit is
+        its tier's (configuration) or an admin's override of it, lowered by the
+        cap the user set on itself; the system windows take an admin's system
+        limit or the configured one.
 
         Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller).
         """
@@ -116,9 +155,15 @@ class BudgetServiceServicer:
         returns the same reservation and holds nothing more.
 
         Errors: INVALID_ARGUMENT (amount not positive, key missing),
-        RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
-        DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-        PERMISSION_DENIED (the key belongs to another user's reservation).
+        RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
+        PER_GENERATION_LIMIT_EXCEEDED, DAILY_LIMIT_EXCEEDED,
+        MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
+        SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
+        reserved_micros, requested_micros, window and limit_source; QuotaFailure;
+        RetryInfo until the window resets),
+        PERMISSION_DENIED (the key belongs to another user's reservation),
+        FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
+        already has this key as its request_id; a new attempt needs a new key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,7 +186,9 @@ class BudgetServiceServicer:
     def ReleaseReservation(self, request, context):
         """ReleaseReservation gives a reservation's money back and writes the
         attempt's usage record (typically a failure) in the same transaction.
-        Idempotent.
+        Idempotent. Releasing an expired reservation (whose money the reaper gave
+        back already) records the attempt and settles it as RELEASED, so a later
+        commit of it is refused.
 
         Errors: NOT_FOUND (no such reservation), FAILED_PRECONDITION (the
         reservation was committed).
@@ -155,7 +202,9 @@ class BudgetServiceServicer:
         reservation (a cache hit, a refusal). The record is unique by request_id:
         a retry returns the stored record with duplicate set.
 
-        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money).
+        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+        FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
+        this request_id as its key; commit or release it instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,9 +212,97 @@ class BudgetServiceServicer:
 
     def GetUsageStats(self, request, context):
         """GetUsageStats summarizes a user's usage records over the current day,
-        week or month (calendar periods in UTC; weeks start on Monday).
+        week or month (calendar periods in the request's time zone, by default the
+        service's; weeks start on Monday) or over an explicit [start_time,
+        end_time) range, with a breakdown by model, size and quality and by
+        outcome. Computed by the database from an index, never row by row.
 
-        Errors: INVALID_ARGUMENT (period missing, user_id missing).
+        Errors: INVALID_ARGUMENT (period missing, user_id missing, an unknown
+        time_zone, a range that is missing a bound, empty, or longer than 366
+        days, or range bounds given with a calendar period).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsage(self, request, context):
+        """ListUsage pages through a user's usage records, newest first (AIP-158).
+
+        Errors: INVALID_ARGUMENT (user_id missing, negative page_size, a
+        page_token that is malformed or was issued for other request fields, an
+        empty range).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserTier(self, request, context):
+        """SetUserTier puts a user on a tier. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id or tier missing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserLimits(self, request, context):
+        """SetUserLimits replaces an admin's overrides of a user's tier limits: each
+        field given overrides the tier's limit (up or down), each field left unset
+        clears its override. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id missing, a negative limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSpendCap(self, request, context):
+        """SetSpendCap replaces the caps a user sets on its own spending: each field
+        given caps that limit, each field left unset clears its cap. A cap only
+        ever lowers a limit: the effective limit is the smaller of the cap and the
+        tier or override limit, so a cap above that limit is stored but changes
+        nothing until the limit rises above it. A user sets its own caps; a
+        service or admin names the user. Audited.
+
+        Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller,
+        a negative cap).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSystemLimits(self, request, context):
+        """SetSystemLimits replaces the system-wide daily and monthly limits over
+        all users: each field given sets that limit, each field left unset goes
+        back to the configured default (RECIPEIMAGE_SYSTEM_*_LIMIT_MICROS). Stored
+        in the database, so every replica enforces it at once. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (a negative limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditLog(self, request, context):
+        """ListAuditLog pages through the audit log of limit changes (tiers,
+        overrides, caps, system limits), newest first (AIP-158). Admin only.
+
+        Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+        malformed or was issued for other request fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcileLedger(self, request, context):
+        """ReconcileLedger proves the window counters equal the ledger: for every
+        window, spent equals the cost of the usage records of the reservations
+        committed in it, reserved equals the amount of its held reservations, and
+        overrun equals the spend no hold covered; every committed reservation has
+        its one usage record with the committed cost. Reports each difference.
+        Read-only. Admin only.
+
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,6 +345,41 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.GetUsageStats,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsResponse.SerializeToString,
+            ),
+            'ListUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsage,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListUsageRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListUsageResponse.SerializeToString,
+            ),
+            'SetUserTier': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserTier,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserTierRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserTierResponse.SerializeToString,
+            ),
+            'SetUserLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserLimits,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserLimitsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserLimitsResponse.SerializeToString,
+            ),
+            'SetSpendCap': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSpendCap,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSpendCapRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSpendCapResponse.SerializeToString,
+            ),
+            'SetSystemLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSystemLimits,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSystemLimitsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSystemLimitsResponse.SerializeToString,
+            ),
+            'ListAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditLog,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListAuditLogRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListAuditLogResponse.SerializeToString,
+            ),
+            'ReconcileLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileLedger,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -407,6 +579,195 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/GetUsageStats',
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ListUsage',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListUsageRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserTier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SetUserTier',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserTierRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserTierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SetUserLimits',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserLimitsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSpendCap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SetSpendCap',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSpendCapRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSpendCapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSystemLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SetSystemLimits',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSystemLimitsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetSystemLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ListAuditLog',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListAuditLogRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ReconcileLedger',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,7 +43,11 @@ class BudgetServiceStub:
     def __new__(cls, channel: _aio.Channel) -> BudgetServiceAsyncStub: ...
     GetLimits: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.GetLimitsRequest, _budget_service_pb2.GetLimitsResponse]
     """GetLimits returns a user's effective limits and, for each window, what is
-    spent, reserved and remaining and when the window resets.
+    spent, reserved and remaining, when the window resets and which rule set
+    its limit, plus the user's overrides and caps. A user's effective limit is
+    its tier's (configuration) or an admin's override of it, lowered by the
+    cap the user set on itself; the system windows take an admin's system
+    limit or the configured one.
 
     Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller).
     """
@@ -59,9 +63,15 @@ class BudgetServiceStub:
     returns the same reservation and holds nothing more.
 
     Errors: INVALID_ARGUMENT (amount not positive, key missing),
-    RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
-    DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-    PERMISSION_DENIED (the key belongs to another user's reservation).
+    RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
+    PER_GENERATION_LIMIT_EXCEEDED, DAILY_LIMIT_EXCEEDED,
+    MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
+    SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
+    reserved_micros, requested_micros, window and limit_source; QuotaFailure;
+    RetryInfo until the window resets),
+    PERMISSION_DENIED (the key belongs to another user's reservation),
+    FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
+    already has this key as its request_id; a new attempt needs a new key).
     """
     CommitReservation: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.CommitReservationRequest, _budget_service_pb2.CommitReservationResponse]
     """CommitReservation turns a reservation into spend of actual_cost_micros and
@@ -76,7 +86,9 @@ class BudgetServiceStub:
     ReleaseReservation: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.ReleaseReservationRequest, _budget_service_pb2.ReleaseReservationResponse]
     """ReleaseReservation gives a reservation's money back and writes the
     attempt's usage record (typically a failure) in the same transaction.
-    Idempotent.
+    Idempotent. Releasing an expired reservation (whose money the reaper gave
+    back already) records the attempt and settles it as RELEASED, so a later
+    commit of it is refused.
 
     Errors: NOT_FOUND (no such reservation), FAILED_PRECONDITION (the
     reservation was committed).
@@ -86,13 +98,75 @@ class BudgetServiceStub:
     reservation (a cache hit, a refusal). The record is unique by request_id:
     a retry returns the stored record with duplicate set.
 
-    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money).
+    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+    FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
+    this request_id as its key; commit or release it instead).
     """
     GetUsageStats: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.GetUsageStatsRequest, _budget_service_pb2.GetUsageStatsResponse]
     """GetUsageStats summarizes a user's usage records over the current day,
-    week or month (calendar periods in UTC; weeks start on Monday).
+    week or month (calendar periods in the request's time zone, by default the
+    service's; weeks start on Monday) or over an explicit [start_time,
+    end_time) range, with a breakdown by model, size and quality and by
+    outcome. Computed by the database from an index, never row by row.
 
-    Errors: INVALID_ARGUMENT (period missing, user_id missing).
+    Errors: INVALID_ARGUMENT (period missing, user_id missing, an unknown
+    time_zone, a range that is missing a bound, empty, or longer than 366
+    days, or range bounds given with a calendar period).
+    """
+    ListUsage: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.ListUsageRequest, _budget_service_pb2.ListUsageResponse]
+    """ListUsage pages through a user's usage records, newest first (AIP-158).
+
+    Errors: INVALID_ARGUMENT (user_id missing, negative page_size, a
+    page_token that is malformed or was issued for other request fields, an
+    empty range).
+    """
+    SetUserTier: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.SetUserTierRequest, _budget_service_pb2.SetUserTierResponse]
+    """SetUserTier puts a user on a tier. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id or tier missing).
+    """
+    SetUserLimits: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.SetUserLimitsRequest, _budget_service_pb2.SetUserLimitsResponse]
+    """SetUserLimits replaces an admin's overrides of a user's tier limits: each
+    field given overrides the tier's limit (up or down), each field left unset
+    clears its override. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id missing, a negative limit).
+    """
+    SetSpendCap: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.SetSpendCapRequest, _budget_service_pb2.SetSpendCapResponse]
+    """SetSpendCap replaces the caps a user sets on its own spending: each field
+    given caps that limit, each field left unset clears its cap. A cap only
+    ever lowers a limit: the effective limit is the smaller of the cap and the
+    tier or override limit, so a cap above that limit is stored but changes
+    nothing until the limit rises above it. A user sets its own caps; a
+    service or admin names the user. Audited.
+
+    Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller,
+    a negative cap).
+    """
+    SetSystemLimits: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.SetSystemLimitsRequest, _budget_service_pb2.SetSystemLimitsResponse]
+    """SetSystemLimits replaces the system-wide daily and monthly limits over
+    all users: each field given sets that limit, each field left unset goes
+    back to the configured default (RECIPEIMAGE_SYSTEM_*_LIMIT_MICROS). Stored
+    in the database, so every replica enforces it at once. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (a negative limit).
+    """
+    ListAuditLog: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.ListAuditLogRequest, _budget_service_pb2.ListAuditLogResponse]
+    """ListAuditLog pages through the audit log of limit changes (tiers,
+    overrides, caps, system limits), newest first (AIP-158). Admin only.
+
+    Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+    malformed or was issued for other request fields).
+    """
+    ReconcileLedger: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.ReconcileLedgerRequest, _budget_service_pb2.ReconcileLedgerResponse]
+    """ReconcileLedger proves the window counters equal the ledger: for every
+    window, spent equals the cost of the usage records of the reservations
+    committed in it, reserved equals the amount of its held reservations, and
+    overrun equals the spend no hold covered; every committed reservation has
+    its one usage record with the committed cost. Reports each difference.
+    Read-only. Admin only.
+
+    Errors: none beyond the common ones.
     """
 
 @_typing.type_check_only
@@ -110,7 +184,11 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetLimits: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.GetLimitsRequest, _budget_service_pb2.GetLimitsResponse]  # type: ignore[assignment]
     """GetLimits returns a user's effective limits and, for each window, what is
-    spent, reserved and remaining and when the window resets.
+    spent, reserved and remaining, when the window resets and which rule set
+    its limit, plus the user's overrides and caps. A user's effective limit is
+    its tier's (configuration) or an admin's override of it, lowered by the
+    cap the user set on itself; the system windows take an admin's system
+    limit or the configured one.
 
     Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller).
     """
@@ -126,9 +204,15 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     returns the same reservation and holds nothing more.
 
     Errors: INVALID_ARGUMENT (amount not positive, key missing),
-    RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
-    DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-    PERMISSION_DENIED (the key belongs to another user's reservation).
+    RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
+    PER_GENERATION_LIMIT_EXCEEDED, DAILY_LIMIT_EXCEEDED,
+    MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
+    SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
+    reserved_micros, requested_micros, window and limit_source; QuotaFailure;
+    RetryInfo until the window resets),
+    PERMISSION_DENIED (the key belongs to another user's reservation),
+    FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
+    already has this key as its request_id; a new attempt needs a new key).
     """
     CommitReservation: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.CommitReservationRequest, _budget_service_pb2.CommitReservationResponse]  # type: ignore[assignment]
     """CommitReservation turns a reservation into spend of actual_cost_micros and
@@ -143,7 +227,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     ReleaseReservation: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.ReleaseReservationRequest, _budget_service_pb2.ReleaseReservationResponse]  # type: ignore[assignment]
     """ReleaseReservation gives a reservation's money back and writes the
     attempt's usage record (typically a failure) in the same transaction.
-    Idempotent.
+    Idempotent. Releasing an expired reservation (whose money the reaper gave
+    back already) records the attempt and settles it as RELEASED, so a later
+    commit of it is refused.
 
     Errors: NOT_FOUND (no such reservation), FAILED_PRECONDITION (the
     reservation was committed).
@@ -153,13 +239,75 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     reservation (a cache hit, a refusal). The record is unique by request_id:
     a retry returns the stored record with duplicate set.
 
-    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money).
+    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+    FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
+    this request_id as its key; commit or release it instead).
     """
     GetUsageStats: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.GetUsageStatsRequest, _budget_service_pb2.GetUsageStatsResponse]  # type: ignore[assignment]
     """GetUsageStats summarizes a user's usage records over the current day,
-    week or month (calendar periods in UTC; weeks start on Monday).
+    week or month (calendar periods in the request's time zone, by default the
+    service's; weeks start on Monday) or over an explicit [start_time,
+    end_time) range, with a breakdown by model, size and quality and by
+    outcome. Computed by the database from an index, never row by row.
 
-    Errors: INVALID_ARGUMENT (period missing, user_id missing).
+    Errors: INVALID_ARGUMENT (period missing, user_id missing, an unknown
+    time_zone, a range that is missing a bound, empty, or longer than 366
+    days, or range bounds given with a calendar period).
+    """
+    ListUsage: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.ListUsageRequest, _budget_service_pb2.ListUsageResponse]  # type: ignore[assignment]
+    """ListUsage pages through a user's usage records, newest first (AIP-158).
+
+    Errors: INVALID_ARGUMENT (user_id missing, negative page_size, a
+    page_token that is malformed or was issued for other request fields, an
+    empty range).
+    """
+    SetUserTier: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.SetUserTierRequest, _budget_service_pb2.SetUserTierResponse]  # type: ignore[assignment]
+    """SetUserTier puts a user on a tier. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id or tier missing).
+    """
+    SetUserLimits: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.SetUserLimitsRequest, _budget_service_pb2.SetUserLimitsResponse]  # type: ignore[assignment]
+    """SetUserLimits replaces an admin's overrides of a user's tier limits: each
+    field given overrides the tier's limit (up or down), each field left unset
+    clears its override. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id missing, a negative limit).
+    """
+    SetSpendCap: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.SetSpendCapRequest, _budget_service_pb2.SetSpendCapResponse]  # type: ignore[assignment]
+    """SetSpendCap replaces the caps a user sets on its own spending: each field
+    given caps that limit, each field left unset clears its cap. A cap only
+    ever lowers a limit: the effective limit is the smaller of the cap and the
+    tier or override limit, so a cap above that limit is stored but changes
+    nothing until the limit rises above it. A user sets its own caps; a
+    service or admin names the user. Audited.
+
+    Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller,
+    a negative cap).
+    """
+    SetSystemLimits: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.SetSystemLimitsRequest, _budget_service_pb2.SetSystemLimitsResponse]  # type: ignore[assignment]
+    """SetSystemLimits replaces the system-wide daily and monthly limits over
+    all users: each field given sets that limit, each field left unset goes
+    back to the configured default (RECIPEIMAGE_SYSTEM_*_LIMIT_MICROS). Stored
+    in the database, so every replica enforces it at once. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (a negative limit).
+    """
+    ListAuditLog: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.ListAuditLogRequest, _budget_service_pb2.ListAuditLogResponse]  # type: ignore[assignment]
+    """ListAuditLog pages through the audit log of limit changes (tiers,
+    overrides, caps, system limits), newest first (AIP-158). Admin only.
+
+    Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+    malformed or was issued for other request fields).
+    """
+    ReconcileLedger: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.ReconcileLedgerRequest, _budget_service_pb2.ReconcileLedgerResponse]  # type: ignore[assignment]
+    """ReconcileLedger proves the window counters equal the ledger: for every
+    window, spent equals the cost of the usage records of the reservations
+    committed in it, reserved equals the amount of its held reservations, and
+    overrun equals the spend no hold covered; every committed reservation has
+    its one usage record with the committed cost. Reports each difference.
+    Read-only. Admin only.
+
+    Errors: none beyond the common ones.
     """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -180,7 +328,11 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_service_pb2.GetLimitsResponse, _abc.Awaitable[_budget_service_pb2.GetLimitsResponse]]:
         """GetLimits returns a user's effective limits and, for each window, what is
-        spent, reserved and remaining and when the window resets.
+        spent, reserved and remaining, when the window resets and which rule set
+        its limit, plus the user's overrides and caps. A user's effective limit is
+        its tier's (configuration) or an admin's override of it, lowered by the
+        cap the user set on itself; the system windows take an admin's system
+        limit or the configured one.
 
         Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller).
         """
@@ -208,9 +360,15 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         returns the same reservation and holds nothing more.
 
         Errors: INVALID_ARGUMENT (amount not positive, key missing),
-        RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason such as
-        DAILY_LIMIT_EXCEEDED, QuotaFailure, RetryInfo until the window resets),
-        PERMISSION_DENIED (the key belongs to another user's reservation).
+        RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
+        PER_GENERATION_LIMIT_EXCEEDED, DAILY_LIMIT_EXCEEDED,
+        MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
+        SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
+        reserved_micros, requested_micros, window and limit_source; QuotaFailure;
+        RetryInfo until the window resets),
+        PERMISSION_DENIED (the key belongs to another user's reservation),
+        FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
+        already has this key as its request_id; a new attempt needs a new key).
         """
 
     @_abc_1.abstractmethod
@@ -237,7 +395,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_budget_service_pb2.ReleaseReservationResponse, _abc.Awaitable[_budget_service_pb2.ReleaseReservationResponse]]:
         """ReleaseReservation gives a reservation's money back and writes the
         attempt's usage record (typically a failure) in the same transaction.
-        Idempotent.
+        Idempotent. Releasing an expired reservation (whose money the reaper gave
+        back already) records the attempt and settles it as RELEASED, so a later
+        commit of it is refused.
 
         Errors: NOT_FOUND (no such reservation), FAILED_PRECONDITION (the
         reservation was committed).
@@ -253,7 +413,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         reservation (a cache hit, a refusal). The record is unique by request_id:
         a retry returns the stored record with duplicate set.
 
-        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money).
+        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+        FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
+        this request_id as its key; commit or release it instead).
         """
 
     @_abc_1.abstractmethod
@@ -263,9 +425,111 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_service_pb2.GetUsageStatsResponse, _abc.Awaitable[_budget_service_pb2.GetUsageStatsResponse]]:
         """GetUsageStats summarizes a user's usage records over the current day,
-        week or month (calendar periods in UTC; weeks start on Monday).
+        week or month (calendar periods in the request's time zone, by default the
+        service's; weeks start on Monday) or over an explicit [start_time,
+        end_time) range, with a breakdown by model, size and quality and by
+        outcome. Computed by the database from an index, never row by row.
 
-        Errors: INVALID_ARGUMENT (period missing, user_id missing).
+        Errors: INVALID_ARGUMENT (period missing, user_id missing, an unknown
+        time_zone, a range that is missing a bound, empty, or longer than 366
+        days, or range bounds given with a calendar period).
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsage(
+        self,
+        request: _budget_service_pb2.ListUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.ListUsageResponse, _abc.Awaitable[_budget_service_pb2.ListUsageResponse]]:
+        """ListUsage pages through a user's usage records, newest first (AIP-158).
+
+        Errors: INVALID_ARGUMENT (user_id missing, negative page_size, a
+        page_token that is malformed or was issued for other request fields, an
+        empty range).
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserTier(
+        self,
+        request: _budget_service_pb2.SetUserTierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.SetUserTierResponse, _abc.Awaitable[_budget_service_pb2.SetUserTierResponse]]:
+        """SetUserTier puts a user on a tier. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id or tier missing).
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserLimits(
+        self,
+        request: _budget_service_pb2.SetUserLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.SetUserLimitsResponse, _abc.Awaitable[_budget_service_pb2.SetUserLimitsResponse]]:
+        """SetUserLimits replaces an admin's overrides of a user's tier limits: each
+        field given overrides the tier's limit (up or down), each field left unset
+        clears its override. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id missing, a negative limit).
+        """
+
+    @_abc_1.abstractmethod
+    def SetSpendCap(
+        self,
+        request: _budget_service_pb2.SetSpendCapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.SetSpendCapResponse, _abc.Awaitable[_budget_service_pb2.SetSpendCapResponse]]:
+        """SetSpendCap replaces the caps a user sets on its own spending: each field
+        given caps that limit, each field left unset clears its cap. A cap only
+        ever lowers a limit: the effective limit is the smaller of the cap and the
+        tier or override limit, so a cap above that limit is stored but changes
+        nothing until the limit rises above it. A user sets its own caps; a
+        service or admin names the user. Audited.
+
+        Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller,
+        a negative cap).
+        """
+
+    @_abc_1.abstractmethod
+    def SetSystemLimits(
+        self,
+        request: _budget_service_pb2.SetSystemLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.SetSystemLimitsResponse, _abc.Awaitable[_budget_service_pb2.SetSystemLimitsResponse]]:
+        """SetSystemLimits replaces the system-wide daily and monthly limits over
+        all users: each field given sets that limit, each field left unset goes
+        back to the configured default (RECIPEIMAGE_SYSTEM_*_LIMIT_MICROS). Stored
+        in the database, so every replica enforces it at once. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (a negative limit).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditLog(
+        self,
+        request: _budget_service_pb2.ListAuditLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.ListAuditLogResponse, _abc.Awaitable[_budget_service_pb2.ListAuditLogResponse]]:
+        """ListAuditLog pages through the audit log of limit changes (tiers,
+        overrides, caps, system limits), newest first (AIP-158). Admin only.
+
+        Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+        malformed or was issued for other request fields).
+        """
+
+    @_abc_1.abstractmethod
+    def ReconcileLedger(
+        self,
+        request: _budget_service_pb2.ReconcileLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.ReconcileLedgerResponse, _abc.Awaitable[_budget_service_pb2.ReconcileLedgerResponse]]:
+        """ReconcileLedger proves the window counters equal the ledger: for every
+        window, spent equals the cost of the usage records of the reservations
+        committed in it, reserved equals the amount of its held reservations, and
+        overrun equals the spend no hold covered; every committed reservation has
+        its one usage record with the committed cost. Reports each difference.
+        Read-only. Admin only.
+
+        Errors: none beyond the common ones.
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

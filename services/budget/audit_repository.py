@@ -1,0 +1,89 @@
+"""Persistence of the append-only audit log of limit changes. Every method runs
+in the session it is given."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from services.budget.domain import AuditAction, AuditEntry, AuditSnapshot
+from services.budget.limits import LimitValues, Tier
+from services.budget.models import AuditRow
+
+
+class AuditRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, entry: AuditEntry) -> AuditEntry:
+        """Append an entry; returns it with the id the database gave it."""
+        entry_id = self.session.execute(
+            insert(AuditRow)
+            .values(
+                created_at=entry.created_at,
+                actor=entry.actor,
+                actor_role=entry.actor_role,
+                action=entry.action.value,
+                target_user_id=entry.target_user_id,
+                before_json=snapshot_json(entry.before),
+                after_json=snapshot_json(entry.after),
+            )
+            .returning(AuditRow.id)
+        ).scalar_one()
+        return replace(entry, id=entry_id)
+
+    def page(self, *, target_user_id: str, before_id: int | None, limit: int) -> list[AuditEntry]:
+        """Up to limit entries, newest first, older than before_id; only the
+        target user's when target_user_id is given."""
+        statement = select(AuditRow)
+        if target_user_id:
+            statement = statement.where(AuditRow.target_user_id == target_user_id)
+        if before_id is not None:
+            statement = statement.where(AuditRow.id < before_id)
+        statement = statement.order_by(AuditRow.id.desc()).limit(limit)
+        return [_entry(row) for row in self.session.scalars(statement)]
+
+
+def snapshot_json(snapshot: AuditSnapshot) -> str:
+    """A snapshot as a JSON object: only what it has, keys sorted."""
+    document: dict[str, object] = {}
+    if snapshot.tier is not None:
+        document["tier"] = snapshot.tier.value
+    for name, values in (
+        ("overrides", snapshot.overrides),
+        ("cap", snapshot.cap),
+        ("system", snapshot.system),
+    ):
+        if values is not None:
+            document[name] = values.as_dict()
+    return json.dumps(document, sort_keys=True)
+
+
+def snapshot_from_json(text: str) -> AuditSnapshot:
+    document = json.loads(text)
+
+    def values(name: str) -> LimitValues | None:
+        return LimitValues.from_dict(document[name]) if name in document else None
+
+    return AuditSnapshot(
+        tier=Tier(document["tier"]) if document.get("tier") else None,
+        overrides=values("overrides"),
+        cap=values("cap"),
+        system=values("system"),
+    )
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        created_at=row.created_at,
+        actor=row.actor,
+        actor_role=row.actor_role,
+        action=AuditAction(row.action),
+        target_user_id=row.target_user_id,
+        before=snapshot_from_json(row.before_json),
+        after=snapshot_from_json(row.after_json),
+    )
