@@ -32,7 +32,9 @@ UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _OUTCOMES = {
     Outcome.GENERATED: pb.USAGE_OUTCOME_GENERATED,
     Outcome.CACHE_HIT_EXACT: pb.USAGE_OUTCOME_CACHE_HIT_EXACT,
+    Outcome.CACHE_HIT_SIMILAR: pb.USAGE_OUTCOME_CACHE_HIT_SIMILAR,
     Outcome.FAILED: pb.USAGE_OUTCOME_FAILED,
+    Outcome.FALLBACK: pb.USAGE_OUTCOME_FALLBACK,
     Outcome.REFUSED: pb.USAGE_OUTCOME_REFUSED,
 }
 _STATES = {
@@ -172,6 +174,7 @@ def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:
         cost_micros=usage.cost_micros,
         success=usage.success,
         error_message=usage.error_message,
+        fallback_used=usage.fallback_used,
         generation_time_ms=usage.generation_time_ms,
         cached=usage.cached,
         cache_hit=usage.cache_hit,

@@ -1,11 +1,13 @@
-"""The exact-match image cache: its key, and the repository over its tables.
+"""The image cache: its exact key, and the repositories over its tables.
 
-The key is the SHA-256 of a canonical JSON of the four things that decide the
-image: model, size, quality and prompt. Two requests share an entry only when
-all four match, so a small low-quality image is never served for a large or
-better one.
+The exact key is the SHA-256 of a canonical JSON of the four things that
+decide the image: model, size, quality and prompt. Two requests share an
+exact entry only when all four match, so a small low-quality image is never
+served for a large or better one. Similar-dish candidates are found through
+match_key (similarity.match_key), an indexed column: a lookup reads one index
+range of at most cache_policy.MAX_SIMILAR_CANDIDATES rows, never the table.
 
-The repository works in the session it is given; the caller owns the
+The repositories work in the session they are given; the caller owns the
 transaction.
 """
 
@@ -16,16 +18,19 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.image.models import CacheEntry, ImageRow
+from services.image.cache_policy import MAX_SIMILAR_CANDIDATES
+from services.image.models import CacheEntry, CacheTotals, GenerationLease, ImageRow
 
 _WHITESPACE = re.compile(r"\s+")
+PURGE_BATCH = 1000
+TOTALS_ID = 1
 
 
 def normalize_prompt(prompt: str) -> str:
@@ -57,47 +62,100 @@ class CacheStats:
     total_cost_saved_micros: int
 
     @property
+    def lookups(self) -> int:
+        return self.exact_hits + self.similar_hits + self.misses
+
+    def _rate(self, hits: int) -> float:
+        return hits / self.lookups if self.lookups else 0.0
+
+    @property
     def hit_rate(self) -> float:
-        hits = self.exact_hits + self.similar_hits
-        lookups = hits + self.misses
-        return hits / lookups if lookups else 0.0
+        return self._rate(self.exact_hits + self.similar_hits)
+
+    @property
+    def exact_hit_rate(self) -> float:
+        return self._rate(self.exact_hits)
+
+    @property
+    def similar_hit_rate(self) -> float:
+        return self._rate(self.similar_hits)
+
+
+def _insert_for(session: Session):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise RuntimeError(f"unsupported database dialect {dialect!r}")
+
+
+def _live(now: datetime):  # type: ignore[no-untyped-def]
+    return CacheEntry.expires_at > now
 
 
 class CacheRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def _insert(self):  # type: ignore[no-untyped-def]
-        dialect = self.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert
-        if dialect == "sqlite":
-            return sqlite.insert
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    # -- lookups
 
     def find_live(self, key: str, now: datetime) -> CacheEntry | None:
         return self.session.scalars(
-            select(CacheEntry).where(CacheEntry.cache_key == key, CacheEntry.expires_at > now)
+            select(CacheEntry).where(CacheEntry.cache_key == key, _live(now))
         ).one_or_none()
+
+    def similar_candidates(
+        self,
+        match_key: str,
+        min_quality_rank: int,
+        now: datetime,
+        limit: int = MAX_SIMILAR_CANDIDATES,
+    ) -> list[CacheEntry]:
+        """Live entries under match_key of at least the rank, newest first: one
+        range of ix_cache_entries_match_key."""
+        return list(
+            self.session.scalars(
+                select(CacheEntry)
+                .where(
+                    CacheEntry.match_key == match_key,
+                    _live(now),
+                    CacheEntry.quality_rank >= min_quality_rank,
+                )
+                .order_by(CacheEntry.expires_at.desc(), CacheEntry.id.desc())
+                .limit(limit)
+            )
+        )
+
+    def entry(self, entry_id: int) -> CacheEntry | None:
+        return self.session.get(CacheEntry, entry_id)
 
     def image(self, image_id: str) -> ImageRow | None:
         return self.session.get(ImageRow, image_id)
 
-    def record_exact_hit(self, entry_id: int, now: datetime) -> None:
-        """One more use of the entry, saving what generating its image cost."""
+    # -- counting uses
+
+    def record_hit(self, entry_id: int, now: datetime, *, similar: bool, saved_micros: int) -> None:
+        """One more use of the entry, saving saved_micros."""
+        counter = CacheEntry.similar_hits if similar else CacheEntry.exact_hits
         self.session.execute(
             update(CacheEntry)
             .where(CacheEntry.id == entry_id)
             .values(
-                exact_hits=CacheEntry.exact_hits + 1,
-                cost_saved_micros=CacheEntry.cost_saved_micros + CacheEntry.cost_micros,
-                last_hit_at=now,
+                {
+                    counter: counter + 1,
+                    CacheEntry.uses: CacheEntry.uses + 1,
+                    CacheEntry.cost_saved_micros: CacheEntry.cost_saved_micros + saved_micros,
+                    CacheEntry.last_hit_at: now,
+                }
             )
         )
 
+    # -- adding
+
     def add_image(self, image_id: str, content_type: str, size_bytes: int, now: datetime) -> None:
         """Record stored bytes; the same bytes stored twice keep their first row."""
-        insert = self._insert()
+        insert = _insert_for(self.session)
         self.session.execute(
             insert(ImageRow)
             .values(
@@ -114,46 +172,176 @@ class CacheRepository:
 
         The unique cache_key decides a race: the first insert wins and a later one
         gets the winner's entry back. An expired entry under the same key is
-        replaced, counters and all: it describes an image nobody is served any more.
+        purged first (its counts go to the totals): it describes an image nobody
+        is served any more.
         """
-        insert = self._insert()
+        key = values["cache_key"]
+        expired = self.session.scalars(
+            select(CacheEntry.id).where(CacheEntry.cache_key == key, CacheEntry.expires_at <= now)
+        ).all()
+        if expired:
+            self._purge_ids(list(expired))
+        insert = _insert_for(self.session)
         row = {
             **values,
             "exact_hits": 0,
             "similar_hits": 0,
+            "uses": 0,
             "cost_saved_micros": 0,
             "last_hit_at": None,
+            "invalidated_at": None,
         }
-        statement = insert(CacheEntry).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["cache_key"],
-            set_={name: statement.excluded[name] for name in row if name != "cache_key"},
-            where=CacheEntry.expires_at <= now,
-        ).returning(CacheEntry.id)
+        statement = (
+            insert(CacheEntry)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["cache_key"])
+            .returning(CacheEntry.id)
+        )
         won_id = self.session.execute(statement).scalar_one_or_none()
         if won_id is not None:
             entry = self.session.get(CacheEntry, won_id, populate_existing=True)
             assert entry is not None
             return entry, True
-        winner = self.find_live(values["cache_key"], now)
+        winner = self.find_live(key, now)
         if winner is None:  # cannot happen: the conflict was with a live entry
-            raise RuntimeError(f"cache entry {values['cache_key']} vanished during insert")
+            raise RuntimeError(f"cache entry {key} vanished during insert")
         return winner, False
 
+    # -- expiry and invalidation
+
+    def purge_expired(self, now: datetime, batch: int = PURGE_BATCH) -> int:
+        """Delete up to `batch` expired (or invalidated) entries, oldest expiry
+        first, keeping their counts in the totals; returns how many."""
+        ids = self.session.scalars(
+            select(CacheEntry.id)
+            .where(CacheEntry.expires_at <= now)
+            .order_by(CacheEntry.expires_at)
+            .limit(batch)
+        ).all()
+        return self._purge_ids(list(ids))
+
+    def _purge_ids(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        removed = self.session.execute(
+            delete(CacheEntry)
+            .where(CacheEntry.id.in_(ids))
+            .returning(CacheEntry.exact_hits, CacheEntry.similar_hits, CacheEntry.cost_saved_micros)
+        ).all()
+        if removed:
+            self._add_to_totals(
+                purged=len(removed),
+                exact=sum(r[0] for r in removed),
+                similar=sum(r[1] for r in removed),
+                saved=sum(r[2] for r in removed),
+            )
+        return len(removed)
+
+    def _add_to_totals(self, *, purged: int, exact: int, similar: int, saved: int) -> None:
+        insert = _insert_for(self.session)
+        statement = insert(CacheTotals).values(
+            id=TOTALS_ID,
+            purged_entries=purged,
+            exact_hits=exact,
+            similar_hits=similar,
+            cost_saved_micros=saved,
+        )
+        self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["id"],
+                set_={
+                    "purged_entries": CacheTotals.purged_entries + purged,
+                    "exact_hits": CacheTotals.exact_hits + exact,
+                    "similar_hits": CacheTotals.similar_hits + similar,
+                    "cost_saved_micros": CacheTotals.cost_saved_micros + saved,
+                },
+            )
+        )
+
+    def invalidate_image(self, image_id: str, now: datetime) -> int:
+        """Expire every live entry holding the image; returns how many."""
+        result = self.session.execute(
+            update(CacheEntry)
+            .where(CacheEntry.image_id == image_id, _live(now))
+            .values(expires_at=now, invalidated_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # -- statistics
+
     def stats(self, now: datetime) -> CacheStats:
+        live = func.count(CacheEntry.id).filter(_live(now))
         row = self.session.execute(
             select(
-                func.coalesce(func.sum(case((CacheEntry.expires_at > now, 1), else_=0)), 0),
+                live,
+                func.count(CacheEntry.id),
                 func.coalesce(func.sum(CacheEntry.exact_hits), 0),
                 func.coalesce(func.sum(CacheEntry.similar_hits), 0),
-                func.count(CacheEntry.id),
                 func.coalesce(func.sum(CacheEntry.cost_saved_micros), 0),
             )
         ).one()
+        totals = self.session.get(CacheTotals, TOTALS_ID)
+        purged = totals.purged_entries if totals else 0
         return CacheStats(
             entries=int(row[0]),
-            exact_hits=int(row[1]),
-            similar_hits=int(row[2]),
-            misses=int(row[3]),
-            total_cost_saved_micros=int(row[4]),
+            misses=int(row[1]) + purged,
+            exact_hits=int(row[2]) + (totals.exact_hits if totals else 0),
+            similar_hits=int(row[3]) + (totals.similar_hits if totals else 0),
+            total_cost_saved_micros=int(row[4]) + (totals.cost_saved_micros if totals else 0),
         )
+
+    def most_used(
+        self, now: datetime, limit: int, after: tuple[int, int] | None = None
+    ) -> list[CacheEntry]:
+        """Live entries by uses, most first, ties oldest (lowest id) first;
+        `after` is the (uses, id) of the last entry of the previous page."""
+        query = select(CacheEntry).where(_live(now))
+        if after is not None:
+            uses, entry_id = after
+            query = query.where(
+                or_(
+                    CacheEntry.uses < uses,
+                    and_(CacheEntry.uses == uses, CacheEntry.id > entry_id),
+                )
+            )
+        return list(
+            self.session.scalars(
+                query.order_by(CacheEntry.uses.desc(), CacheEntry.id.asc()).limit(limit)
+            )
+        )
+
+
+class LeaseRepository:
+    """Generation leases: one row per cache key being generated (single flight)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim(self, key: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take the lease on key for owner: True when it was free, expired, or
+        already owner's. One statement, so two replicas cannot both win."""
+        insert = _insert_for(self.session)
+        statement = insert(GenerationLease).values(
+            cache_key=key, owner=owner, acquired_at=now, expires_at=now + ttl
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["cache_key"],
+            set_={
+                "owner": statement.excluded.owner,
+                "acquired_at": statement.excluded.acquired_at,
+                "expires_at": statement.excluded.expires_at,
+            },
+            where=or_(GenerationLease.expires_at <= now, GenerationLease.owner == owner),
+        ).returning(GenerationLease.owner)
+        return self.session.execute(statement).scalar_one_or_none() == owner
+
+    def release(self, key: str, owner: str) -> None:
+        self.session.execute(
+            delete(GenerationLease).where(
+                GenerationLease.cache_key == key, GenerationLease.owner == owner
+            )
+        )
+
+    def held_by_another(self, key: str, owner: str, now: datetime) -> bool:
+        lease = self.session.get(GenerationLease, key, populate_existing=True)
+        return lease is not None and lease.owner != owner and lease.expires_at > now

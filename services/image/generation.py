@@ -1,13 +1,25 @@
-"""GenerateImage, GetImage and GetCacheStats as plain Python: no gRPC here.
+"""GenerateImage, GetImage, GetCacheStats and the cache admin as plain Python: no gRPC here.
 
-GenerateImage, in order: validate (nothing charged on bad input); analyze the
-recipe and build the prompt (unless the caller gave one); serve a live exact
-cache hit (reported to BudgetService at cost zero with what it saved);
-otherwise reserve the most the image can cost, generate, store the bytes and
-the cache entry, and commit the actual cost. A provider failure releases the
-reservation. Every attempt leaves exactly one usage record at BudgetService,
-and nothing is generated without a reservation: when BudgetService cannot be
-reached, the request fails.
+GenerateImage, in order:
+
+1. Validate (nothing charged on bad input); analyze the recipe and build the
+   prompt (unless the caller gave one).
+2. Cache: a live exact entry; then, when the caller allows it and the prompt
+   was built, an image of the same dish (cache_policy). A hit is reported to
+   BudgetService at cost zero with what it saved.
+3. Single flight: claim the generation lease of the cache key in the database.
+   A request that finds the lease held waits (polling, bounded) for the
+   winner's entry and serves it as an exact hit; if the lease is released
+   without an entry it claims it; if the wait runs out it generates anyway.
+4. Reserve the most the image can cost, generate, store the bytes and the
+   cache entry, commit the actual cost from the usage the provider reports.
+5. A provider failure releases the reservation with a failed record, or, with
+   a fallback image configured, serves that uncharged (outcome FALLBACK).
+
+Every attempt leaves exactly one usage record at BudgetService, and nothing is
+generated without a reservation: when BudgetService cannot be reached, the
+request fails. A generation whose caller has gone away runs to its end (it is
+paid for either way) and lands in the cache.
 """
 
 from __future__ import annotations
@@ -31,17 +43,24 @@ from services.common.errors import (
     QuotaExceeded,
 )
 from services.common.prices import PriceTable, estimate_prompt_tokens
-from services.image.analyzer import analyze
-from services.image.cache import CacheRepository, CacheStats, cache_key
-from services.image.models import ImageRow
+from services.image import paging
+from services.image.analyzer import RecipeContext, analyze
+from services.image.cache import CacheRepository, CacheStats, LeaseRepository, cache_key
+from services.image.cache_policy import Candidate, best_similar, cost_saved, quality_rank
+from services.image.models import CacheEntry, ImageRow
 from services.image.prompts import build_prompt
 from services.image.providers import GeneratedImage, Provider
+from services.image.similarity import DEFAULT_THRESHOLD, effective_threshold, match_key
 from services.image.storage import SHA256_HEX, ImageStore
 from services.image.validation import Defaults, GenerateCommand, ValidRequest, validate
 
 log = logging.getLogger("recipeimage.image.generation")
 
 MAX_ERROR_MESSAGE_CHARS = 500
+DEFAULT_LEASE_TTL = timedelta(minutes=10)
+DEFAULT_SINGLE_FLIGHT_WAIT_SECONDS = 300.0
+FIRST_POLL_SECONDS = 0.05
+LONGEST_POLL_SECONDS = 0.5
 
 
 # ---- what the use case needs from BudgetService -------------------------------------
@@ -50,7 +69,9 @@ MAX_ERROR_MESSAGE_CHARS = 500
 class Outcome(enum.StrEnum):
     GENERATED = "generated"
     CACHE_HIT_EXACT = "cache_hit_exact"
+    CACHE_HIT_SIMILAR = "cache_hit_similar"
     FAILED = "failed"
+    FALLBACK = "fallback"
     REFUSED = "refused"
 
 
@@ -76,6 +97,7 @@ class Usage:
     cost_saved_micros: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    fallback_used: bool = False
 
 
 class ReservationState(enum.StrEnum):
@@ -119,6 +141,8 @@ class Budget(Protocol):
 class Source(enum.StrEnum):
     GENERATED = "generated"
     CACHE_EXACT = "cache_exact"
+    CACHE_SIMILAR = "cache_similar"
+    FALLBACK = "fallback"
 
 
 @dataclass(frozen=True)
@@ -146,13 +170,58 @@ class GenerateResult:
     size: str
     quality: str
     generation_time_ms: int = 0
+    context: RecipeContext | None = None
+    fallback_reason: str = ""
+    fallback_message: str = ""
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """One cache entry as GetCacheStats lists it."""
+
+    entry_id: int
+    image: StoredImage
+    model: str
+    size: str
+    quality: str
+    dish: str
+    uses: int
+    exact_hits: int
+    similar_hits: int
+    cost_micros: int
+    cost_saved_micros: int
+    created_at: datetime
+    expires_at: datetime
+    last_hit_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CacheStatsPage:
+    stats: CacheStats
+    most_used: list[CachedEntry]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    key: str
+    # None: no similar lookup (not allowed, a caller's prompt, or an unknown dish).
+    match_key: str | None
+    context: RecipeContext
+    quality: str
+    quality_rank: int
+    threshold: float
+    # What the request would be charged without usage: the price table's figure.
+    requested_micros: int
 
 
 @dataclass(frozen=True)
 class _Hit:
     entry_id: int
     image: StoredImage
-    cost_micros: int
+    similar: bool
+    similarity: float
+    saved_micros: int
 
 
 # ---- the use cases --------------------------------------------------------------
@@ -170,6 +239,10 @@ class Images:
         defaults: Defaults,
         cache_ttl: timedelta,
         clock: Clock | None = None,
+        similarity_threshold: float = DEFAULT_THRESHOLD,
+        lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+        single_flight_wait_seconds: float = DEFAULT_SINGLE_FLIGHT_WAIT_SECONDS,
+        fallback: StoredImage | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -179,17 +252,21 @@ class Images:
         self.defaults = defaults
         self.cache_ttl = cache_ttl
         self.clock = clock or SystemClock()
+        self.similarity_threshold = similarity_threshold
+        self.lease_ttl = lease_ttl
+        self.single_flight_wait_seconds = single_flight_wait_seconds
+        self.fallback = fallback
 
     # -- GenerateImage
 
     def generate(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
         context = analyze(command.recipe)
-        prompt = request.prompt or build_prompt(context)
+        built = not request.prompt
+        prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
         key = cache_key(request.model, request.size, request.quality, prompt)
-        request_id = request.request_id or uuid.uuid4().hex
         usage = Usage(
-            request_id=request_id,
+            request_id=request.request_id or uuid.uuid4().hex,
             user_id=command.user_id,
             recipe_id=command.recipe.recipe_id,
             prompt=prompt,
@@ -198,31 +275,63 @@ class Images:
             model=request.model,
             provider=self.provider.name,
         )
+        lookup = _Lookup(
+            key=key,
+            match_key=(
+                match_key(request.model, request.size, context)
+                if request.allow_similar and built
+                else None
+            ),
+            context=context,
+            quality=request.quality,
+            quality_rank=quality_rank(request.quality),
+            threshold=effective_threshold(self.similarity_threshold, request.min_similarity),
+            requested_micros=request.price.per_image_micros(request.quality, request.size),
+        )
 
-        hit = self._live_entry(key)
+        hit = self._find(lookup)
         if hit is not None:
-            return self._serve_hit(hit, usage, request)
+            return self._serve_hit(hit, usage, context)
 
+        owner = uuid.uuid4().hex
+        claimed = self._claim(key, owner)
+        if not claimed:
+            hit, claimed = self._wait_for_winner(lookup, owner)
+            if hit is not None:
+                return self._serve_hit(hit, usage, context)
+        try:
+            if claimed:
+                # The winner of a lease released a moment ago may have left its entry.
+                hit = self._find(lookup)
+                if hit is not None:
+                    return self._serve_hit(hit, usage, context)
+            return self._reserve_and_generate(request, lookup, usage)
+        finally:
+            if claimed:
+                self._release_lease(key, owner)
+
+    def _reserve_and_generate(
+        self, request: ValidRequest, lookup: _Lookup, usage: Usage
+    ) -> GenerateResult:
         amount = request.price.max_cost_micros(
-            request.quality, request.size, estimate_prompt_tokens(prompt)
+            request.quality, request.size, estimate_prompt_tokens(usage.prompt)
         )
         try:
-            reservation = self.budget.reserve(command.user_id, amount, request_id)
+            reservation = self.budget.reserve(usage.user_id, amount, usage.request_id)
         except QuotaExceeded as refusal:
             self.budget.record_usage(
                 replace(usage, outcome=Outcome.REFUSED, error_message=_short(refusal.message))
             )
             raise
         if reservation.replayed:
-            return self._replayed(reservation, key, usage)
-        return self._generate(reservation, request, key, context.to_json(), usage)
+            return self._replayed(reservation, lookup, usage)
+        return self._generate(reservation, request, lookup, usage)
 
     def _generate(
         self,
         reservation: Reservation,
         request: ValidRequest,
-        key: str,
-        context: dict[str, object],
+        lookup: _Lookup,
         usage: Usage,
     ) -> GenerateResult:
         """With the money held: generate, keep the image, commit what it cost."""
@@ -232,14 +341,7 @@ class Images:
                 usage.prompt, request.model, request.size, request.quality
             )
         except Exception as exc:
-            failed = replace(
-                usage,
-                outcome=Outcome.FAILED,
-                error_message=_failure_message(exc),
-                generation_time_ms=_elapsed_ms(started),
-            )
-            self._release(reservation, failed)
-            raise
+            return self._failed(reservation, usage, lookup, exc, _elapsed_ms(started))
         elapsed_ms = _elapsed_ms(started)
         cost = request.price.actual_cost_micros(request.quality, request.size, generated.usage)
         spent = replace(
@@ -253,7 +355,7 @@ class Images:
             output_tokens=_output_tokens(generated),
         )
         try:
-            image = self._keep(generated, key, request, usage.prompt, context, cost)
+            image = self._keep(generated, request, lookup, usage.prompt, cost)
         except Exception:
             # The provider was paid: the spend is committed even though the image is lost.
             log.exception(
@@ -278,6 +380,47 @@ class Images:
             size=request.size,
             quality=request.quality,
             generation_time_ms=elapsed_ms,
+            context=lookup.context,
+        )
+
+    def _failed(
+        self,
+        reservation: Reservation,
+        usage: Usage,
+        lookup: _Lookup,
+        error: Exception,
+        elapsed_ms: int,
+    ) -> GenerateResult:
+        """The provider failed: give the money back and record the attempt; serve
+        the fallback image when there is one, else pass the error on."""
+        if not isinstance(error, DomainError):
+            log.exception("the image provider failed unexpectedly", exc_info=error)
+        failed = replace(
+            usage,
+            outcome=Outcome.FAILED,
+            error_message=_failure_message(error),
+            generation_time_ms=elapsed_ms,
+        )
+        if self.fallback is None:
+            self._release(reservation, failed)
+            raise error
+        self._release(reservation, replace(failed, outcome=Outcome.FALLBACK, fallback_used=True))
+        reason, message = _reason_and_message(error)
+        return GenerateResult(
+            image=self.fallback,
+            source=Source.FALLBACK,
+            cost_micros=0,
+            cost_saved_micros=0,
+            similarity=0.0,
+            prompt=usage.prompt,
+            request_id=usage.request_id,
+            model=usage.model,
+            size=usage.size,
+            quality=usage.quality,
+            generation_time_ms=elapsed_ms,
+            context=lookup.context,
+            fallback_reason=reason,
+            fallback_message=message,
         )
 
     def _commit(self, reservation: Reservation, cost: int, spent: Usage) -> None:
@@ -313,34 +456,69 @@ class Images:
                 },
             )
 
-    def _live_entry(self, key: str) -> _Hit | None:
+    # -- the cache
+
+    def _find(self, lookup: _Lookup) -> _Hit | None:
+        """The exact entry, else the best image of the same dish (when looked for)."""
+        now = self.clock.now()
         with self.sessions.begin() as session:
             repo = CacheRepository(session)
-            entry = repo.find_live(key, self.clock.now())
-            if entry is None:
+            entry = repo.find_live(lookup.key, now)
+            if entry is not None:
+                return _Hit(entry.id, self._stored(repo, entry), False, 1.0, entry.cost_micros)
+            if lookup.match_key is None:
                 return None
-            row = repo.image(entry.image_id)
-            assert row is not None  # the foreign key guarantees it
-            return _Hit(entry.id, StoredImage.of(row), entry.cost_micros)
+            rows = repo.similar_candidates(lookup.match_key, lookup.quality_rank, now)
+            by_id = {row.id: row for row in rows}
+            choice = best_similar(
+                (
+                    Candidate(
+                        row.id, row.quality_rank, RecipeContext.from_json(row.context), row.id
+                    )
+                    for row in rows
+                ),
+                lookup.context,
+                lookup.quality_rank,
+                lookup.threshold,
+            )
+            if choice is None:
+                return None
+            entry = by_id[choice.entry_id]
+            saved = cost_saved(
+                entry.quality, entry.cost_micros, lookup.quality, lookup.requested_micros
+            )
+            return _Hit(entry.id, self._stored(repo, entry), True, choice.similarity, saved)
 
-    def _serve_hit(self, hit: _Hit, usage: Usage, request: ValidRequest) -> GenerateResult:
+    @staticmethod
+    def _stored(repo: CacheRepository, entry: CacheEntry) -> StoredImage:
+        row = repo.image(entry.image_id)
+        assert row is not None  # the foreign key guarantees it
+        return StoredImage.of(row)
+
+    def _serve_hit(self, hit: _Hit, usage: Usage, context: RecipeContext) -> GenerateResult:
+        outcome = Outcome.CACHE_HIT_SIMILAR if hit.similar else Outcome.CACHE_HIT_EXACT
         duplicate = self.budget.record_usage(
             replace(
                 usage,
-                outcome=Outcome.CACHE_HIT_EXACT,
+                outcome=outcome,
                 success=True,
                 cached=True,
-                cache_hit="exact",
-                cost_saved_micros=hit.cost_micros,
+                cache_hit="similar" if hit.similar else "exact",
+                cost_saved_micros=hit.saved_micros,
             )
         )
         # A retry of an attempt already recorded is not a new use of the entry.
         if not duplicate:
             with self.sessions.begin() as session:
-                CacheRepository(session).record_exact_hit(hit.entry_id, self.clock.now())
-        return self._cached_result(hit, usage, saved=hit.cost_micros)
+                CacheRepository(session).record_hit(
+                    hit.entry_id,
+                    self.clock.now(),
+                    similar=hit.similar,
+                    saved_micros=hit.saved_micros,
+                )
+        return self._cached_result(hit, usage, context, saved=hit.saved_micros)
 
-    def _replayed(self, reservation: Reservation, key: str, usage: Usage) -> GenerateResult:
+    def _replayed(self, reservation: Reservation, lookup: _Lookup, usage: Usage) -> GenerateResult:
         state = reservation.state
         if state is ReservationState.HELD:
             raise FailedPrecondition(
@@ -349,9 +527,9 @@ class Images:
                 {"request_id": usage.request_id},
             )
         if state is ReservationState.COMMITTED:
-            hit = self._live_entry(key)
+            hit = self._find(replace(lookup, match_key=None))
             if hit is not None:  # already paid for by the first attempt
-                return self._cached_result(hit, usage, saved=0)
+                return self._cached_result(hit, usage, lookup.context, saved=0)
             raise FailedPrecondition(
                 "an attempt with this request_id already completed; use a new request_id "
                 "to generate again",
@@ -365,34 +543,37 @@ class Images:
         )
 
     @staticmethod
-    def _cached_result(hit: _Hit, usage: Usage, *, saved: int) -> GenerateResult:
+    def _cached_result(
+        hit: _Hit, usage: Usage, context: RecipeContext, *, saved: int
+    ) -> GenerateResult:
         return GenerateResult(
             image=hit.image,
-            source=Source.CACHE_EXACT,
+            source=Source.CACHE_SIMILAR if hit.similar else Source.CACHE_EXACT,
             cost_micros=0,
             cost_saved_micros=saved,
-            similarity=1.0,
+            similarity=hit.similarity,
             prompt=usage.prompt,
             request_id=usage.request_id,
             model=usage.model,
             size=usage.size,
             quality=usage.quality,
+            context=context,
         )
 
     def _keep(
         self,
         generated: GeneratedImage,
-        key: str,
         request: ValidRequest,
+        lookup: _Lookup,
         prompt: str,
-        context: dict[str, object],
         cost: int,
     ) -> StoredImage:
         """Store the bytes, then the image row and the cache entry.
 
         Bytes first, so a row never names a file that is not there. When another
-        request stored an entry for the same key first, this one keeps its own
-        image (it was paid for and is readable) and leaves the winner's entry.
+        request stored an entry for the same key first (its lease expired while
+        it generated), this one keeps its own image (it was paid for and is
+        readable) and leaves the winner's entry.
         """
         image_id = self.store.put(generated.data, generated.content_type)
         now = self.clock.now()
@@ -401,12 +582,20 @@ class Images:
             repo.add_image(image_id, generated.content_type, len(generated.data), now)
             _entry, won = repo.add_entry(
                 {
-                    "cache_key": key,
+                    "cache_key": lookup.key,
                     "model": request.model,
                     "size": request.size,
                     "quality": request.quality,
+                    "quality_rank": lookup.quality_rank,
                     "prompt": prompt,
-                    "context": context,
+                    "context": lookup.context.to_json(),
+                    # Only a built prompt shows the dish its context says; a
+                    # caller's prompt may show anything, so it is never reused.
+                    "match_key": (
+                        match_key(request.model, request.size, lookup.context)
+                        if not request.prompt
+                        else None
+                    ),
                     "image_id": image_id,
                     "provider": generated.provider,
                     "cost_micros": cost,
@@ -418,14 +607,55 @@ class Images:
             row = repo.image(image_id)
             assert row is not None
             if not won:
-                log.info("cache entry raced; kept the first", extra={"cache_key": key})
+                log.info("cache entry raced; kept the first", extra={"cache_key": lookup.key})
             return StoredImage.of(row)
+
+    # -- single flight
+
+    def _claim(self, key: str, owner: str) -> bool:
+        with self.sessions.begin() as session:
+            return LeaseRepository(session).claim(key, owner, self.clock.now(), self.lease_ttl)
+
+    def _release_lease(self, key: str, owner: str) -> None:
+        try:
+            with self.sessions.begin() as session:
+                LeaseRepository(session).release(key, owner)
+        except Exception:
+            # It expires on its own; waiters meanwhile wait out their bound.
+            log.exception("releasing a generation lease failed", extra={"cache_key": key})
+
+    def _wait_for_winner(self, lookup: _Lookup, owner: str) -> tuple[_Hit | None, bool]:
+        """Another request holds the lease: poll for its entry until the bound.
+        (hit, False) when it appeared; (None, True) when the lease came free and
+        is now ours; (None, False) when the wait ran out."""
+        exact = replace(lookup, match_key=None)
+        deadline = time.monotonic() + self.single_flight_wait_seconds
+        delay = FIRST_POLL_SECONDS
+        while True:
+            hit = self._find(exact)
+            if hit is not None:
+                return hit, False
+            with self.sessions.begin() as session:
+                leases = LeaseRepository(session)
+                now = self.clock.now()
+                if not leases.held_by_another(lookup.key, owner, now) and leases.claim(
+                    lookup.key, owner, now, self.lease_ttl
+                ):
+                    return None, True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning(
+                    "waited out an identical generation; generating again",
+                    extra={"cache_key": lookup.key, "waited_s": self.single_flight_wait_seconds},
+                )
+                return None, False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, LONGEST_POLL_SECONDS)
 
     # -- GetImage
 
     def image(self, image_id: str) -> tuple[StoredImage, bytes]:
-        if not SHA256_HEX.match(image_id):
-            raise InvalidArgument.field("image_id", "expected 64 lowercase hexadecimal characters")
+        _check_image_id(image_id)
         with self.sessions.begin() as session:
             row = CacheRepository(session).image(image_id)
             if row is None:
@@ -433,11 +663,62 @@ class Images:
             stored = StoredImage.of(row)
         return stored, self.store.get(stored.image_id, stored.content_type)
 
-    # -- GetCacheStats
+    # -- GetCacheStats and the admin
 
-    def cache_stats(self) -> CacheStats:
+    def cache_stats(self, page_size: int = 0, page_token: str = "") -> CacheStatsPage:
+        size = paging.page_size(page_size)
+        after = paging.decode_token(page_token)
+        now = self.clock.now()
         with self.sessions.begin() as session:
-            return CacheRepository(session).stats(self.clock.now())
+            repo = CacheRepository(session)
+            stats = repo.stats(now)
+            rows = repo.most_used(now, size + 1, after)
+            page, more = rows[:size], len(rows) > size
+            listed = [self._listed(repo, row) for row in page]
+        token = paging.encode_token(page[-1].uses, page[-1].id) if more and page else ""
+        return CacheStatsPage(stats, listed, token)
+
+    def _listed(self, repo: CacheRepository, row: CacheEntry) -> CachedEntry:
+        return CachedEntry(
+            entry_id=row.id,
+            image=self._stored(repo, row),
+            model=row.model,
+            size=row.size,
+            quality=row.quality,
+            dish=str((row.context or {}).get("dish", "")),
+            uses=row.uses,
+            exact_hits=row.exact_hits,
+            similar_hits=row.similar_hits,
+            cost_micros=row.cost_micros,
+            cost_saved_micros=row.cost_saved_micros,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            last_hit_at=row.last_hit_at,
+        )
+
+    def purge_expired(self) -> int:
+        """Delete every expired or invalidated entry, a batch a transaction."""
+        purged = 0
+        while True:
+            with self.sessions.begin() as session:
+                count = CacheRepository(session).purge_expired(self.clock.now())
+            purged += count
+            if count == 0:
+                return purged
+
+    def invalidate_image(self, image_id: str) -> int:
+        _check_image_id(image_id)
+        with self.sessions.begin() as session:
+            count = CacheRepository(session).invalidate_image(image_id, self.clock.now())
+        if count == 0:
+            raise NotFound(f"no live cache entry holds image {image_id}")
+        log.info("cached image invalidated", extra={"image_id": image_id, "entries": count})
+        return count
+
+
+def _check_image_id(image_id: str) -> None:
+    if not SHA256_HEX.match(image_id):
+        raise InvalidArgument.field("image_id", "expected 64 lowercase hexadecimal characters")
 
 
 def _elapsed_ms(started: float) -> int:
@@ -446,6 +727,13 @@ def _elapsed_ms(started: float) -> int:
 
 def _short(message: str) -> str:
     return message[:MAX_ERROR_MESSAGE_CHARS]
+
+
+def _reason_and_message(error: Exception) -> tuple[str, str]:
+    if isinstance(error, DomainError):
+        reason = getattr(getattr(error, "info", None), "reason", "") or "PROVIDER_ERROR"
+        return reason, _short(error.message)
+    return "PROVIDER_ERROR", "the image provider failed; a placeholder is shown instead"
 
 
 def _failure_message(error: Exception) -> str:

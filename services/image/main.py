@@ -17,6 +17,7 @@ from datetime import timedelta
 import grpc
 from recipeimage.image.v1 import image_service_pb2_grpc as pb_grpc
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.auth import Authenticator
 from services.common.clock import Clock, SystemClock
@@ -35,13 +36,15 @@ from services.common.server import (
 from services.common.settings import CommonSettings
 from services.common.telemetry import Metrics
 from services.image.budget_client import BudgetClient, ServiceToken
-from services.image.generation import Images
+from services.image.cache import CacheRepository
+from services.image.generation import Images, StoredImage
 from services.image.providers import Provider
 from services.image.providers.offline import OfflineProvider
 from services.image.providers.openai_provider import OpenAIProvider
+from services.image.purger import Purger
 from services.image.servicer import SERVICE_NAME, ImageServicer
 from services.image.settings import ImageSettings
-from services.image.storage import ImageStore
+from services.image.storage import ImageStore, content_type_of
 from services.image.validation import Defaults
 
 log = logging.getLogger("recipeimage.image")
@@ -57,6 +60,7 @@ class ImageApp:
     images: Images
     settings: ImageSettings
     metrics: Metrics
+    purger: Purger
     _engine: Engine = field(repr=False)
     _channel: grpc.Channel = field(repr=False)
     _provider: Provider = field(repr=False)
@@ -76,6 +80,7 @@ class ImageApp:
         if self._closed:
             return
         self._closed = True
+        self.purger.stop()
         self._channel.close()
         self._provider.close()
         self._engine.dispose()
@@ -100,17 +105,21 @@ def build_app(
     except (OSError, ValueError) as exc:
         raise ConfigError(f"RECIPEIMAGE_PRICE_TABLE: {exc}") from exc
     defaults = check_defaults(settings, prices, clock)
+    fallback = read_fallback(settings)
     provider = provider or build_provider(settings)
 
     engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
     channel = grpc.insecure_channel(settings.budget_target)
     server: RunningServer | None = None
+    purger: Purger | None = None
     try:
         prepare_database("image", engine, settings.database_url)
         metrics = Metrics("image")
+        sessions = create_sessions(engine)
+        store = ImageStore(settings.store_dir)
         images = Images(
-            sessions=create_sessions(engine),
-            store=ImageStore(settings.store_dir),
+            sessions=sessions,
+            store=store,
             budget=BudgetClient(
                 channel,
                 ServiceToken(authenticator),
@@ -121,7 +130,12 @@ def build_app(
             defaults=defaults,
             cache_ttl=timedelta(days=settings.cache_ttl_days),
             clock=clock,
+            similarity_threshold=settings.similarity_threshold,
+            lease_ttl=timedelta(seconds=settings.generation_lease_seconds),
+            single_flight_wait_seconds=settings.single_flight_wait_seconds,
+            fallback=store_fallback(fallback, store, sessions, clock),
         )
+        purger = Purger(images, settings.cache_purge_interval_seconds)
         servicer = ImageServicer(images, Guard(authenticator, metrics))
         server = start_server(
             ServerSettings(
@@ -134,7 +148,10 @@ def build_app(
             [SERVICE_NAME],
         )
         metrics.serve(settings.metrics_port, settings.metrics_address)
+        purger.start()
     except BaseException:
+        if purger is not None:
+            purger.stop()
         if server is not None:
             server.stop(0)
         channel.close()
@@ -151,7 +168,7 @@ def build_app(
             "price_table": prices.version,
         },
     )
-    return ImageApp(server, images, settings, metrics, engine, channel, provider)
+    return ImageApp(server, images, settings, metrics, purger, engine, channel, provider)
 
 
 def check_defaults(settings: ImageSettings, prices: PriceTable, clock: Clock) -> Defaults:
@@ -166,6 +183,40 @@ def check_defaults(settings: ImageSettings, prices: PriceTable, clock: Clock) ->
             f"{exc}"
         ) from exc
     return Defaults(settings.default_model, settings.default_size, settings.default_quality)
+
+
+def read_fallback(settings: ImageSettings) -> tuple[bytes, str] | None:
+    """The configured fallback image's bytes and content type, checked at start."""
+    path = settings.fallback_image
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"RECIPEIMAGE_FALLBACK_IMAGE: cannot read {path}: {exc}") from exc
+    content_type = content_type_of(data)
+    if content_type is None:
+        raise ConfigError(f"RECIPEIMAGE_FALLBACK_IMAGE: {path} is not a PNG, JPEG or WebP image")
+    return data, content_type
+
+
+def store_fallback(
+    fallback: tuple[bytes, str] | None,
+    store: ImageStore,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+) -> StoredImage | None:
+    """The fallback image, stored like any other so GetImage serves it."""
+    if fallback is None:
+        return None
+    data, content_type = fallback
+    image_id = store.put(data, content_type)
+    with sessions.begin() as session:
+        repo = CacheRepository(session)
+        repo.add_image(image_id, content_type, len(data), clock.now())
+        row = repo.image(image_id)
+        assert row is not None
+        return StoredImage.of(row)
 
 
 def build_provider(settings: ImageSettings) -> Provider:

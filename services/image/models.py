@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
 )
@@ -46,7 +47,8 @@ class ImageRow(Base):
 
 
 class CacheEntry(Base):
-    """A generated image reusable for the same model, size, quality and prompt."""
+    """A generated image reusable for the same model, size, quality and prompt
+    (exact), and for recipes of the same dish (similar, through match_key)."""
 
     __tablename__ = "cache_entries"
 
@@ -56,19 +58,60 @@ class CacheEntry(Base):
     model: Mapped[str] = mapped_column(String(100))
     size: Mapped[str] = mapped_column(String(32))
     quality: Mapped[str] = mapped_column(String(16))
+    # The quality's order (services/image/cache_policy.py): a similar hit needs
+    # an entry of at least the requested rank.
+    quality_rank: Mapped[int] = mapped_column(SmallInteger)
     prompt: Mapped[str] = mapped_column(Text)
     # The recipe context the prompt was built from (analyzer.RecipeContext.to_json()).
     context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # SHA-256 hex of model, size, dish identity, dietary tags and signature foods
+    # (similarity.match_key); NULL for a caller's prompt or an unknown dish, which
+    # are never served to another recipe.
+    match_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     image_id: Mapped[str] = mapped_column(String(64), ForeignKey("images.image_id"))
     provider: Mapped[str] = mapped_column(String(32))
-    # What generating the image cost; each hit saves this much.
+    # What generating the image cost; each exact hit saves this much.
     cost_micros: Mapped[int] = mapped_column(BigInteger)
     exact_hits: Mapped[int] = mapped_column(BigInteger, default=0)
     similar_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    # exact_hits + similar_hits, kept as a column so the most used are an index away.
+    uses: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_saved_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # An invalidated entry expires at once (expires_at = invalidated_at).
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     last_hit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    invalidated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 Index("ix_cache_entries_image_id", CacheEntry.image_id)
+Index("ix_cache_entries_match_key", CacheEntry.match_key, CacheEntry.expires_at)
+Index("ix_cache_entries_uses", CacheEntry.uses, CacheEntry.id)
+
+
+class CacheTotals(Base):
+    """One row (id 1): the counts of entries already purged, so lifetime
+    statistics survive the purge."""
+
+    __tablename__ = "cache_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purged_entries: Mapped[int] = mapped_column(BigInteger)
+    exact_hits: Mapped[int] = mapped_column(BigInteger)
+    similar_hits: Mapped[int] = mapped_column(BigInteger)
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger)
+
+
+class GenerationLease(Base):
+    """Who is generating the image for a cache key right now (single flight).
+
+    Claimed with one INSERT ... ON CONFLICT; a lease past expires_at belongs to
+    a replica that crashed or hung and may be taken over.
+    """
+
+    __tablename__ = "generation_leases"
+
+    cache_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

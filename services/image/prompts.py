@@ -1,14 +1,17 @@
 """The food-photography prompt built from a recipe context.
 
 Short and deterministic: the same context gives the same prompt, so the exact
-cache finds it again, and a short prompt costs fewer input tokens. Everything
-the context could not tell is left out rather than guessed.
+cache finds it again, and a short prompt costs fewer input tokens (they are
+billed). Everything the context could not tell ("unknown") is left out rather
+than guessed. A vegan or vegetarian recipe says so, so the picture shows no
+meat (or dairy) the recipe does not have.
 """
 
 from __future__ import annotations
 
 from services.image.analyzer import RecipeContext
 from services.image.cache import normalize_prompt
+from services.image.lexicon import UNKNOWN
 
 # How each course is usually served; a plate otherwise.
 _SERVING = {
@@ -29,20 +32,34 @@ _STYLE = (
 MAX_BUILT_PROMPT_CHARS = 600
 
 
-def build_prompt(context: RecipeContext) -> str:
+def build_prompt(context: RecipeContext, max_chars: int = MAX_BUILT_PROMPT_CHARS) -> str:
+    """The prompt, at most min(max_chars, MAX_BUILT_PROMPT_CHARS) characters
+    (pass the model's prompt limit)."""
     subject = context.dish or "a home-cooked dish"
-    kind = " ".join(part for part in (context.cuisine, context.course) if part)
+    cuisine = _known(context.cuisine)
+    course = _known(context.course)
+    kind = " ".join(part for part in (cuisine, course) if part)
     sentence = f"Professional food photograph of {subject}"
     if kind:
-        sentence += f", {_article(kind)} {kind}" if context.course else f", {kind} cuisine"
-    if context.cooking_method:
-        sentence += f", {context.cooking_method}"
-    sentence += f", served {_SERVING.get(context.course, 'on a plate')}."
+        sentence += f", {_article(kind)} {kind}" if course else f", {kind} cuisine"
+    method = _known(context.cooking_method)
+    if method:
+        sentence += f", {method}"
+    sentence += f", served {_SERVING.get(course, 'on a plate')}."
     parts = [sentence]
     if context.main_ingredients:
         parts.append(f"Made with {', '.join(context.main_ingredients)}.")
+    if "vegan" in context.dietary_tags:
+        parts.append("Vegan: no meat, fish, dairy or eggs.")
+    elif "vegetarian" in context.dietary_tags:
+        parts.append("Vegetarian: no meat or fish.")
     parts.append(_STYLE)
-    return normalize_prompt(" ".join(parts))[:MAX_BUILT_PROMPT_CHARS]
+    limit = max(1, min(max_chars, MAX_BUILT_PROMPT_CHARS))
+    return normalize_prompt(" ".join(parts))[:limit].strip()
+
+
+def _known(value: str) -> str:
+    return "" if value == UNKNOWN else value
 
 
 def _article(word: str) -> str:

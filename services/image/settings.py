@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.config import env_choice, env_float, env_int, env_path, env_str
+from services.common.config import (
+    ConfigError,
+    env_choice,
+    env_float,
+    env_int,
+    env_path,
+    env_str,
+)
 
 PROVIDERS = ("auto", "openai", "offline")
 
@@ -44,10 +51,19 @@ class ImageSettings:
     default_quality: str
     cache_ttl_days: int
     price_table: Path | None
+    similarity_threshold: float
+    cache_purge_interval_seconds: float
+    generation_lease_seconds: float
+    single_flight_wait_seconds: float
+    fallback_image: Path | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
         price_table = env_str(env, "RECIPEIMAGE_PRICE_TABLE", "")
+        fallback_image = env_str(env, "RECIPEIMAGE_FALLBACK_IMAGE", "")
+        threshold = env_float(env, "RECIPEIMAGE_SIMILARITY_THRESHOLD", 0.6, minimum=0.0)
+        if not 0.0 < threshold <= 1.0:
+            raise ConfigError(f"RECIPEIMAGE_SIMILARITY_THRESHOLD={threshold} is not in (0, 1]")
         return cls(
             address=env_str(env, "RECIPEIMAGE_IMAGE_ADDRESS", "127.0.0.1:50052"),
             database_url=env_str(env, "RECIPEIMAGE_IMAGE_DATABASE_URL", "sqlite:///var/image.db"),
@@ -81,6 +97,22 @@ class ImageSettings:
             cache_ttl_days=env_int(env, "RECIPEIMAGE_CACHE_TTL_DAYS", 30, minimum=1),
             # Empty: the table shipped with the code (services/common/price_table.json).
             price_table=Path(price_table) if price_table else None,
+            # The least score a similar-dish image needs; callers may only raise it.
+            similarity_threshold=threshold,
+            # 0: no purge job in this process (another replica, or the admin RPC, purges).
+            cache_purge_interval_seconds=env_float(
+                env, "RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS", 3600.0
+            ),
+            # A lease older than this belongs to a crashed replica and is taken over.
+            generation_lease_seconds=env_float(
+                env, "RECIPEIMAGE_GENERATION_LEASE_SECONDS", 600.0, minimum=1.0
+            ),
+            # How long a request waits for an identical generation before making its own.
+            single_flight_wait_seconds=env_float(
+                env, "RECIPEIMAGE_SINGLE_FLIGHT_WAIT_SECONDS", 300.0
+            ),
+            # Empty: no fallback; a provider failure is an error for the caller.
+            fallback_image=Path(fallback_image) if fallback_image else None,
         )
 
     def resolved_provider(self) -> str:

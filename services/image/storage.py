@@ -33,6 +33,17 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def content_type_of(data: bytes) -> str | None:
+    """The content type of PNG, JPEG or WebP bytes, from their magic numbers."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 def extension_for(content_type: str) -> str:
     try:
         return _EXTENSIONS[content_type]

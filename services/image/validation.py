@@ -47,6 +47,9 @@ class GenerateCommand:
     quality: str = ""
     prompt: str = ""
     request_id: str = ""
+    allow_similar: bool = False
+    # 0 means the service's threshold; a caller may only raise it.
+    min_similarity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class ValidRequest:
     prompt: str
     # The caller's request id; empty when a new one is to be made.
     request_id: str
+    allow_similar: bool = False
+    min_similarity: float = 0.0
 
 
 def validate(
@@ -71,6 +76,8 @@ def validate(
     if not command.recipe.title.strip() and not prompt:
         violations.append(FieldViolation("recipe.title", "required unless a prompt is given"))
     request_id = command.request_id.strip()
+    if not (0.0 <= command.min_similarity <= 1.0):  # NaN fails this too
+        violations.append(FieldViolation("min_similarity", "must be between 0 and 1"))
     if len(request_id) > MAX_REQUEST_ID_CHARS:
         violations.append(
             FieldViolation("request_id", f"at most {MAX_REQUEST_ID_CHARS} characters")
@@ -110,7 +117,14 @@ def validate(
         )
     assert price is not None
     return ValidRequest(
-        price=price, model=model, size=size, quality=quality, prompt=prompt, request_id=request_id
+        price=price,
+        model=model,
+        size=size,
+        quality=quality,
+        prompt=prompt,
+        request_id=request_id,
+        allow_similar=command.allow_similar,
+        min_similarity=command.min_similarity,
     )
 
 

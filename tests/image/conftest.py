@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,6 +18,7 @@ from sqlalchemy import select
 from services.budget.models import ReservationRow, UsageRow
 from services.common.prices import PriceTable, load_price_table
 from services.common.status import rich_details
+from services.image.analyzer import Recipe
 from services.image.settings import DEFAULT_MODEL
 from tests.support.budget_server import ManualClock
 from tests.support.fake_openai import FakeOpenAI, fake_openai
@@ -103,3 +107,64 @@ def user_daily(pair: RunningPair, tokens, user: str = "u1") -> budget_pb.Window:
         budget_pb.GetLimitsRequest(user_id=user), metadata=tokens.service()
     )
     return next(w for w in limits.windows if w.kind == budget_pb.WINDOW_KIND_USER_DAILY)
+
+
+# ---- the labelled dishes (tests/fixtures/dish_pairs.json) --------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DISH_PAIRS = FIXTURES / "dish_pairs.json"
+
+
+def labels(value: object) -> tuple[str, ...]:
+    """A recipe's site labels: a comma-separated string, a list, or nothing."""
+    if isinstance(value, list):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(part.strip() for part in str(value or "").split(",") if part.strip())
+
+
+def lines(value: object) -> tuple[str, ...]:
+    """Ingredient or instruction lines: a list, or one string of lines."""
+    if isinstance(value, str):
+        return tuple(line.strip() for line in value.splitlines() if line.strip())
+    return tuple(str(v) for v in value or ())
+
+
+def plain_recipe(raw: dict, recipe_id: str = "") -> Recipe:  # type: ignore[type-arg]
+    """A recipe of the shared data file (or the fixture) as the analyzer takes it."""
+    return Recipe(
+        title=str(raw.get("title") or ""),
+        ingredients=lines(raw.get("ingredients"))[:100],
+        instructions=lines(raw.get("instructions"))[:100],
+        categories=labels(raw.get("category"))[:20],
+        cuisine=",".join(labels(raw.get("cuisine")))[:100],
+        recipe_id=recipe_id,
+    )
+
+
+def proto_recipe(recipe: Recipe) -> pb.Recipe:
+    return pb.Recipe(
+        recipe_id=recipe.recipe_id,
+        title=recipe.title[:300],
+        ingredients=[line[:500] for line in recipe.ingredients],
+        instructions=[step[:2000] for step in recipe.instructions],
+        categories=[label[:100] for label in recipe.categories],
+        cuisine=recipe.cuisine,
+    )
+
+
+@dataclass(frozen=True)
+class DishPairs:
+    recipes: dict[str, Recipe]
+    same: list[tuple[str, str, str]]
+    different: list[tuple[str, str, str]]
+
+
+def dish_pairs() -> DishPairs:
+    raw = json.loads(DISH_PAIRS.read_text(encoding="utf-8"))
+    return DishPairs(
+        recipes={
+            key: plain_recipe(value, f"fixture-{key}") for key, value in raw["recipes"].items()
+        },
+        same=[(p["a"], p["b"], p["why"]) for p in raw["same"]],
+        different=[(p["a"], p["b"], p["why"]) for p in raw["different"]],
+    )

@@ -18,7 +18,7 @@ from services.image.main import build_app
 from services.image.models import metadata
 from tests.support.image_server import image_settings
 
-IMAGE_TABLES = {"images", "cache_entries"}
+IMAGE_TABLES = {"images", "cache_entries", "cache_totals", "generation_leases"}
 
 
 def test_the_migrations_create_exactly_the_models(database_url: str) -> None:
@@ -84,6 +84,7 @@ def test_sqlite_migrates_itself_and_a_server_database_must_be_migrated_first(
         ({"default_size": "640x480"}, "no size '640x480'"),
         ({"provider": "openai", "openai_api_key": ""}, "OPENAI_API_KEY"),
         ({"price_table": Path("/nonexistent/prices.json")}, "RECIPEIMAGE_PRICE_TABLE"),
+        ({"fallback_image": Path("/nonexistent/fallback.png")}, "RECIPEIMAGE_FALLBACK_IMAGE"),
     ],
 )
 def test_unusable_settings_are_refused_at_start(
@@ -99,3 +100,27 @@ def test_main_reports_a_bad_setting_and_exits_2(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(image_main, "configure_logging", lambda level: None)
     monkeypatch.setenv("RECIPEIMAGE_PROVIDER", "dalle")
     assert image_main.main() == 2
+
+
+def test_a_fallback_image_that_is_not_an_image_is_refused(
+    database_url: str, authenticator, tmp_path: Path
+) -> None:
+    not_an_image = tmp_path / "fallback.png"
+    not_an_image.write_text("hello")
+    settings = image_settings(database_url, tmp_path, fallback_image=not_an_image)
+    with pytest.raises(ConfigError, match="RECIPEIMAGE_FALLBACK_IMAGE"):
+        build_app(settings, authenticator)
+
+
+def test_the_purge_job_starts_with_the_app_and_stops_with_it(
+    database_url: str, authenticator, tmp_path: Path
+) -> None:
+    app = build_app(
+        image_settings(database_url, tmp_path, cache_purge_interval_seconds=60), authenticator
+    )
+    assert app.purger.running
+    app.stop(0)
+    assert not app.purger.running
+    idle = build_app(image_settings(database_url, tmp_path), authenticator)
+    assert not idle.purger.running
+    idle.stop(0)

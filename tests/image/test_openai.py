@@ -224,6 +224,7 @@ def test_a_content_policy_refusal_is_invalid_argument_and_not_retried(
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details["ErrorInfo"].reason == "CONTENT_POLICY_VIOLATION"
+    assert dict(details["ErrorInfo"].metadata) == {"provider_code": "moderation_blocked"}
     assert "content policy" in error.details()
     assert len(fake.requests) == 1
     assert_released_with_a_failed_record(openai_pair, tokens, "CONTENT_POLICY_VIOLATION")
@@ -263,3 +264,137 @@ def test_a_retry_of_a_failed_request_id_is_refused(openai_pair, fake, tokens) ->
     assert "new request_id" in error.details()
     assert len(fake.requests) == 1
     assert len(ledger(openai_pair)) == 1
+
+
+def test_an_exhausted_provider_quota_is_not_retried_and_is_released(
+    openai_pair, fake, tokens
+) -> None:
+    fake.script(fake.insufficient_quota(), fake.insufficient_quota())
+    error, details = refusal(
+        lambda: openai_pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+    )
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details["ErrorInfo"].reason == "PROVIDER_QUOTA_EXHAUSTED"
+    assert details["QuotaFailure"].violations[0].subject == "provider:openai"
+    assert details["RetryInfo"].retry_delay.seconds == 3600
+    assert len(fake.requests) == 1
+    assert_released_with_a_failed_record(openai_pair, tokens, "PROVIDER_QUOTA_EXHAUSTED")
+
+
+def test_a_rate_limit_is_retried_after_the_servers_retry_after(openai_pair, fake, tokens) -> None:
+    fake.script(fake.rate_limited(retry_after="0.4"))
+    reply = openai_pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+    assert reply.source == pb.IMAGE_SOURCE_GENERATED
+    first, second = fake.requests
+    assert second.at - first.at >= 0.4
+    assert [r.outcome for r in ledger(openai_pair)] == ["generated"]
+
+
+def test_the_reservation_holds_at_least_what_the_reported_usage_costs(
+    openai_pair, fake, tokens, prices
+) -> None:
+    heavy = {**DEFAULT_USAGE, "input_text_tokens": 120}
+    fake.script(fake.success(usage=heavy))
+    reply = openai_pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+    with openai_pair.budget.app.sessions.begin() as session:
+        from sqlalchemy import select
+
+        from services.budget.models import ReservationRow
+
+        [reservation] = session.scalars(select(ReservationRow)).all()
+        assert reservation.committed_micros == reply.cost_micros
+        assert reservation.amount_micros >= reply.cost_micros
+    expected = prices.model(DEFAULT_MODEL).actual_cost_micros(
+        "medium", "1024x1024", TokenUsage(**heavy)
+    )
+    assert reply.cost_micros == expected
+
+
+# ---- the fallback image ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fallback_png(tmp_path):  # type: ignore[no-untyped-def]
+    from services.image.providers.offline import placeholder_png
+
+    path = tmp_path / "fallback.png"
+    path.write_bytes(placeholder_png(b"\x10" * 32, 8, 8))
+    return path
+
+
+@pytest.fixture
+def fallback_pair(database_url, authenticator, clock, fake, fallback_png):  # type: ignore[no-untyped-def]
+    with running_pair(
+        database_url,
+        authenticator,
+        clock=clock,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        openai_max_retries=0,
+        fallback_image=fallback_png,
+    ) as pair:
+        yield pair
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("content_policy", "CONTENT_POLICY_VIOLATION"),
+        ("server_error", "PROVIDER_UNAVAILABLE"),
+        ("rate_limited", "PROVIDER_RATE_LIMITED"),
+        ("insufficient_quota", "PROVIDER_QUOTA_EXHAUSTED"),
+    ],
+)
+def test_with_a_fallback_a_provider_failure_serves_it_uncharged(
+    fallback_pair, fake, tokens, fallback_png, answer, reason
+) -> None:
+    fake.script(getattr(fake, answer)())
+    reply = fallback_pair.image.GenerateImage(
+        generate_request(request_id="fb-1"), metadata=tokens.user("u1")
+    )
+    assert reply.source == pb.IMAGE_SOURCE_FALLBACK
+    assert reply.fallback_used is True
+    assert (reply.cost_micros, reply.cost_saved_micros) == (0, 0)
+    assert reply.fallback_reason == reason
+    assert reply.fallback_message
+    assert reply.image.image_id == hashlib.sha256(fallback_png.read_bytes()).hexdigest()
+    stored = fallback_pair.image.GetImage(
+        pb.GetImageRequest(image_id=reply.image.image_id), metadata=tokens.user("u1")
+    )
+    assert stored.data == fallback_png.read_bytes()
+
+    assert reservation_states(fallback_pair) == ["released"]
+    [record] = ledger(fallback_pair)
+    assert (record.request_id, record.outcome, record.fallback_used) == ("fb-1", "fallback", True)
+    assert (record.cost_micros, record.success) == (0, False)
+    assert reason in record.error_message
+    daily = user_daily(fallback_pair, tokens)
+    assert (daily.spent_micros, daily.reserved_micros) == (0, 0)
+
+    # The fallback is never cached: the next request asks the provider again.
+    again = fallback_pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+    assert again.source == pb.IMAGE_SOURCE_GENERATED
+    assert len(fake.requests) == 2
+
+
+def test_a_budget_refusal_is_not_answered_with_the_fallback(
+    database_url, authenticator, clock, fake, fallback_png, tokens
+) -> None:
+    from services.budget.limits import TierLimits
+    from tests.support.budget_server import tiers
+
+    tiny = tiers(free=TierLimits(daily_micros=1, monthly_micros=10**9, per_generation_micros=1))
+    with running_pair(
+        database_url,
+        authenticator,
+        clock=clock,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        fallback_image=fallback_png,
+        budget_overrides={"tiers": tiny},
+    ) as pair:
+        error, _ = refusal(
+            lambda: pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+        )
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert fake.requests == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import grpc
@@ -11,8 +10,6 @@ import pytest
 from recipeimage.image.v1 import image_service_pb2 as pb
 
 from services.budget.limits import TierLimits
-from services.image.providers import GeneratedImage
-from services.image.providers.offline import OfflineProvider
 from tests.image.conftest import (
     CAKE,
     HIGH,
@@ -277,42 +274,39 @@ def test_the_same_request_id_after_success_is_served_without_a_second_record(pai
     assert cache_stats(pair, tokens).exact_hits == 0  # a retry is not a new use
 
 
-class GatedProvider:
-    """The offline provider, held until the test opens the gate."""
-
-    name = "offline"
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.started = threading.Event()
-        self.calls = 0
-
-    def generate(self, prompt: str, model: str, size: str, quality: str) -> GeneratedImage:
-        self.calls += 1
-        self.started.set()
-        assert self.gate.wait(10), "the test never opened the gate"
-        return OfflineProvider().generate(prompt, model, size, quality)
-
-    def close(self) -> None:
-        self.gate.set()
-
-
-def test_a_generation_finishes_and_is_cached_after_its_caller_has_gone(
-    database_url, authenticator, clock, tokens
+@pytest.mark.parametrize("how", ["cancelled", "deadline"])
+def test_a_generation_finishes_is_cached_and_committed_after_its_caller_has_gone(
+    database_url, authenticator, clock, tokens, fake, how
 ) -> None:
-    provider = GatedProvider()
-    with running_pair(database_url, authenticator, clock=clock, provider=provider) as pair:
-        future = pair.image.GenerateImage.future(generate_request(), metadata=tokens.user("u1"))
-        assert provider.started.wait(5)
-        future.cancel()
-        provider.gate.set()
+    held = fake.held()
+    fake.script(held)
+    with running_pair(
+        database_url, authenticator, clock=clock, provider="openai", openai_base_url=fake.base_url
+    ) as pair:
+        if how == "cancelled":
+            future = pair.image.GenerateImage.future(generate_request(), metadata=tokens.user("u1"))
+            assert fake.wait_for_requests(1)
+            future.cancel()
+        else:
+            error, _ = refusal(
+                lambda: pair.image.GenerateImage(
+                    generate_request(), metadata=tokens.user("u1"), timeout=0.5
+                )
+            )
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert len(fake.requests) == 1
+        assert held.gate is not None
+        held.gate.set()
         deadline = time.monotonic() + 5
         while not ledger(pair) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert [r.outcome for r in ledger(pair)] == ["generated"]
+        [record] = ledger(pair)
+        assert record.outcome == "generated"
+        assert reservation_states(pair) == ["committed"]
+        assert user_daily(pair, tokens).spent_micros == record.cost_micros > 0
         hit = pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
         assert hit.source == pb.IMAGE_SOURCE_CACHE_EXACT
-        assert provider.calls == 1
+        assert len(fake.requests) == 1
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["miss", "hit"])

@@ -17,8 +17,15 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 from services.common.errors import NotFound
 from services.common.rpc import Guard
 from services.common.telemetry import Metrics
+from services.image.analyzer import RecipeContext
 from services.image.cache import CacheStats
-from services.image.generation import GenerateResult, Source, StoredImage
+from services.image.generation import (
+    CachedEntry,
+    CacheStatsPage,
+    GenerateResult,
+    Source,
+    StoredImage,
+)
 from services.image.servicer import ImageServicer
 from services.image.validation import GenerateCommand
 from tests.image.conftest import HIGH
@@ -31,6 +38,8 @@ IMAGE = StoredImage("ab" * 32, "image/png", 3, CREATED)
 class StubImages:
     def __init__(self) -> None:
         self.commands: list[GenerateCommand] = []
+        self.pages: list[tuple[int, str]] = []
+        self.invalidated: list[str] = []
 
     def generate(self, command: GenerateCommand) -> GenerateResult:
         self.commands.append(command)
@@ -45,6 +54,9 @@ class StubImages:
             model="gpt-image-2",
             size="1024x1536",
             quality="high",
+            context=RecipeContext(
+                dish="soup", dish_identity="soup", course="soup", dietary_tags=("vegan",)
+            ),
         )
 
     def image(self, image_id: str) -> tuple[StoredImage, bytes]:
@@ -52,10 +64,38 @@ class StubImages:
             raise NotFound(f"no image {image_id}")
         return IMAGE, b"png"
 
-    def cache_stats(self) -> CacheStats:
-        return CacheStats(
-            entries=2, exact_hits=3, similar_hits=0, misses=1, total_cost_saved_micros=9
+    def cache_stats(self, page_size: int = 0, page_token: str = "") -> CacheStatsPage:
+        self.pages.append((page_size, page_token))
+        entry = CachedEntry(
+            entry_id=7,
+            image=IMAGE,
+            model="gpt-image-2",
+            size="1024x1024",
+            quality="medium",
+            dish="soup",
+            uses=4,
+            exact_hits=3,
+            similar_hits=1,
+            cost_micros=10,
+            cost_saved_micros=40,
+            created_at=CREATED,
+            expires_at=CREATED,
+            last_hit_at=None,
         )
+        return CacheStatsPage(
+            CacheStats(
+                entries=2, exact_hits=2, similar_hits=1, misses=1, total_cost_saved_micros=9
+            ),
+            [entry],
+            "next",
+        )
+
+    def purge_expired(self) -> int:
+        return 5
+
+    def invalidate_image(self, image_id: str) -> int:
+        self.invalidated.append(image_id)
+        return 1
 
 
 @pytest.fixture
@@ -107,20 +147,59 @@ def test_without_a_valid_token_nothing_is_served(server, images, metadata) -> No
         ("GetImage", pb.GetImageRequest(image_id=IMAGE.image_id)),
         ("GenerateImage", pb.GenerateImageRequest(recipe=pb.Recipe(title="soup"))),
         ("GetCacheStats", pb.GetCacheStatsRequest()),
+        ("PurgeExpiredCache", pb.PurgeExpiredCacheRequest()),
+        ("InvalidateCachedImage", pb.InvalidateCachedImageRequest(image_id="ab" * 32)),
     ):
         _, code, _ = call(server, method, request, metadata)
         assert code == grpc.StatusCode.UNAUTHENTICATED
     assert images.commands == []
 
 
-def test_cache_stats_need_a_service_or_admin_token(server, tokens) -> None:
+def test_cache_stats_need_a_service_or_admin_token(server, images, tokens) -> None:
     _, code, _ = call(server, "GetCacheStats", pb.GetCacheStatsRequest(), tokens.user("u1"))
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    response, code, _ = call(server, "GetCacheStats", pb.GetCacheStatsRequest(), tokens.admin())
+    response, code, _ = call(
+        server,
+        "GetCacheStats",
+        pb.GetCacheStatsRequest(page_size=5, page_token="abc"),
+        tokens.admin(),
+    )
     assert code == grpc.StatusCode.OK
-    assert (response.entries, response.exact_hits, response.misses) == (2, 3, 1)
+    assert images.pages == [(5, "abc")]
+    assert (response.entries, response.exact_hits, response.similar_hits, response.misses) == (
+        2,
+        2,
+        1,
+        1,
+    )
     assert response.hit_rate == 0.75
+    assert (response.exact_hit_rate, response.similar_hit_rate) == (0.5, 0.25)
     assert response.total_cost_saved_micros == 9
+    assert response.next_page_token == "next"
+    [entry] = response.most_used_entries
+    assert (entry.entry_id, entry.dish, entry.uses, entry.similar_hits) == ("7", "soup", 4, 1)
+    assert entry.image.image_id == IMAGE.image_id
+    assert not entry.HasField("last_hit_time")
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message"),
+    [
+        ("PurgeExpiredCache", pb.PurgeExpiredCacheRequest()),
+        ("InvalidateCachedImage", pb.InvalidateCachedImageRequest(image_id="ab" * 32)),
+    ],
+)
+def test_cache_admin_rpcs_need_an_admin_token(server, images, tokens, method, request_message):  # type: ignore[no-untyped-def]
+    for metadata in (tokens.user("u1"), tokens.service()):
+        _, code, _ = call(server, method, request_message, metadata)
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+    response, code, _ = call(server, method, request_message, tokens.admin())
+    assert code == grpc.StatusCode.OK
+    if method == "PurgeExpiredCache":
+        assert response.purged_entries == 5
+    else:
+        assert response.invalidated_entries == 1
+        assert images.invalidated == ["ab" * 32]
 
 
 def test_generate_passes_plain_values_and_maps_the_result(server, images, tokens) -> None:
@@ -139,6 +218,8 @@ def test_generate_passes_plain_values_and_maps_the_result(server, images, tokens
         quality=HIGH,
         prompt="a photo",
         request_id="req-1",
+        allow_similar=True,
+        min_similarity=0.75,
     )
     response, code, _ = call(server, "GenerateImage", request, tokens.service())
     assert code == grpc.StatusCode.OK
@@ -149,6 +230,7 @@ def test_generate_passes_plain_values_and_maps_the_result(server, images, tokens
     assert (command.recipe.recipe_id, command.recipe.cuisine) == ("r1", "French")
     assert (command.model, command.size, command.quality) == ("gpt-image-2", "1024x1536", "high")
     assert (command.prompt, command.request_id) == ("a photo", "req-1")
+    assert (command.allow_similar, command.min_similarity) == (True, 0.75)
 
     assert response.source == pb.IMAGE_SOURCE_CACHE_EXACT
     assert (response.cost_micros, response.cost_saved_micros, response.similarity) == (
@@ -158,6 +240,10 @@ def test_generate_passes_plain_values_and_maps_the_result(server, images, tokens
     )
     assert (response.quality, response.size, response.request_id) == (HIGH, "1024x1536", "req-1")
     assert response.image.image_id == IMAGE.image_id
+    assert (response.context.dish, response.context.course) == ("soup", "soup")
+    assert list(response.context.dietary_tags) == ["vegan"]
+    assert response.context.cuisine == "unknown"
+    assert response.fallback_used is False
 
 
 def test_a_user_acts_only_for_itself(server, images, tokens) -> None:

@@ -35,6 +35,11 @@ def test_defaults_from_an_empty_environment() -> None:
     )
     assert settings.cache_ttl_days == 30
     assert settings.price_table is None
+    assert settings.similarity_threshold == 0.6
+    assert settings.cache_purge_interval_seconds == 3600.0
+    assert settings.generation_lease_seconds == 600.0
+    assert settings.single_flight_wait_seconds == 300.0
+    assert settings.fallback_image is None
 
 
 def test_the_environment_overrides_and_auto_picks_openai_with_a_key() -> None:
@@ -45,6 +50,11 @@ def test_the_environment_overrides_and_auto_picks_openai_with_a_key() -> None:
             "RECIPEIMAGE_DEFAULT_QUALITY": "LOW",
             "RECIPEIMAGE_PRICE_TABLE": "/etc/prices.json",
             "RECIPEIMAGE_CACHE_TTL_DAYS": "7",
+            "RECIPEIMAGE_SIMILARITY_THRESHOLD": "0.85",
+            "RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS": "0",
+            "RECIPEIMAGE_GENERATION_LEASE_SECONDS": "120",
+            "RECIPEIMAGE_SINGLE_FLIGHT_WAIT_SECONDS": "30",
+            "RECIPEIMAGE_FALLBACK_IMAGE": "/srv/placeholder.png",
         }
     )
     assert settings.resolved_provider() == "openai"
@@ -52,6 +62,10 @@ def test_the_environment_overrides_and_auto_picks_openai_with_a_key() -> None:
     assert settings.default_quality == "low"
     assert settings.price_table == Path("/etc/prices.json")
     assert settings.cache_ttl_days == 7
+    assert settings.similarity_threshold == 0.85
+    assert settings.cache_purge_interval_seconds == 0.0
+    assert (settings.generation_lease_seconds, settings.single_flight_wait_seconds) == (120, 30)
+    assert settings.fallback_image == Path("/srv/placeholder.png")
     assert (
         ImageSettings.from_env(
             {"OPENAI_API_KEY": "k", "RECIPEIMAGE_PROVIDER": "offline"}
@@ -67,6 +81,10 @@ def test_the_environment_overrides_and_auto_picks_openai_with_a_key() -> None:
         ("RECIPEIMAGE_DEFAULT_QUALITY", "hd"),
         ("RECIPEIMAGE_CACHE_TTL_DAYS", "0"),
         ("RECIPEIMAGE_IMAGE_MAX_WORKERS", "many"),
+        ("RECIPEIMAGE_SIMILARITY_THRESHOLD", "0"),
+        ("RECIPEIMAGE_SIMILARITY_THRESHOLD", "1.5"),
+        ("RECIPEIMAGE_GENERATION_LEASE_SECONDS", "0"),
+        ("RECIPEIMAGE_SINGLE_FLIGHT_WAIT_SECONDS", "-1"),
     ],
 )
 def test_bad_values_are_refused_by_name(name: str, value: str) -> None:

@@ -8,7 +8,10 @@
 
 POST /v1/images/generations answers with the next scripted response, or a
 success when the script is empty. Every request is recorded (path, headers,
-JSON body), so a test can assert how many generations were attempted.
+JSON body, arrival time), so a test can assert how many generations were
+attempted and how far apart. A scripted response with a gate is held until the
+test opens it (`held = fake.held(); fake.script(held); ...; held.gate.set()`),
+so a generation can be kept in flight deterministically.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -45,6 +48,12 @@ class Scripted:
     # For a success: the image bytes to return (None: a PNG derived from the prompt).
     image: bytes | None = None
     usage: dict[str, int] | None = None
+    # When set, the answer waits until the gate is opened (or the fake stops).
+    gate: threading.Event | None = field(default=None, compare=False)
+
+    def held(self) -> Scripted:
+        """This answer, held until its gate opens."""
+        return replace(self, gate=threading.Event())
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    # time.monotonic() when the request arrived.
+    at: float = 0.0
 
 
 def image_for(prompt: str) -> bytes:
@@ -66,6 +77,7 @@ def _error(message: str, error_type: str, code: str | None) -> dict[str, Any]:
 class FakeOpenAI:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._script: deque[Scripted] = deque()
         self._requests: list[ReceivedRequest] = []
         self._stopping = threading.Event()
@@ -109,6 +121,15 @@ class FakeOpenAI:
     def requests(self) -> list[ReceivedRequest]:
         with self._lock:
             return list(self._requests)
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least `count` requests have arrived; False on timeout."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._requests) >= count, timeout)
+
+    def held(self, answer: Scripted | None = None) -> Scripted:
+        """`answer` (by default a success) held until its `gate` is set."""
+        return (answer or self.success()).held()
 
     @staticmethod
     def success(
@@ -175,8 +196,9 @@ class FakeOpenAI:
             return self._script.popleft() if self._script else self.success()
 
     def _record(self, request: ReceivedRequest) -> None:
-        with self._lock:
+        with self._arrived:
             self._requests.append(request)
+            self._arrived.notify_all()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -192,13 +214,17 @@ class FakeOpenAI:
                 except ValueError:
                     body = {"_raw": raw.decode("utf-8", "replace")}
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                fake._record(ReceivedRequest(self.path, headers, body))
+                fake._record(ReceivedRequest(self.path, headers, body, time.monotonic()))
                 if self.path.rstrip("/") != "/v1/images/generations":
                     self._send(404, _error(f"no route {self.path}", "invalid_request_error", None))
                     return
                 scripted = fake._next()
                 if scripted.delay_seconds and fake._stopping.wait(scripted.delay_seconds):
                     return
+                if scripted.gate is not None:
+                    while not scripted.gate.wait(0.02):
+                        if fake._stopping.is_set():
+                            return
                 if scripted.status != 200:
                     self._send(scripted.status, scripted.body or {}, scripted.headers)
                     return

@@ -9,6 +9,13 @@ Both bind 127.0.0.1:0 and serve no metrics. `provider="openai"` with
 `openai_base_url` points the real openai client at a fake (tests/support/
 fake_openai.py). `**overrides` are ImageSettings fields; `budget_overrides`
 are BudgetSettings fields (e.g. tiers=tiers(free=TierLimits(...))).
+
+    with running_image(database_url, authenticator, pair.budget.target,
+                       pair.store_dir) as replica:
+        replica.image.GenerateImage(...)
+
+starts one more ImageService on the same database, BudgetService and image
+store: another replica.
 """
 
 from __future__ import annotations
@@ -57,8 +64,55 @@ def image_settings(database_url: str, store_dir: Path, **overrides: object) -> I
         db_pool_size=5,
         store_dir=store_dir,
         provider="offline",
+        # No background purge unless a test asks for one.
+        cache_purge_interval_seconds=0.0,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@dataclass
+class RunningImage:
+    app: ImageApp
+    channel: grpc.Channel
+    image: image_service_pb2_grpc.ImageServiceStub
+
+
+def _provider_choice(
+    provider: str | Provider, openai_base_url: str | None
+) -> tuple[dict[str, object], Provider | None]:
+    if not isinstance(provider, str):
+        return {}, provider
+    choice: dict[str, object] = {"provider": provider}
+    if provider == "openai":
+        choice["openai_api_key"] = TEST_OPENAI_KEY
+        choice["openai_base_url"] = openai_base_url or ""
+    return choice, None
+
+
+@contextmanager
+def running_image(
+    database_url: str,
+    authenticator: Authenticator,
+    budget_target: str,
+    store_dir: Path,
+    *,
+    openai_base_url: str | None = None,
+    provider: str | Provider = "offline",
+    clock: Clock | None = None,
+    **overrides: object,
+) -> Iterator[RunningImage]:
+    """An ImageService (one replica) on an existing database and BudgetService."""
+    choice, instance = _provider_choice(provider, openai_base_url)
+    settings = image_settings(
+        database_url, store_dir, budget_target=budget_target, **{**choice, **overrides}
+    )
+    app = build_app(settings, authenticator, clock=clock, provider=instance)
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+    try:
+        yield RunningImage(app, channel, image_service_pb2_grpc.ImageServiceStub(channel))
+    finally:
+        channel.close()
+        app.stop(0)
 
 
 @contextmanager
@@ -79,32 +133,21 @@ def running_pair(
             database_url, authenticator, clock, **dict(budget_overrides or {})
         ) as budget,
         tempfile.TemporaryDirectory(prefix="recipeimage-images-") as store,
-    ):
-        choice: dict[str, object] = {}
-        instance: Provider | None = None
-        if isinstance(provider, str):
-            choice["provider"] = provider
-            if provider == "openai":
-                choice["openai_api_key"] = TEST_OPENAI_KEY
-                choice["openai_base_url"] = openai_base_url or ""
-        else:
-            instance = provider
-        settings = image_settings(
+        running_image(
             database_url,
+            authenticator,
+            budget.target,
             Path(store),
-            budget_target=budget.target,
-            **{**choice, **overrides},
+            openai_base_url=openai_base_url,
+            provider=provider,
+            clock=clock,
+            **overrides,
+        ) as image,
+    ):
+        yield RunningPair(
+            budget=budget,
+            app=image.app,
+            channel=image.channel,
+            image=image.image,
+            store_dir=Path(store),
         )
-        app = build_app(settings, authenticator, clock=clock, provider=instance)
-        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-        try:
-            yield RunningPair(
-                budget=budget,
-                app=app,
-                channel=channel,
-                image=image_service_pb2_grpc.ImageServiceStub(channel),
-                store_dir=Path(store),
-            )
-        finally:
-            channel.close()
-            app.stop(0)

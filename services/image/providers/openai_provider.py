@@ -97,10 +97,12 @@ def _status_error(exc: openai.APIStatusError) -> Exception:
     status = exc.status_code
     code = exc.code or ""
     if status == 400 and code in CONTENT_POLICY_CODES:
-        return ContentRefused(
+        refused = ContentRefused(
             "the image provider refused this recipe under its content policy; "
             "change the recipe text or the prompt and try again"
         )
+        refused.info.metadata["provider_code"] = code
+        return refused
     if status == 429 and code == "insufficient_quota":
         log.error("openai quota exhausted", extra={"request_id": exc.request_id})
         return QuotaExceeded(

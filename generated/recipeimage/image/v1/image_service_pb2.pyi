@@ -108,6 +108,8 @@ class GenerateImageRequest(_message.Message):
     QUALITY_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ALLOW_SIMILAR_FIELD_NUMBER: _builtins.int
+    MIN_SIMILARITY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user the image is generated for and charged to. A user token may leave
     it empty; service and admin tokens must set it.
@@ -124,6 +126,18 @@ class GenerateImageRequest(_message.Message):
     """Optional idempotency key for this attempt. A retry with the same key is
     neither generated nor charged twice. Empty means a fresh attempt.
     """
+    allow_similar: _builtins.bool
+    """Allow an image generated for another recipe of the same dish: the same
+    model and size, the same or a better quality, the same dish identity,
+    dietary tags and signature foods (see RecipeContext), and a similarity of
+    at least the threshold. Only for a built prompt: with a caller's prompt
+    only the exact cache is used.
+    """
+    min_similarity: _builtins.float
+    """The least similarity a similar-dish image needs, in [0, 1]. It can only
+    tighten the service's threshold (RECIPEIMAGE_SIMILARITY_THRESHOLD, 0.6 by
+    default): a lower value, or 0, means the service's threshold.
+    """
     @_builtins.property
     def recipe(self) -> Global___Recipe: ...
     def __init__(
@@ -136,14 +150,87 @@ class GenerateImageRequest(_message.Message):
         quality: _image_quality_pb2.ImageQuality.ValueType = ...,
         prompt: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        allow_similar: _builtins.bool = ...,
+        min_similarity: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["recipe", b"recipe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "prompt", b"prompt", "quality", b"quality", "recipe", b"recipe", "request_id", b"request_id", "size", b"size", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_similar", b"allow_similar", "min_similarity", b"min_similarity", "model", b"model", "prompt", b"prompt", "quality", b"quality", "recipe", b"recipe", "request_id", b"request_id", "size", b"size", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerateImageRequest: _TypeAlias = GenerateImageRequest  # noqa: Y015
+
+@_typing.final
+class RecipeContext(_message.Message):
+    """RecipeContext is what the service understood of a recipe. Fields it could
+    not tell are "unknown".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISH_FIELD_NUMBER: _builtins.int
+    DISH_IDENTITY_FIELD_NUMBER: _builtins.int
+    CUISINE_FIELD_NUMBER: _builtins.int
+    COURSE_FIELD_NUMBER: _builtins.int
+    MAIN_INGREDIENTS_FIELD_NUMBER: _builtins.int
+    COOKING_METHOD_FIELD_NUMBER: _builtins.int
+    COMPLEXITY_FIELD_NUMBER: _builtins.int
+    DIETARY_TAGS_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FOODS_FIELD_NUMBER: _builtins.int
+    dish: _builtins.str
+    """The dish as plated, in words: "banana cream pie"."""
+    dish_identity: _builtins.str
+    """What the similar-dish cache matches on: the dish name reduced to its
+    words, sorted ("banana cream pie"). Empty when the dish is not known (for
+    instance a recipe not in English): such a recipe is never matched.
+    """
+    cuisine: _builtins.str
+    """e.g. "Italian", "Mexican"; "unknown"."""
+    course: _builtins.str
+    """"appetizer", "bread", "breakfast", "dessert", "drink", "main course",
+    "salad", "sauce", "side dish", "soup" or "unknown".
+    """
+    cooking_method: _builtins.str
+    """e.g. "baked", "grilled", "simmered"; "unknown"."""
+    complexity: _builtins.str
+    """"simple", "moderate", "complex" or "unknown"."""
+    @_builtins.property
+    def main_ingredients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The first foods of the recipe that a photo shows, as written."""
+
+    @_builtins.property
+    def dietary_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """e.g. "vegan", "vegetarian", "gluten-free", "dairy-free", "keto": stated
+        by the recipe or shown by its ingredients. Sorted.
+        """
+
+    @_builtins.property
+    def signature_foods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Foods that change the picture wherever they appear (chocolate, berries,
+        greens). Sorted.
+        """
+
+    def __init__(
+        self,
+        *,
+        dish: _builtins.str = ...,
+        dish_identity: _builtins.str = ...,
+        cuisine: _builtins.str = ...,
+        course: _builtins.str = ...,
+        main_ingredients: _abc.Iterable[_builtins.str] | None = ...,
+        cooking_method: _builtins.str = ...,
+        complexity: _builtins.str = ...,
+        dietary_tags: _abc.Iterable[_builtins.str] | None = ...,
+        signature_foods: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complexity", b"complexity", "cooking_method", b"cooking_method", "course", b"course", "cuisine", b"cuisine", "dietary_tags", b"dietary_tags", "dish", b"dish", "dish_identity", b"dish_identity", "main_ingredients", b"main_ingredients", "signature_foods", b"signature_foods"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecipeContext: _TypeAlias = RecipeContext  # noqa: Y015
 
 @_typing.final
 class Image(_message.Message):
@@ -194,14 +281,21 @@ class GenerateImageResponse(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     GENERATION_TIME_MS_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    FALLBACK_REASON_FIELD_NUMBER: _builtins.int
+    FALLBACK_MESSAGE_FIELD_NUMBER: _builtins.int
     source: Global___ImageSource.ValueType
     cost_micros: _builtins.int
     """What this request was charged."""
     cost_saved_micros: _builtins.int
-    """For a cache hit: what generating the image would have cost."""
+    """For a cache hit: what generating the image would have cost (the cached
+    image's own cost at the same quality, else the price table's figure for
+    the requested quality and size).
+    """
     similarity: _builtins.float
     """1.0 for an exact hit; the match score for a similar hit; 0 otherwise."""
     fallback_used: _builtins.bool
+    """True when the provider failed and the configured fallback image is served."""
     prompt: _builtins.str
     """The prompt the image was (or would have been) generated from."""
     request_id: _builtins.str
@@ -209,9 +303,20 @@ class GenerateImageResponse(_message.Message):
     model: _builtins.str
     size: _builtins.str
     quality: _image_quality_pb2.ImageQuality.ValueType
+    """The quality requested; a cache hit may serve a better one."""
     generation_time_ms: _builtins.int
+    fallback_reason: _builtins.str
+    """With fallback_used: the ErrorInfo reason of the provider's failure, e.g.
+    CONTENT_POLICY_VIOLATION or PROVIDER_UNAVAILABLE.
+    """
+    fallback_message: _builtins.str
+    """With fallback_used: a message about the failure a caller can show."""
     @_builtins.property
     def image(self) -> Global___Image: ...
+    @_builtins.property
+    def context(self) -> Global___RecipeContext:
+        """What the service understood of the recipe."""
+
     def __init__(
         self,
         *,
@@ -227,10 +332,13 @@ class GenerateImageResponse(_message.Message):
         size: _builtins.str = ...,
         quality: _image_quality_pb2.ImageQuality.ValueType = ...,
         generation_time_ms: _builtins.int = ...,
+        context: Global___RecipeContext | None = ...,
+        fallback_reason: _builtins.str = ...,
+        fallback_message: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "image", b"image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image", b"image", "model", b"model", "prompt", b"prompt", "quality", b"quality", "request_id", b"request_id", "similarity", b"similarity", "size", b"size", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "fallback_message", b"fallback_message", "fallback_reason", b"fallback_reason", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image", b"image", "model", b"model", "prompt", b"prompt", "quality", b"quality", "request_id", b"request_id", "similarity", b"similarity", "size", b"size", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -282,12 +390,23 @@ Global___GetImageResponse: _TypeAlias = GetImageResponse  # noqa: Y015
 class GetCacheStatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """How many of the most used entries to return: at most 100; 0 means 10;
+    larger values are treated as 100.
+    """
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -303,15 +422,33 @@ class GetCacheStatsResponse(_message.Message):
     MISSES_FIELD_NUMBER: _builtins.int
     HIT_RATE_FIELD_NUMBER: _builtins.int
     TOTAL_COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    EXACT_HIT_RATE_FIELD_NUMBER: _builtins.int
+    SIMILAR_HIT_RATE_FIELD_NUMBER: _builtins.int
+    MOST_USED_ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     entries: _builtins.int
-    """Live (unexpired) cache entries."""
+    """Live (unexpired, not invalidated) cache entries."""
     exact_hits: _builtins.int
+    """Lifetime counts, purged entries included."""
     similar_hits: _builtins.int
     misses: _builtins.int
-    """Lookups that found nothing and led to a generation."""
+    """Lookups that found nothing and led to a generation (one per cache entry
+    ever made).
+    """
     hit_rate: _builtins.float
     """(exact_hits + similar_hits) / all lookups; zero without lookups."""
     total_cost_saved_micros: _builtins.int
+    """What the hits saved, lifetime."""
+    exact_hit_rate: _builtins.float
+    """exact_hits / all lookups; zero without lookups."""
+    similar_hit_rate: _builtins.float
+    """similar_hits / all lookups; zero without lookups."""
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def most_used_entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___CacheEntry]:
+        """Live entries, most used first (ties: oldest first)."""
+
     def __init__(
         self,
         *,
@@ -321,11 +458,160 @@ class GetCacheStatsResponse(_message.Message):
         misses: _builtins.int = ...,
         hit_rate: _builtins.float = ...,
         total_cost_saved_micros: _builtins.int = ...,
+        exact_hit_rate: _builtins.float = ...,
+        similar_hit_rate: _builtins.float = ...,
+        most_used_entries: _abc.Iterable[Global___CacheEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "exact_hits", b"exact_hits", "hit_rate", b"hit_rate", "misses", b"misses", "similar_hits", b"similar_hits", "total_cost_saved_micros", b"total_cost_saved_micros"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "exact_hit_rate", b"exact_hit_rate", "exact_hits", b"exact_hits", "hit_rate", b"hit_rate", "misses", b"misses", "most_used_entries", b"most_used_entries", "next_page_token", b"next_page_token", "similar_hit_rate", b"similar_hit_rate", "similar_hits", b"similar_hits", "total_cost_saved_micros", b"total_cost_saved_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCacheStatsResponse: _TypeAlias = GetCacheStatsResponse  # noqa: Y015
+
+@_typing.final
+class CacheEntry(_message.Message):
+    """CacheEntry is one cached image and what it has been used for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    DISH_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    EXACT_HITS_FIELD_NUMBER: _builtins.int
+    SIMILAR_HITS_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_HIT_TIME_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    model: _builtins.str
+    size: _builtins.str
+    quality: _image_quality_pb2.ImageQuality.ValueType
+    dish: _builtins.str
+    """The dish of the recipe the image was generated for."""
+    uses: _builtins.int
+    """exact_hits + similar_hits."""
+    exact_hits: _builtins.int
+    similar_hits: _builtins.int
+    cost_micros: _builtins.int
+    """What generating the image cost."""
+    cost_saved_micros: _builtins.int
+    """What its hits saved."""
+    @_builtins.property
+    def image(self) -> Global___Image: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_hit_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset when never hit."""
+
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        image: Global___Image | None = ...,
+        model: _builtins.str = ...,
+        size: _builtins.str = ...,
+        quality: _image_quality_pb2.ImageQuality.ValueType = ...,
+        dish: _builtins.str = ...,
+        uses: _builtins.int = ...,
+        exact_hits: _builtins.int = ...,
+        similar_hits: _builtins.int = ...,
+        cost_micros: _builtins.int = ...,
+        cost_saved_micros: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_hit_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "image", b"image", "last_hit_time", b"last_hit_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "create_time", b"create_time", "dish", b"dish", "entry_id", b"entry_id", "exact_hits", b"exact_hits", "expire_time", b"expire_time", "image", b"image", "last_hit_time", b"last_hit_time", "model", b"model", "quality", b"quality", "similar_hits", b"similar_hits", "size", b"size", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheEntry: _TypeAlias = CacheEntry  # noqa: Y015
+
+@_typing.final
+class PurgeExpiredCacheRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeExpiredCacheRequest: _TypeAlias = PurgeExpiredCacheRequest  # noqa: Y015
+
+@_typing.final
+class PurgeExpiredCacheResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURGED_ENTRIES_FIELD_NUMBER: _builtins.int
+    purged_entries: _builtins.int
+    """Entries deleted."""
+    def __init__(
+        self,
+        *,
+        purged_entries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purged_entries", b"purged_entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeExpiredCacheResponse: _TypeAlias = PurgeExpiredCacheResponse  # noqa: Y015
+
+@_typing.final
+class InvalidateCachedImageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    image_id: _builtins.str
+    """The image's id (SHA-256 hex), as GenerateImage returned it."""
+    def __init__(
+        self,
+        *,
+        image_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_id", b"image_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateCachedImageRequest: _TypeAlias = InvalidateCachedImageRequest  # noqa: Y015
+
+@_typing.final
+class InvalidateCachedImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVALIDATED_ENTRIES_FIELD_NUMBER: _builtins.int
+    invalidated_entries: _builtins.int
+    """Live entries that held the image and no longer serve it."""
+    def __init__(
+        self,
+        *,
+        invalidated_entries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invalidated_entries", b"invalidated_entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateCachedImageResponse: _TypeAlias = InvalidateCachedImageResponse  # noqa: Y015

@@ -54,6 +54,16 @@ class ImageServiceStub:
                 request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsResponse.FromString,
                 _registered_method=True)
+        self.PurgeExpiredCache = channel.unary_unary(
+                '/recipeimage.image.v1.ImageService/PurgeExpiredCache',
+                request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.PurgeExpiredCacheRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.PurgeExpiredCacheResponse.FromString,
+                _registered_method=True)
+        self.InvalidateCachedImage = channel.unary_unary(
+                '/recipeimage.image.v1.ImageService/InvalidateCachedImage',
+                request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.InvalidateCachedImageRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.InvalidateCachedImageResponse.FromString,
+                _registered_method=True)
 
 
 class ImageServiceServicer:
@@ -66,16 +76,26 @@ class ImageServiceServicer:
 
     def GenerateImage(self, request, context):
         """GenerateImage returns a photo for a recipe: from the cache when the same
-        image exists (cost zero), otherwise generated, stored and cached. Money is
-        reserved at BudgetService before generation and committed after.
+        image exists (cost zero), or, when allow_similar is set, an image made for
+        another recipe of the same dish; otherwise generated, stored and cached.
+        Money is reserved at BudgetService before generation and committed after.
+        Concurrent identical requests share one generation and one charge, across
+        replicas. A generation whose caller goes away still finishes and is cached.
 
         Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
         refused the prompt under its content policy; details: ErrorInfo
-        CONTENT_POLICY_VIOLATION), FAILED_PRECONDITION (a retired model; details:
-        ErrorInfo MODEL_RETIRED), RESOURCE_EXHAUSTED (over a budget limit or the
-        provider's rate limit; details: ErrorInfo, QuotaFailure, RetryInfo),
-        UNAVAILABLE (BudgetService or the provider cannot be reached: nothing was
-        generated or charged), DEADLINE_EXCEEDED (the provider timed out).
+        CONTENT_POLICY_VIOLATION with the provider's code in metadata
+        provider_code; not retried), FAILED_PRECONDITION (a retired
+        model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
+        REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
+        RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
+        retries, or the provider's quota is used up; details: ErrorInfo with
+        PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
+        QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+        cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
+        (the provider timed out; nothing charged). With a fallback image
+        configured, a provider failure is answered with the fallback instead
+        (fallback_used, not charged).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,9 +111,36 @@ class ImageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCacheStats(self, request, context):
-        """GetCacheStats summarizes the image cache. Needs a service or admin token.
+        """GetCacheStats summarizes the image cache: live entries, exact and similar
+        hit rates, the cost saved, and the most used live entries, paged (AIP-158).
+        Needs a service or admin token.
+
+        Errors: INVALID_ARGUMENT (negative page_size, a malformed page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeExpiredCache(self, request, context):
+        """PurgeExpiredCache deletes the cache entries that have expired or been
+        invalidated; their hit counts and savings stay in the totals. Stored
+        images stay readable through GetImage. A background job does the same
+        every RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS. Admin only.
 
         Errors: none beyond the common ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InvalidateCachedImage(self, request, context):
+        """InvalidateCachedImage stops the cache from serving one image (a bad or
+        wrong photo): every live entry holding it expires at once, exact and
+        similar alike, and the next request generates a new image. The image's
+        bytes stay readable through GetImage. Admin only.
+
+        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND (no live cache
+        entry holds the image).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +163,16 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.GetCacheStats,
                     request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsRequest.FromString,
                     response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsResponse.SerializeToString,
+            ),
+            'PurgeExpiredCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeExpiredCache,
+                    request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.PurgeExpiredCacheRequest.FromString,
+                    response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.PurgeExpiredCacheResponse.SerializeToString,
+            ),
+            'InvalidateCachedImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvalidateCachedImage,
+                    request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.InvalidateCachedImageRequest.FromString,
+                    response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.InvalidateCachedImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -204,6 +261,60 @@ class ImageService:
             '/recipeimage.image.v1.ImageService/GetCacheStats',
             recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsRequest.SerializeToString,
             recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeExpiredCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.image.v1.ImageService/PurgeExpiredCache',
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.PurgeExpiredCacheRequest.SerializeToString,
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.PurgeExpiredCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvalidateCachedImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.image.v1.ImageService/InvalidateCachedImage',
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.InvalidateCachedImageRequest.SerializeToString,
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.InvalidateCachedImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

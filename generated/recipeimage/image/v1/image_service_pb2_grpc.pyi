@@ -40,16 +40,26 @@ class ImageServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ImageServiceAsyncStub: ...
     GenerateImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GenerateImageRequest, _image_service_pb2.GenerateImageResponse]
     """GenerateImage returns a photo for a recipe: from the cache when the same
-    image exists (cost zero), otherwise generated, stored and cached. Money is
-    reserved at BudgetService before generation and committed after.
+    image exists (cost zero), or, when allow_similar is set, an image made for
+    another recipe of the same dish; otherwise generated, stored and cached.
+    Money is reserved at BudgetService before generation and committed after.
+    Concurrent identical requests share one generation and one charge, across
+    replicas. A generation whose caller goes away still finishes and is cached.
 
     Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
     refused the prompt under its content policy; details: ErrorInfo
-    CONTENT_POLICY_VIOLATION), FAILED_PRECONDITION (a retired model; details:
-    ErrorInfo MODEL_RETIRED), RESOURCE_EXHAUSTED (over a budget limit or the
-    provider's rate limit; details: ErrorInfo, QuotaFailure, RetryInfo),
-    UNAVAILABLE (BudgetService or the provider cannot be reached: nothing was
-    generated or charged), DEADLINE_EXCEEDED (the provider timed out).
+    CONTENT_POLICY_VIOLATION with the provider's code in metadata
+    provider_code; not retried), FAILED_PRECONDITION (a retired
+    model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
+    REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
+    RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
+    retries, or the provider's quota is used up; details: ErrorInfo with
+    PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
+    QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+    cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
+    (the provider timed out; nothing charged). With a fallback image
+    configured, a provider failure is answered with the fallback instead
+    (fallback_used, not charged).
     """
     GetImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetImageRequest, _image_service_pb2.GetImageResponse]
     """GetImage returns a stored image's bytes.
@@ -57,9 +67,28 @@ class ImageServiceStub:
     Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND.
     """
     GetCacheStats: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetCacheStatsRequest, _image_service_pb2.GetCacheStatsResponse]
-    """GetCacheStats summarizes the image cache. Needs a service or admin token.
+    """GetCacheStats summarizes the image cache: live entries, exact and similar
+    hit rates, the cost saved, and the most used live entries, paged (AIP-158).
+    Needs a service or admin token.
+
+    Errors: INVALID_ARGUMENT (negative page_size, a malformed page_token).
+    """
+    PurgeExpiredCache: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.PurgeExpiredCacheRequest, _image_service_pb2.PurgeExpiredCacheResponse]
+    """PurgeExpiredCache deletes the cache entries that have expired or been
+    invalidated; their hit counts and savings stay in the totals. Stored
+    images stay readable through GetImage. A background job does the same
+    every RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS. Admin only.
 
     Errors: none beyond the common ones.
+    """
+    InvalidateCachedImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.InvalidateCachedImageRequest, _image_service_pb2.InvalidateCachedImageResponse]
+    """InvalidateCachedImage stops the cache from serving one image (a bad or
+    wrong photo): every live entry holding it expires at once, exact and
+    similar alike, and the next request generates a new image. The image's
+    bytes stay readable through GetImage. Admin only.
+
+    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND (no live cache
+    entry holds the image).
     """
 
 @_typing.type_check_only
@@ -74,16 +103,26 @@ class ImageServiceAsyncStub(ImageServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GenerateImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GenerateImageRequest, _image_service_pb2.GenerateImageResponse]  # type: ignore[assignment]
     """GenerateImage returns a photo for a recipe: from the cache when the same
-    image exists (cost zero), otherwise generated, stored and cached. Money is
-    reserved at BudgetService before generation and committed after.
+    image exists (cost zero), or, when allow_similar is set, an image made for
+    another recipe of the same dish; otherwise generated, stored and cached.
+    Money is reserved at BudgetService before generation and committed after.
+    Concurrent identical requests share one generation and one charge, across
+    replicas. A generation whose caller goes away still finishes and is cached.
 
     Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
     refused the prompt under its content policy; details: ErrorInfo
-    CONTENT_POLICY_VIOLATION), FAILED_PRECONDITION (a retired model; details:
-    ErrorInfo MODEL_RETIRED), RESOURCE_EXHAUSTED (over a budget limit or the
-    provider's rate limit; details: ErrorInfo, QuotaFailure, RetryInfo),
-    UNAVAILABLE (BudgetService or the provider cannot be reached: nothing was
-    generated or charged), DEADLINE_EXCEEDED (the provider timed out).
+    CONTENT_POLICY_VIOLATION with the provider's code in metadata
+    provider_code; not retried), FAILED_PRECONDITION (a retired
+    model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
+    REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
+    RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
+    retries, or the provider's quota is used up; details: ErrorInfo with
+    PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
+    QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+    cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
+    (the provider timed out; nothing charged). With a fallback image
+    configured, a provider failure is answered with the fallback instead
+    (fallback_used, not charged).
     """
     GetImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetImageRequest, _image_service_pb2.GetImageResponse]  # type: ignore[assignment]
     """GetImage returns a stored image's bytes.
@@ -91,9 +130,28 @@ class ImageServiceAsyncStub(ImageServiceStub):
     Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND.
     """
     GetCacheStats: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetCacheStatsRequest, _image_service_pb2.GetCacheStatsResponse]  # type: ignore[assignment]
-    """GetCacheStats summarizes the image cache. Needs a service or admin token.
+    """GetCacheStats summarizes the image cache: live entries, exact and similar
+    hit rates, the cost saved, and the most used live entries, paged (AIP-158).
+    Needs a service or admin token.
+
+    Errors: INVALID_ARGUMENT (negative page_size, a malformed page_token).
+    """
+    PurgeExpiredCache: _aio.UnaryUnaryMultiCallable[_image_service_pb2.PurgeExpiredCacheRequest, _image_service_pb2.PurgeExpiredCacheResponse]  # type: ignore[assignment]
+    """PurgeExpiredCache deletes the cache entries that have expired or been
+    invalidated; their hit counts and savings stay in the totals. Stored
+    images stay readable through GetImage. A background job does the same
+    every RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS. Admin only.
 
     Errors: none beyond the common ones.
+    """
+    InvalidateCachedImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.InvalidateCachedImageRequest, _image_service_pb2.InvalidateCachedImageResponse]  # type: ignore[assignment]
+    """InvalidateCachedImage stops the cache from serving one image (a bad or
+    wrong photo): every live entry holding it expires at once, exact and
+    similar alike, and the next request generates a new image. The image's
+    bytes stay readable through GetImage. Admin only.
+
+    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND (no live cache
+    entry holds the image).
     """
 
 class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -111,16 +169,26 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_image_service_pb2.GenerateImageResponse, _abc.Awaitable[_image_service_pb2.GenerateImageResponse]]:
         """GenerateImage returns a photo for a recipe: from the cache when the same
-        image exists (cost zero), otherwise generated, stored and cached. Money is
-        reserved at BudgetService before generation and committed after.
+        image exists (cost zero), or, when allow_similar is set, an image made for
+        another recipe of the same dish; otherwise generated, stored and cached.
+        Money is reserved at BudgetService before generation and committed after.
+        Concurrent identical requests share one generation and one charge, across
+        replicas. A generation whose caller goes away still finishes and is cached.
 
         Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
         refused the prompt under its content policy; details: ErrorInfo
-        CONTENT_POLICY_VIOLATION), FAILED_PRECONDITION (a retired model; details:
-        ErrorInfo MODEL_RETIRED), RESOURCE_EXHAUSTED (over a budget limit or the
-        provider's rate limit; details: ErrorInfo, QuotaFailure, RetryInfo),
-        UNAVAILABLE (BudgetService or the provider cannot be reached: nothing was
-        generated or charged), DEADLINE_EXCEEDED (the provider timed out).
+        CONTENT_POLICY_VIOLATION with the provider's code in metadata
+        provider_code; not retried), FAILED_PRECONDITION (a retired
+        model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
+        REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
+        RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
+        retries, or the provider's quota is used up; details: ErrorInfo with
+        PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
+        QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+        cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
+        (the provider timed out; nothing charged). With a fallback image
+        configured, a provider failure is answered with the fallback instead
+        (fallback_used, not charged).
         """
 
     @_abc_1.abstractmethod
@@ -140,9 +208,40 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _image_service_pb2.GetCacheStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_image_service_pb2.GetCacheStatsResponse, _abc.Awaitable[_image_service_pb2.GetCacheStatsResponse]]:
-        """GetCacheStats summarizes the image cache. Needs a service or admin token.
+        """GetCacheStats summarizes the image cache: live entries, exact and similar
+        hit rates, the cost saved, and the most used live entries, paged (AIP-158).
+        Needs a service or admin token.
+
+        Errors: INVALID_ARGUMENT (negative page_size, a malformed page_token).
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeExpiredCache(
+        self,
+        request: _image_service_pb2.PurgeExpiredCacheRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_image_service_pb2.PurgeExpiredCacheResponse, _abc.Awaitable[_image_service_pb2.PurgeExpiredCacheResponse]]:
+        """PurgeExpiredCache deletes the cache entries that have expired or been
+        invalidated; their hit counts and savings stay in the totals. Stored
+        images stay readable through GetImage. A background job does the same
+        every RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS. Admin only.
 
         Errors: none beyond the common ones.
+        """
+
+    @_abc_1.abstractmethod
+    def InvalidateCachedImage(
+        self,
+        request: _image_service_pb2.InvalidateCachedImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_image_service_pb2.InvalidateCachedImageResponse, _abc.Awaitable[_image_service_pb2.InvalidateCachedImageResponse]]:
+        """InvalidateCachedImage stops the cache from serving one image (a bad or
+        wrong photo): every live entry holding it expires at once, exact and
+        similar alike, and the next request generates a new image. The image's
+        bytes stay readable through GetImage. Admin only.
+
+        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND (no live cache
+        entry holds the image).
         """
 
 def add_ImageServiceServicer_to_server(servicer: ImageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,339 @@
+"""Single flight: concurrent identical misses make one generation and one charge,
+from threads on one ImageService and across two ImageService replicas sharing a
+database, on SQLite and PostgreSQL. The generation is held at the fake OpenAI
+server until every request is in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from recipeimage.image.v1 import image_service_pb2 as pb
+from recipeimage.image.v1 import image_service_pb2_grpc
+from sqlalchemy import select
+
+from services.image.analyzer import analyze
+from services.image.cache import cache_key
+from services.image.models import GenerationLease
+from services.image.prompts import build_prompt
+from services.image.settings import DEFAULT_MODEL
+from tests.conftest import TEST_SECRET
+from tests.image.conftest import SOUP, generate_request, ledger, reservation_states, user_daily
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.image_server import RunningPair, running_image, running_pair
+
+CALLERS = 4
+
+
+def soup_key(prices) -> str:  # type: ignore[no-untyped-def]
+    """The cache key ImageService computes for SOUP at the defaults."""
+    from tests.image.conftest import plain_recipe
+
+    recipe = plain_recipe(
+        {
+            "title": SOUP.title,
+            "ingredients": list(SOUP.ingredients),
+            "instructions": list(SOUP.instructions),
+            "category": list(SOUP.categories),
+        }
+    )
+    prompt = build_prompt(analyze(recipe), prices.model(DEFAULT_MODEL).max_prompt_chars)
+    return cache_key(DEFAULT_MODEL, "1024x1024", "medium", prompt)
+
+
+def leases(pair: RunningPair) -> list[GenerationLease]:
+    with pair.app.images.sessions.begin() as session:
+        rows = list(session.scalars(select(GenerationLease)))
+        session.expunge_all()
+        return rows
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def openai_pair(database_url, authenticator, clock, fake):  # type: ignore[no-untyped-def]
+    with running_pair(
+        database_url,
+        authenticator,
+        clock=clock,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        openai_max_retries=0,
+        single_flight_wait_seconds=10.0,
+    ) as pair:
+        yield pair
+
+
+def call_all(stubs, tokens, users):  # type: ignore[no-untyped-def]
+    """GenerateImage for SOUP from every user at once, spread over the stubs;
+    the calls' futures (gRPC's own, so nothing waits for them here)."""
+    return [
+        stubs[i % len(stubs)].GenerateImage.future(
+            generate_request(), metadata=tokens.user(user), timeout=20
+        )
+        for i, user in enumerate(users)
+    ]
+
+
+def assert_one_generation_and_one_charge(pair, tokens, fake, replies) -> None:  # type: ignore[no-untyped-def]
+    sources = sorted(r.source for r in replies)
+    assert sources == [pb.IMAGE_SOURCE_GENERATED] + [pb.IMAGE_SOURCE_CACHE_EXACT] * (
+        len(replies) - 1
+    )
+    assert len({r.image.image_id for r in replies}) == 1
+    assert len(fake.requests) == 1
+    outcomes = sorted(r.outcome for r in ledger(pair))
+    assert outcomes == ["cache_hit_exact"] * (len(replies) - 1) + ["generated"]
+    assert reservation_states(pair) == ["committed"]
+    cost = next(r.cost_micros for r in replies if r.source == pb.IMAGE_SOURCE_GENERATED)
+    saved = [r.cost_saved_micros for r in replies if r.source == pb.IMAGE_SOURCE_CACHE_EXACT]
+    assert saved == [cost] * (len(replies) - 1)
+    assert leases(pair) == []
+
+
+def test_concurrent_identical_misses_make_one_generation_and_one_charge(
+    openai_pair, fake: FakeOpenAI, tokens
+) -> None:
+    held = fake.held()
+    fake.script(held)
+    users = [f"u{i}" for i in range(CALLERS)]
+    futures = call_all([openai_pair.image], tokens, users)
+    assert fake.wait_for_requests(1)
+    # Everyone else is waiting on the lease, not generating.
+    time.sleep(0.3)
+    assert len(fake.requests) == 1
+    assert len(leases(openai_pair)) == 1
+    assert held.gate is not None
+    held.gate.set()
+    replies = [f.result() for f in futures]
+
+    assert_one_generation_and_one_charge(openai_pair, tokens, fake, replies)
+    spent = sum(user_daily(openai_pair, tokens, u).spent_micros for u in users)
+    assert spent == max(r.cost_micros for r in replies)  # one user paid, once
+
+
+def test_two_replicas_sharing_a_database_make_one_generation(
+    openai_pair, fake: FakeOpenAI, tokens, database_url, authenticator, clock
+) -> None:
+    held = fake.held()
+    fake.script(held)
+    with running_image(
+        database_url,
+        authenticator,
+        openai_pair.budget.target,
+        openai_pair.store_dir,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        openai_max_retries=0,
+        clock=clock,
+        single_flight_wait_seconds=10.0,
+    ) as replica:
+        users = [f"u{i}" for i in range(CALLERS)]
+        futures = call_all([openai_pair.image, replica.image], tokens, users)
+        assert fake.wait_for_requests(1)
+        time.sleep(0.3)
+        assert len(fake.requests) == 1
+        assert held.gate is not None
+        held.gate.set()
+        replies = [f.result() for f in futures]
+        assert_one_generation_and_one_charge(openai_pair, tokens, fake, replies)
+        # Either replica serves the image.
+        for stub in (openai_pair.image, replica.image):
+            stub.GetImage(
+                pb.GetImageRequest(image_id=replies[0].image.image_id),
+                metadata=tokens.user("u9"),
+            )
+
+
+def test_a_failed_generation_frees_the_lease_for_a_waiter(
+    openai_pair, fake: FakeOpenAI, tokens
+) -> None:
+    refusal = fake.held(fake.server_error(503))
+    fake.script(refusal)  # then successes
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(
+            openai_pair.image.GenerateImage, generate_request(), metadata=tokens.user("a")
+        )
+        assert fake.wait_for_requests(1)
+        second = pool.submit(
+            openai_pair.image.GenerateImage, generate_request(), metadata=tokens.user("b")
+        )
+        time.sleep(0.2)
+        assert refusal.gate is not None
+        refusal.gate.set()
+        with pytest.raises(grpc.RpcError) as failed:
+            first.result(timeout=10)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        reply = second.result(timeout=10)
+    assert reply.source == pb.IMAGE_SOURCE_GENERATED
+    assert len(fake.requests) == 2
+    assert sorted(reservation_states(openai_pair)) == ["committed", "released"]
+    assert leases(openai_pair) == []
+
+
+def test_a_crashed_replicas_lease_is_taken_over_when_it_expires(
+    database_url, authenticator, clock, tokens, prices
+) -> None:
+    with running_pair(
+        database_url, authenticator, clock=clock, single_flight_wait_seconds=10.0
+    ) as pair:
+        key = soup_key(prices)
+        with pair.app.images.sessions.begin() as session:
+            session.add(
+                GenerationLease(
+                    cache_key=key,
+                    owner="a-replica-that-crashed",
+                    acquired_at=clock.now(),
+                    expires_at=clock.now() + timedelta(minutes=10),
+                )
+            )
+        results: list[pb.GenerateImageResponse] = []
+        thread = threading.Thread(
+            target=lambda: results.append(
+                pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+            )
+        )
+        thread.start()
+        time.sleep(0.3)
+        assert results == []  # waiting on the live lease
+        clock.advance(timedelta(minutes=10))
+        thread.join(10)
+        [reply] = results
+        assert reply.source == pb.IMAGE_SOURCE_GENERATED
+        assert [r.outcome for r in ledger(pair)] == ["generated"]
+        assert leases(pair) == []
+
+
+def test_a_waiter_that_waits_out_its_bound_generates_itself(
+    database_url, authenticator, clock, tokens, prices
+) -> None:
+    with running_pair(
+        database_url, authenticator, clock=clock, single_flight_wait_seconds=0.3
+    ) as pair:
+        with pair.app.images.sessions.begin() as session:
+            session.add(
+                GenerationLease(
+                    cache_key=soup_key(prices),
+                    owner="a-slow-replica",
+                    acquired_at=clock.now(),
+                    expires_at=clock.now() + timedelta(minutes=10),
+                )
+            )
+        started = time.monotonic()
+        reply = pair.image.GenerateImage(generate_request(), metadata=tokens.user("u1"))
+        assert time.monotonic() - started >= 0.3
+        assert reply.source == pb.IMAGE_SOURCE_GENERATED
+        # The other replica's lease is its own to release.
+        assert [lease.owner for lease in leases(pair)] == ["a-slow-replica"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def replica_process(  # type: ignore[no-untyped-def]
+    database_url: str, pair: RunningPair, fake: FakeOpenAI, scratch: Path
+):
+    """`recipeimage-image` in a process of its own on the pair's database, BudgetService
+    and image store: a replica as production runs one."""
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("RECIPEIMAGE_") and key != "OPENAI_API_KEY"
+    }
+    env |= {
+        "RECIPEIMAGE_JWT_SECRET": TEST_SECRET,
+        "RECIPEIMAGE_IMAGE_ADDRESS": f"127.0.0.1:{port}",
+        "RECIPEIMAGE_IMAGE_DATABASE_URL": database_url,
+        "RECIPEIMAGE_IMAGE_METRICS_PORT": "0",
+        "RECIPEIMAGE_IMAGE_STORE_DIR": str(pair.store_dir),
+        "RECIPEIMAGE_BUDGET_TARGET": pair.budget.target,
+        "RECIPEIMAGE_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test",
+        "RECIPEIMAGE_OPENAI_BASE_URL": fake.base_url,
+        "RECIPEIMAGE_OPENAI_MAX_RETRIES": "0",
+        "RECIPEIMAGE_SINGLE_FLIGHT_WAIT_SECONDS": "10",
+        "RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS": "0",
+    }
+    log = (scratch / "replica.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.image.main"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                break
+            except grpc.RpcError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "the replica did not start: " + (scratch / "replica.log").read_text()
+                    ) from None
+                time.sleep(0.1)
+        yield image_service_pb2_grpc.ImageServiceStub(channel)
+    finally:
+        channel.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_a_replica_in_another_process_shares_the_generation(
+    database_url, authenticator, fake: FakeOpenAI, tokens, tmp_path
+) -> None:
+    held = fake.held()
+    fake.script(held)
+    # The system clock on both sides: leases and entries must mean the same instant.
+    with (
+        running_pair(
+            database_url,
+            authenticator,
+            provider="openai",
+            openai_base_url=fake.base_url,
+            openai_max_retries=0,
+            single_flight_wait_seconds=10.0,
+        ) as pair,
+        replica_process(database_url, pair, fake, tmp_path) as other,
+    ):
+        users = [f"u{i}" for i in range(CALLERS)]
+        futures = call_all([pair.image, other], tokens, users)
+        assert fake.wait_for_requests(1, timeout=10)
+        time.sleep(0.5)
+        assert len(fake.requests) == 1
+        assert held.gate is not None
+        held.gate.set()
+        replies = [f.result() for f in futures]
+        assert_one_generation_and_one_charge(pair, tokens, fake, replies)
