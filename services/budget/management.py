@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import sessionmaker
 
-from services.budget import paging
 from services.budget.audit_repository import AuditRepository
 from services.budget.domain import AuditAction, AuditEntry, AuditSnapshot
 from services.budget.limits import Limit, LimitPolicy, LimitValues, Tier, UserSettings
 from services.budget.repository import Repository
 from services.budget.validation import Violations
 from services.budget.windows import Span
+from services.common import paging
 from services.common.auth import Principal
 from services.common.clock import Clock
 

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import sessionmaker
 
-from services.budget import paging
 from services.budget.domain import Usage
 from services.budget.usage_repository import (
     BreakdownRow,
@@ -22,6 +21,7 @@ from services.budget.usage_repository import (
 )
 from services.budget.validation import Violations
 from services.budget.windows import Period, day_of, month_of, week_of
+from services.common import paging
 from services.common.auth import Principal
 from services.common.clock import Clock
 

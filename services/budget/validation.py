@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.budget.domain import Usage
 from services.budget.models import ID_LENGTH
 from services.common.auth import Principal
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import InvalidArgument
+from services.common.errors import Violations as BaseViolations
 
 MAX_PROMPT_CHARS = 32_000
 MAX_ERROR_MESSAGE_CHARS = 4_000
@@ -26,13 +27,7 @@ _USAGE_NOT_NEGATIVE = (
 )
 
 
-class Violations:
-    def __init__(self) -> None:
-        self._found: list[FieldViolation] = []
-
-    def add(self, field: str, description: str) -> None:
-        self._found.append(FieldViolation(field, description))
-
+class Violations(BaseViolations):
     def acting_for(self, principal: Principal, requested: str, field: str = "user_id") -> str:
         """principal.acting_for, collecting a missing user id with the other fields.
 
@@ -73,7 +68,3 @@ class Violations:
                 self.add(prefix + name, f"at most {limit} characters")
         if usage.cache_hit not in ("", "exact", "similar"):
             self.add(prefix + "cache_hit", 'must be "exact", "similar" or empty')
-
-    def raise_if_any(self) -> None:
-        if self._found:
-            raise InvalidArgument(list(self._found))

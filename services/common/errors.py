@@ -38,6 +38,20 @@ class InvalidArgument(DomainError):
         return cls([FieldViolation(name, description)])
 
 
+class Violations:
+    """Collects every bad field of a request, to refuse it once with all of them."""
+
+    def __init__(self) -> None:
+        self._found: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self._found.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self._found:
+            raise InvalidArgument(list(self._found))
+
+
 class Unauthenticated(DomainError):
     pass
 

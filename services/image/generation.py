@@ -34,6 +34,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.common import paging
 from services.common.clock import Clock, SystemClock
 from services.common.errors import (
     DomainError,
@@ -41,9 +42,9 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
     QuotaExceeded,
+    Violations,
 )
 from services.common.prices import PriceTable, estimate_prompt_tokens
-from services.image import paging
 from services.image.analyzer import RecipeContext, analyze
 from services.image.cache import CacheRepository, CacheStats, LeaseRepository, cache_key
 from services.image.cache_policy import Candidate, best_similar, cost_saved, quality_rank
@@ -57,6 +58,9 @@ from services.image.validation import Defaults, GenerateCommand, ValidRequest, v
 log = logging.getLogger("recipeimage.image.generation")
 
 MAX_ERROR_MESSAGE_CHARS = 500
+# GetCacheStats' most-used entries (AIP-158): a page of 10 unless asked, 100 at most.
+STATS_PAGE_SIZE = 10
+MAX_STATS_PAGE_SIZE = 100
 DEFAULT_LEASE_TTL = timedelta(minutes=10)
 DEFAULT_SINGLE_FLIGHT_WAIT_SECONDS = 300.0
 FIRST_POLL_SECONDS = 0.05
@@ -666,8 +670,18 @@ class Images:
     # -- GetCacheStats and the admin
 
     def cache_stats(self, page_size: int = 0, page_token: str = "") -> CacheStatsPage:
-        size = paging.page_size(page_size)
-        after = paging.decode_token(page_token)
+        violations = Violations()
+        size = paging.page_size(
+            violations, page_size, default=STATS_PAGE_SIZE, maximum=MAX_STATS_PAGE_SIZE
+        )
+        position = paging.decode(violations, page_token, {})
+        after = None
+        if position is not None:
+            try:
+                after = (int(position["u"]), int(position["i"]))
+            except (KeyError, TypeError, ValueError):
+                violations.add("page_token", "not a page token this service issued")
+        violations.raise_if_any()
         now = self.clock.now()
         with self.sessions.begin() as session:
             repo = CacheRepository(session)
@@ -675,7 +689,7 @@ class Images:
             rows = repo.most_used(now, size + 1, after)
             page, more = rows[:size], len(rows) > size
             listed = [self._listed(repo, row) for row in page]
-        token = paging.encode_token(page[-1].uses, page[-1].id) if more and page else ""
+        token = paging.encode({"u": page[-1].uses, "i": page[-1].id}, {}) if more and page else ""
         return CacheStatsPage(stats, listed, token)
 
     def _listed(self, repo: CacheRepository, row: CacheEntry) -> CachedEntry:

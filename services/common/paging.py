@@ -15,21 +15,28 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from services.budget.validation import Violations
+from services.common.errors import Violations
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _VERSION = 1
 
 
-def page_size(violations: Violations, requested: int, field: str = "page_size") -> int:
+def page_size(
+    violations: Violations,
+    requested: int,
+    field: str = "page_size",
+    *,
+    default: int = DEFAULT_PAGE_SIZE,
+    maximum: int = MAX_PAGE_SIZE,
+) -> int:
     """0 means the default; above the maximum means the maximum (AIP-158)."""
     if requested < 0:
         violations.add(field, "must not be negative")
-        return DEFAULT_PAGE_SIZE
+        return default
     if requested == 0:
-        return DEFAULT_PAGE_SIZE
-    return min(requested, MAX_PAGE_SIZE)
+        return default
+    return min(requested, maximum)
 
 
 def _fingerprint(query: Mapping[str, object]) -> str:
