@@ -21,7 +21,7 @@ from services.common.auth import Authenticator, Role
 from services.common.errors import DomainError, Unavailable
 from services.common.status import from_rpc_error
 from services.image import quality
-from services.image.generation import Outcome, Reservation, ReservationState, Usage
+from services.image.accounting import Outcome, Reservation, ReservationState, Usage
 
 log = logging.getLogger("recipeimage.image.budget")
 

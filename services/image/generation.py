@@ -11,15 +11,19 @@ GenerateImage, in order:
    A request that finds the lease held waits (polling, bounded) for the
    winner's entry and serves it as an exact hit; if the lease is released
    without an entry it claims it; if the wait runs out it generates anyway.
-4. Reserve the most the image can cost, generate, store the bytes and the
-   cache entry, commit the actual cost from the usage the provider reports.
-5. A provider failure releases the reservation with a failed record, or, with
-   a fallback image configured, serves that uncharged (outcome FALLBACK).
+4. Reserve the most the image can cost, generate, store the bytes, the
+   cache entry and the pending commit (settlement.py's outbox) in one
+   transaction, then commit the actual cost from the usage the provider reports.
+5. A provider failure releases the reservation with a failed record (also
+   through the outbox), or, with a fallback image configured, serves that
+   uncharged (outcome FALLBACK).
 
 Every attempt leaves exactly one usage record at BudgetService, and nothing is
-generated without a reservation: when BudgetService cannot be reached, the
-request fails. A generation whose caller has gone away runs to its end (it is
-paid for either way) and lands in the cache.
+generated without a reservation: when BudgetService cannot be reached before
+the generation, the request fails. When it cannot be reached after it, the
+caller still gets the image (it is paid for and stored) and the outbox row
+stays until the settler commits or releases it. A generation whose caller has
+gone away runs to its end (it is paid for either way) and lands in the cache.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,12 +48,14 @@ from services.common.errors import (
     Violations,
 )
 from services.common.prices import PriceTable, estimate_prompt_tokens
+from services.image.accounting import Budget, Outcome, Reservation, ReservationState, Usage
 from services.image.analyzer import RecipeContext, analyze
 from services.image.cache import CacheRepository, CacheStats, LeaseRepository, cache_key
 from services.image.cache_policy import Candidate, best_similar, cost_saved, quality_rank
 from services.image.models import CacheEntry, ImageRow
 from services.image.prompts import build_prompt
 from services.image.providers import GeneratedImage, Provider
+from services.image.settlement import Kind, Settled, Settlements
 from services.image.similarity import DEFAULT_THRESHOLD, effective_threshold, match_key
 from services.image.storage import SHA256_HEX, ImageStore
 from services.image.validation import Defaults, GenerateCommand, ValidRequest, validate
@@ -65,78 +70,6 @@ DEFAULT_LEASE_TTL = timedelta(minutes=10)
 DEFAULT_SINGLE_FLIGHT_WAIT_SECONDS = 300.0
 FIRST_POLL_SECONDS = 0.05
 LONGEST_POLL_SECONDS = 0.5
-
-
-# ---- what the use case needs from BudgetService -------------------------------------
-
-
-class Outcome(enum.StrEnum):
-    GENERATED = "generated"
-    CACHE_HIT_EXACT = "cache_hit_exact"
-    CACHE_HIT_SIMILAR = "cache_hit_similar"
-    FAILED = "failed"
-    FALLBACK = "fallback"
-    REFUSED = "refused"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """One attempt's usage record, as BudgetService's ledger keeps it."""
-
-    request_id: str
-    user_id: str
-    recipe_id: str
-    prompt: str
-    size: str
-    quality: str
-    model: str
-    provider: str
-    outcome: Outcome = Outcome.FAILED
-    cost_micros: int = 0
-    success: bool = False
-    error_message: str = ""
-    generation_time_ms: int = 0
-    cached: bool = False
-    cache_hit: str = ""
-    cost_saved_micros: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    fallback_used: bool = False
-
-
-class ReservationState(enum.StrEnum):
-    HELD = "held"
-    COMMITTED = "committed"
-    RELEASED = "released"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True)
-class Reservation:
-    reservation_id: str
-    state: ReservationState
-    amount_micros: int
-    # True when the idempotency key was seen before: this is that reservation.
-    replayed: bool
-
-
-class Budget(Protocol):
-    """BudgetService as the use case sees it (services/image/budget_client.py).
-
-    Each method raises a DomainError: QuotaExceeded when over a limit, and
-    Unavailable when BudgetService cannot be reached.
-    """
-
-    def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation: ...
-
-    def commit(self, reservation_id: str, actual_cost_micros: int, usage: Usage) -> None: ...
-
-    def release(self, reservation_id: str, usage: Usage) -> None: ...
-
-    def record_usage(self, usage: Usage) -> bool:
-        """Write a record for an attempt without a reservation; True when the
-        request_id already had one (nothing new was written)."""
-        ...
 
 
 # ---- results --------------------------------------------------------------------
@@ -247,6 +180,7 @@ class Images:
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         single_flight_wait_seconds: float = DEFAULT_SINGLE_FLIGHT_WAIT_SECONDS,
         fallback: StoredImage | None = None,
+        settlements: Settlements | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -260,6 +194,7 @@ class Images:
         self.lease_ttl = lease_ttl
         self.single_flight_wait_seconds = single_flight_wait_seconds
         self.fallback = fallback
+        self.settlements = settlements or Settlements(sessions, budget, self.clock)
 
     # -- GenerateImage
 
@@ -359,19 +294,19 @@ class Images:
             output_tokens=_output_tokens(generated),
         )
         try:
-            image = self._keep(generated, request, lookup, usage.prompt, cost)
+            image, pending = self._keep(generated, request, lookup, reservation, cost, spent)
         except Exception:
             # The provider was paid: the spend is committed even though the image is lost.
             log.exception(
                 "storing a generated image failed", extra={"request_id": usage.request_id}
             )
-            self._commit(
-                reservation,
-                cost,
-                replace(spent, success=False, error_message="storing the image failed"),
+            lost = replace(spent, success=False, error_message="storing the image failed")
+            pending = self.settlements.record_alone(
+                Kind.COMMIT, reservation.reservation_id, cost, lost
             )
+            self._commit(pending, reservation, cost, lost)
             raise
-        self._commit(reservation, cost, spent)
+        self._commit(pending, reservation, cost, spent)
         return GenerateResult(
             image=image,
             source=Source.GENERATED,
@@ -427,10 +362,22 @@ class Images:
             fallback_message=message,
         )
 
-    def _commit(self, reservation: Reservation, cost: int, spent: Usage) -> None:
-        try:
-            self.budget.commit(reservation.reservation_id, cost, spent)
-        except DomainError as error:
+    def _commit(
+        self, pending: int | None, reservation: Reservation, cost: int, spent: Usage
+    ) -> None:
+        """Charge what the image cost. `pending` is its outbox row: when BudgetService
+        cannot be reached the row stays for the settler and the caller still gets
+        the image it paid for. A final refusal (the row is abandoned and logged)
+        fails the call, as does any failure when there is no row to fall back on."""
+        attempt = self.settlements.attempt(
+            pending, 1, Kind.COMMIT, reservation.reservation_id, cost, spent
+        )
+        if attempt.outcome is Settled.ACKNOWLEDGED:
+            return
+        error = attempt.error
+        if attempt.outcome is Settled.PENDING and pending is not None:
+            return
+        if pending is None:
             # Money the provider took and the ledger does not show: say so loudly,
             # with what reconciling it needs.
             log.error(
@@ -440,25 +387,18 @@ class Images:
                     "request_id": spent.request_id,
                     "user_id": spent.user_id,
                     "cost_micros": cost,
-                    "error": error.message,
+                    "error": error.message if isinstance(error, DomainError) else repr(error),
                 },
             )
-            raise
+        assert error is not None
+        raise error
 
     def _release(self, reservation: Reservation, failed: Usage) -> None:
-        """Give the money back; the provider's error, not this one, is what the caller sees."""
-        try:
-            self.budget.release(reservation.reservation_id, failed)
-        except DomainError as error:
-            # The reservation expires on its own; the attempt's record is what is lost.
-            log.error(
-                "releasing a reservation failed",
-                extra={
-                    "reservation_id": reservation.reservation_id,
-                    "request_id": failed.request_id,
-                    "error": error.message,
-                },
-            )
+        """Give the money back and record the attempt, through the outbox: when
+        BudgetService cannot be reached the settler does it later. The provider's
+        error, not this one, is what the caller sees."""
+        pending = self.settlements.record_alone(Kind.RELEASE, reservation.reservation_id, 0, failed)
+        self.settlements.attempt(pending, 1, Kind.RELEASE, reservation.reservation_id, 0, failed)
 
     # -- the cache
 
@@ -569,10 +509,12 @@ class Images:
         generated: GeneratedImage,
         request: ValidRequest,
         lookup: _Lookup,
-        prompt: str,
+        reservation: Reservation,
         cost: int,
-    ) -> StoredImage:
-        """Store the bytes, then the image row and the cache entry.
+        spent: Usage,
+    ) -> tuple[StoredImage, int]:
+        """Store the bytes, then the image row, the cache entry and the pending
+        commit of its cost (one transaction); the image and the commit's outbox row.
 
         Bytes first, so a row never names a file that is not there. When another
         request stored an entry for the same key first (its lease expired while
@@ -591,7 +533,7 @@ class Images:
                     "size": request.size,
                     "quality": request.quality,
                     "quality_rank": lookup.quality_rank,
-                    "prompt": prompt,
+                    "prompt": spent.prompt,
                     "context": lookup.context.to_json(),
                     # Only a built prompt shows the dish its context says; a
                     # caller's prompt may show anything, so it is never reused.
@@ -612,7 +554,10 @@ class Images:
             assert row is not None
             if not won:
                 log.info("cache entry raced; kept the first", extra={"cache_key": lookup.key})
-            return StoredImage.of(row)
+            pending = self.settlements.record(
+                session, Kind.COMMIT, reservation.reservation_id, cost, spent
+            )
+            return StoredImage.of(row), pending
 
     # -- single flight
 

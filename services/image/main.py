@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from recipeimage.image.v1 import image_service_pb2_grpc as pb_grpc
@@ -25,6 +25,7 @@ from services.common.config import ConfigError
 from services.common.db import create_db_engine, create_sessions
 from services.common.jsonlog import configure_logging
 from services.common.migrations import prepare_database
+from services.common.periodic import PeriodicJob
 from services.common.prices import PriceError, PriceTable, load_price_table
 from services.common.rpc import Guard
 from services.common.server import (
@@ -41,9 +42,9 @@ from services.image.generation import Images, StoredImage
 from services.image.providers import Provider
 from services.image.providers.offline import OfflineProvider
 from services.image.providers.openai_provider import OpenAIProvider
-from services.image.purger import Purger
 from services.image.servicer import SERVICE_NAME, ImageServicer
 from services.image.settings import ImageSettings
+from services.image.settlement import Settlements
 from services.image.storage import ImageStore, content_type_of
 from services.image.validation import Defaults
 
@@ -60,7 +61,8 @@ class ImageApp:
     images: Images
     settings: ImageSettings
     metrics: Metrics
-    purger: Purger
+    purger: PeriodicJob
+    settler: PeriodicJob
     _engine: Engine = field(repr=False)
     _channel: grpc.Channel = field(repr=False)
     _provider: Provider = field(repr=False)
@@ -75,12 +77,18 @@ class ImageApp:
         self.server.stop(DEFAULT_GRACE_SECONDS if grace is None else grace)
         self.close()
 
+    def settle_pending(self, now: datetime | None = None) -> int:
+        """Retry every commit and release due at now that BudgetService has not
+        acknowledged; how many it acknowledged."""
+        return self.images.settlements.settle_pending(now)
+
     def close(self) -> None:
         """Release the BudgetService channel, the provider and the database; once."""
         if self._closed:
             return
         self._closed = True
         self.purger.stop()
+        self.settler.stop()
         self._channel.close()
         self._provider.close()
         self._engine.dispose()
@@ -111,20 +119,24 @@ def build_app(
     engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
     channel = grpc.insecure_channel(settings.budget_target)
     server: RunningServer | None = None
-    purger: Purger | None = None
+    purger: PeriodicJob | None = None
+    settler: PeriodicJob | None = None
     try:
         prepare_database("image", engine, settings.database_url)
         metrics = Metrics("image")
         sessions = create_sessions(engine)
         store = ImageStore(settings.store_dir)
+        budget = BudgetClient(
+            channel,
+            ServiceToken(authenticator),
+            deadline_seconds=settings.budget_deadline_seconds,
+        )
+        settlements = Settlements(sessions, budget, clock)
         images = Images(
             sessions=sessions,
             store=store,
-            budget=BudgetClient(
-                channel,
-                ServiceToken(authenticator),
-                deadline_seconds=settings.budget_deadline_seconds,
-            ),
+            budget=budget,
+            settlements=settlements,
             provider=provider,
             prices=prices,
             defaults=defaults,
@@ -135,7 +147,14 @@ def build_app(
             single_flight_wait_seconds=settings.single_flight_wait_seconds,
             fallback=store_fallback(fallback, store, sessions, clock),
         )
-        purger = Purger(images, settings.cache_purge_interval_seconds)
+        # Both are safe in every replica at once: purging deletes rows by id,
+        # and a settlement row is claimed with one conditional UPDATE.
+        purger = PeriodicJob(
+            "image-cache-purger", settings.cache_purge_interval_seconds, images.purge_expired, log
+        )
+        settler = PeriodicJob(
+            "image-settler", settings.settlement_interval_seconds, settlements.settle_pending, log
+        )
         servicer = ImageServicer(images, Guard(authenticator, metrics))
         server = start_server(
             ServerSettings(
@@ -149,9 +168,12 @@ def build_app(
         )
         metrics.serve(settings.metrics_port, settings.metrics_address)
         purger.start()
+        settler.start()
     except BaseException:
         if purger is not None:
             purger.stop()
+        if settler is not None:
+            settler.stop()
         if server is not None:
             server.stop(0)
         channel.close()
@@ -168,7 +190,7 @@ def build_app(
             "price_table": prices.version,
         },
     )
-    return ImageApp(server, images, settings, metrics, purger, engine, channel, provider)
+    return ImageApp(server, images, settings, metrics, purger, settler, engine, channel, provider)
 
 
 def check_defaults(settings: ImageSettings, prices: PriceTable, clock: Clock) -> Defaults:

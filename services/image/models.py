@@ -115,3 +115,39 @@ class GenerationLease(Base):
     owner: Mapped[str] = mapped_column(String(64))
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PendingSettlement(Base):
+    """A commit or release owed to BudgetService (the settlement outbox).
+
+    Written before the first attempt (with the image and cache entry when the
+    flow stores one), deleted when BudgetService acknowledges. The background
+    settler retries what is due; `attempts` is the optimistic lock a settler
+    claims a row with, so two replicas never work on one row at once. A row
+    BudgetService refused for good keeps its record with abandoned_at set.
+    """
+
+    __tablename__ = "pending_settlements"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reservation_id: Mapped[str] = mapped_column(String(64))
+    # "commit" or "release".
+    kind: Mapped[str] = mapped_column(String(16))
+    actual_cost_micros: Mapped[int] = mapped_column(BigInteger)
+    # The attempt's usage record (generation.Usage as JSON).
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Set when BudgetService refused it for good (NOT_FOUND, FAILED_PRECONDITION,
+    # INVALID_ARGUMENT): never retried, kept for reconciling by hand.
+    abandoned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+Index(
+    "ix_pending_settlements_next_attempt_at",
+    PendingSettlement.abandoned_at,
+    PendingSettlement.next_attempt_at,
+)
+Index("ix_pending_settlements_reservation_id", PendingSettlement.reservation_id)

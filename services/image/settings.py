@@ -53,6 +53,7 @@ class ImageSettings:
     price_table: Path | None
     similarity_threshold: float
     cache_purge_interval_seconds: float
+    settlement_interval_seconds: float
     generation_lease_seconds: float
     single_flight_wait_seconds: float
     fallback_image: Path | None
@@ -102,6 +103,11 @@ class ImageSettings:
             # 0: no purge job in this process (another replica, or the admin RPC, purges).
             cache_purge_interval_seconds=env_float(
                 env, "RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS", 3600.0
+            ),
+            # How often unacknowledged commits and releases are retried at BudgetService;
+            # 0: no settler in this process (another replica settles).
+            settlement_interval_seconds=env_float(
+                env, "RECIPEIMAGE_SETTLEMENT_INTERVAL_SECONDS", 10.0
             ),
             # A lease older than this belongs to a crashed replica and is taken over.
             generation_lease_seconds=env_float(

@@ -64,8 +64,10 @@ def image_settings(database_url: str, store_dir: Path, **overrides: object) -> I
         db_pool_size=5,
         store_dir=store_dir,
         provider="offline",
-        # No background purge unless a test asks for one.
+        # No background purge or settler unless a test asks for one: tests settle
+        # with app.settle_pending(now).
         cache_purge_interval_seconds=0.0,
+        settlement_interval_seconds=0.0,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
