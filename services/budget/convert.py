@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 from recipeimage.budget.v1 import budget_service_pb2 as pb
-from recipeimage.common.v1 import image_quality_pb2
 
 from services.budget.domain import (
     AuditAction,
@@ -23,40 +22,19 @@ from services.budget.reconcile import Reconciliation
 from services.budget.reservations import LimitsView, WindowState
 from services.budget.stats import StatsPeriod, UsagePage, UsageStats
 from services.budget.windows import Scope, Span, local_midnight
+from services.common import protoenum, quality
 
-_TIERS = {
-    Tier.FREE: pb.USER_TIER_FREE,
-    Tier.PREMIUM: pb.USER_TIER_PREMIUM,
-    Tier.PRO: pb.USER_TIER_PRO,
-}
+_TIERS = protoenum.to_proto(Tier, pb.UserTier, "USER_TIER_")
 _WINDOW_KINDS = {
     (Scope.USER, Span.DAY): pb.WINDOW_KIND_USER_DAILY,
     (Scope.USER, Span.MONTH): pb.WINDOW_KIND_USER_MONTHLY,
     (Scope.SYSTEM, Span.DAY): pb.WINDOW_KIND_SYSTEM_DAILY,
     (Scope.SYSTEM, Span.MONTH): pb.WINDOW_KIND_SYSTEM_MONTHLY,
 }
-_STATES = {
-    ReservationState.HELD: pb.RESERVATION_STATE_HELD,
-    ReservationState.COMMITTED: pb.RESERVATION_STATE_COMMITTED,
-    ReservationState.RELEASED: pb.RESERVATION_STATE_RELEASED,
-    ReservationState.EXPIRED: pb.RESERVATION_STATE_EXPIRED,
-}
-_OUTCOMES = {
-    Outcome.GENERATED: pb.USAGE_OUTCOME_GENERATED,
-    Outcome.CACHE_HIT_EXACT: pb.USAGE_OUTCOME_CACHE_HIT_EXACT,
-    Outcome.CACHE_HIT_SIMILAR: pb.USAGE_OUTCOME_CACHE_HIT_SIMILAR,
-    Outcome.FAILED: pb.USAGE_OUTCOME_FAILED,
-    Outcome.FALLBACK: pb.USAGE_OUTCOME_FALLBACK,
-    Outcome.REFUSED: pb.USAGE_OUTCOME_REFUSED,
-}
-_OUTCOMES_FROM_PROTO = {value: key for key, value in _OUTCOMES.items()}
-_QUALITIES = {
-    "low": image_quality_pb2.IMAGE_QUALITY_LOW,
-    "medium": image_quality_pb2.IMAGE_QUALITY_MEDIUM,
-    "high": image_quality_pb2.IMAGE_QUALITY_HIGH,
-}
-_QUALITIES_FROM_PROTO = {value: key for key, value in _QUALITIES.items()}
-_TIERS_FROM_PROTO = {value: key for key, value in _TIERS.items()}
+_STATES = protoenum.to_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_")
+_OUTCOMES = protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+_OUTCOMES_FROM_PROTO = protoenum.from_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+_TIERS_FROM_PROTO = protoenum.from_proto(Tier, pb.UserTier, "USER_TIER_")
 _PERIODS_FROM_PROTO = {
     pb.STATS_PERIOD_DAY: StatsPeriod.DAY,
     pb.STATS_PERIOD_WEEK: StatsPeriod.WEEK,
@@ -232,7 +210,7 @@ def usage_from_proto(message: pb.UsageRecord) -> Usage:
         prompt=message.prompt,
         prompt_length=message.prompt_length,
         size=message.size,
-        quality=_QUALITIES_FROM_PROTO.get(message.quality, ""),
+        quality=quality.FROM_PROTO.get(message.quality, ""),
         model=message.model,
         provider=message.provider,
         cost_micros=message.cost_micros,
@@ -258,7 +236,7 @@ def usage(value: Usage) -> pb.UsageRecord:
         prompt=value.prompt,
         prompt_length=value.prompt_length,
         size=value.size,
-        quality=_QUALITIES.get(value.quality, image_quality_pb2.IMAGE_QUALITY_UNSPECIFIED),
+        quality=quality.to_proto(value.quality),
         model=value.model,
         provider=value.provider,
         cost_micros=value.cost_micros,
@@ -304,7 +282,7 @@ def usage_stats(value: UsageStats) -> pb.GetUsageStatsResponse:
             pb.UsageBreakdown(
                 model=row.model,
                 size=row.size,
-                quality=_QUALITIES.get(row.quality, image_quality_pb2.IMAGE_QUALITY_UNSPECIFIED),
+                quality=quality.to_proto(row.quality),
                 generations=row.generations,
                 successful_generations=row.successful,
                 cost_micros=row.cost_micros,

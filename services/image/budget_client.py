@@ -17,10 +17,10 @@ import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc as pb_grpc
 
+from services.common import protoenum, quality
 from services.common.auth import Authenticator, Role
 from services.common.errors import DomainError, Unavailable
 from services.common.status import from_rpc_error
-from services.image import quality
 from services.image.accounting import Outcome, Reservation, ReservationState, Usage
 
 log = logging.getLogger("recipeimage.image.budget")
@@ -29,20 +29,8 @@ SERVICE = "BudgetService"
 SUBJECT = "image-service"
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
-_OUTCOMES = {
-    Outcome.GENERATED: pb.USAGE_OUTCOME_GENERATED,
-    Outcome.CACHE_HIT_EXACT: pb.USAGE_OUTCOME_CACHE_HIT_EXACT,
-    Outcome.CACHE_HIT_SIMILAR: pb.USAGE_OUTCOME_CACHE_HIT_SIMILAR,
-    Outcome.FAILED: pb.USAGE_OUTCOME_FAILED,
-    Outcome.FALLBACK: pb.USAGE_OUTCOME_FALLBACK,
-    Outcome.REFUSED: pb.USAGE_OUTCOME_REFUSED,
-}
-_STATES = {
-    pb.RESERVATION_STATE_HELD: ReservationState.HELD,
-    pb.RESERVATION_STATE_COMMITTED: ReservationState.COMMITTED,
-    pb.RESERVATION_STATE_RELEASED: ReservationState.RELEASED,
-    pb.RESERVATION_STATE_EXPIRED: ReservationState.EXPIRED,
-}
+_OUTCOMES = protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+_STATES = protoenum.from_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_")
 
 
 class ServiceToken:

@@ -14,9 +14,9 @@ from google.protobuf import timestamp_pb2
 from recipeimage.image.v1 import image_service_pb2 as pb
 from recipeimage.image.v1 import image_service_pb2_grpc as pb_grpc
 
+from services.common import quality
 from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal
 from services.common.rpc import Guard, rpc
-from services.image import quality
 from services.image.analyzer import Recipe, RecipeContext
 from services.image.generation import CachedEntry, GenerateResult, Images, Source, StoredImage
 from services.image.validation import GenerateCommand

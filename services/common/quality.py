@@ -9,7 +9,7 @@ TO_PROTO = {
     "medium": image_quality_pb2.IMAGE_QUALITY_MEDIUM,
     "high": image_quality_pb2.IMAGE_QUALITY_HIGH,
 }
-_FROM_PROTO = {value: name for name, value in TO_PROTO.items()}
+FROM_PROTO = {value: name for name, value in TO_PROTO.items()}
 
 
 def to_proto(name: str) -> int:
@@ -21,4 +21,4 @@ def from_proto(value: int) -> str:
     does not know a name no model offers, so validation names the field."""
     if value == image_quality_pb2.IMAGE_QUALITY_UNSPECIFIED:
         return ""
-    return _FROM_PROTO.get(value, f"unknown quality {value}")
+    return FROM_PROTO.get(value, f"unknown quality {value}")
