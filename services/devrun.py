@@ -43,7 +43,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _wait_until_serving(address: str, service: str, child: subprocess.Popen) -> None:
+def _wait_until_serving(address: str, service: str, child: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -98,7 +98,7 @@ def _banner(env: dict[str, str], addresses: dict[str, str]) -> str:
 
 def main() -> int:
     env = _child_env()
-    children: list[tuple[str, subprocess.Popen]] = []
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 
     def stop_all(_signum: int = 0, _frame: object = None) -> None:

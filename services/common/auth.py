@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jwt
 
+from services.common.bounds import string_problem
 from services.common.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 ALGORITHM = "HS256"
@@ -84,7 +85,10 @@ class Authenticator:
         role = _ROLE_CLAIMS.get(str(claims.get("role", "")))
         if role is None:
             raise Unauthenticated("the token has no known role claim (user, service or admin)")
-        subject = str(claims["sub"]).strip()
+        raw_subject = str(claims["sub"])
+        if string_problem(raw_subject, identifier=True) is not None:
+            raise Unauthenticated("the token's sub claim is not a usable user id")
+        subject = raw_subject.strip()
         if not subject:
             raise Unauthenticated("the token's sub claim is empty")
         return Principal(subject=subject, role=role)

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, MetaData
 from sqlalchemy.engine import make_url
 
 from services.common.config import ConfigError
@@ -62,7 +62,7 @@ def prepare_database(service: str, engine: Engine, url: str) -> None:
         )
 
 
-def run_env(target_metadata) -> None:  # type: ignore[no-untyped-def]
+def run_env(target_metadata: MetaData) -> None:
     """The body of each service's migrations/env.py."""
     from alembic import context
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from recipeimage.common.v1 import image_quality_pb2
 
-TO_PROTO = {
+TO_PROTO: dict[str, int] = {
     "low": image_quality_pb2.IMAGE_QUALITY_LOW,
     "medium": image_quality_pb2.IMAGE_QUALITY_MEDIUM,
     "high": image_quality_pb2.IMAGE_QUALITY_HIGH,
 }
-FROM_PROTO = {value: name for name, value in TO_PROTO.items()}
+FROM_PROTO: dict[int, str] = {value: name for name, value in TO_PROTO.items()}
 
 
 def to_proto(name: str) -> int:

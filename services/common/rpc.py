@@ -1,4 +1,5 @@
-"""The edge of every RPC: authenticate, check the role, call, map errors.
+"""The edge of every RPC: authenticate, check the role, check the request's
+bounds (services.common.bounds), call, map errors.
 
 Each servicer method is decorated with @rpc(roles) and receives the caller's
 Principal. This is the one place a service's errors become status codes, and it
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from services.common.auth import Authenticator, Principal, Role, require_role
+from services.common.bounds import check_request
 from services.common.errors import DomainError
 from services.common.status import internal_status, to_status
 from services.common.telemetry import Metrics
@@ -36,8 +39,8 @@ class Guard:
     metrics: Metrics
 
 
-def rpc(roles: frozenset[Role]) -> Callable[[Handler], Callable[..., Any]]:
-    def decorate(method: Handler) -> Callable[..., Any]:
+def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., Any]]:
+    def decorate(method: Handler[Any, Any]) -> Callable[..., Any]:
         name = method.__name__
 
         @functools.wraps(method)
@@ -50,6 +53,8 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler], Callable[..., Any]]:
             try:
                 principal = guard.authenticator.authenticate(context.invocation_metadata())
                 require_role(principal, roles)
+                if isinstance(request, Message):
+                    check_request(request)
                 response = method(self, request, context, principal)
             except DomainError as error:
                 status = to_status(error)
@@ -72,7 +77,7 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler], Callable[..., Any]]:
                 context.abort(status.code, status.details)
             return response
 
-        handler.rpc_roles = roles  # type: ignore[attr-defined]
+        handler.rpc_roles = roles  # type: ignore[attr-defined]  # read by the invariant tests
         return handler
 
     return decorate

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -42,7 +43,7 @@ _SIMPLE_CODES: dict[type[DomainError], int] = {
 }
 
 
-def _pack(message) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -101,12 +102,12 @@ def internal_status() -> grpc.Status:
     )
 
 
-def rich_details(error: grpc.RpcError) -> list:
+def rich_details(error: grpc.RpcError) -> list[Message]:
     """The unpacked google.rpc detail messages of a call's error, if any."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # grpc-stubs: RpcError lacks Call
     if status is None:
         return []
-    unpacked = []
+    unpacked: list[Message] = []
     for detail in status.details:
         for kind in (
             error_details_pb2.ErrorInfo,
@@ -123,8 +124,8 @@ def rich_details(error: grpc.RpcError) -> list:
 
 def from_rpc_error(error: grpc.RpcError, service: str) -> DomainError:
     """Another service's status as a domain error, keeping reason and details."""
-    code = error.code()  # type: ignore[attr-defined]
-    text = error.details() or ""  # type: ignore[attr-defined]
+    code = error.code()
+    text = error.details() or ""
     details = rich_details(error)
     info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
     reason = info.reason if info else ""

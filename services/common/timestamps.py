@@ -28,11 +28,11 @@ def to_proto(instant: datetime) -> timestamp_pb2.Timestamp:
     return message
 
 
-def out_of_range(stamp: timestamp_pb2.Timestamp) -> str | None:
-    """Why a Timestamp cannot be used, or None when it can."""
-    if not 0 <= stamp.nanos < 1_000_000_000:
+def out_of_range(seconds: int, nanos: int) -> str | None:
+    """Why a Timestamp's seconds and nanos cannot be used, or None when they can."""
+    if not 0 <= nanos < 1_000_000_000:
         return "nanos must be between 0 and 999,999,999"
-    if not _EARLIEST_SECONDS <= stamp.seconds < _LATEST_SECONDS:
+    if not _EARLIEST_SECONDS <= seconds < _LATEST_SECONDS:
         return f"must be from {EARLIEST.isoformat()} to before {LATEST.isoformat()}"
     return None
 
@@ -45,7 +45,7 @@ def optional_from_proto(
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    problem = out_of_range(stamp)
+    problem = out_of_range(stamp.seconds, stamp.nanos)
     if problem is not None:
         violations.add(name or field, problem)
         return None
