@@ -17,14 +17,18 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from sqlalchemy.exc import OperationalError
 
 from services.common.auth import Authenticator, Principal, Role, require_role
 from services.common.bounds import check_request
-from services.common.errors import DomainError
+from services.common.errors import DomainError, Unavailable
 from services.common.status import internal_status, to_status
 from services.common.telemetry import Metrics
 
 log = logging.getLogger("recipeimage.rpc")
+DATABASE_UNAVAILABLE = Unavailable(
+    "the database could not be reached; nothing was changed, retry", reason="DATABASE_UNAVAILABLE"
+)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -66,6 +70,14 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., A
                         "error": error.message,
                         "principal": principal.subject if principal else None,
                     },
+                )
+            except OperationalError:
+                # A dropped connection, a killed backend, a locked SQLite file: the
+                # transaction rolled back (or, lost during COMMIT, applied once; every
+                # write is idempotent by its key), so a retry is safe.
+                status = to_status(DATABASE_UNAVAILABLE)
+                log.warning(
+                    "rpc failed: database unavailable", exc_info=True, extra={"method": name}
                 )
             except Exception:
                 status = internal_status()

@@ -6,10 +6,12 @@ from concurrent import futures
 
 import grpc
 import pytest
+from sqlalchemy import create_engine
 
 from services.common.auth import TRUSTED, Authenticator, Principal
 from services.common.errors import NotFound
 from services.common.rpc import Guard, rpc
+from services.common.status import rich_details
 from services.common.telemetry import Metrics
 from tests.conftest import TEST_SECRET
 
@@ -27,6 +29,13 @@ class Probe:
         raise NotFound("no such thing")
 
     @rpc(TRUSTED)
+    def NoDatabase(self, request: bytes, context, principal: Principal) -> bytes:
+        # A real driver error: nothing listens on port 1.
+        engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
+        with engine.connect():
+            return b""
+
+    @rpc(TRUSTED)
     def Broken(self, request: bytes, context, principal: Principal) -> bytes:
         raise RuntimeError("database password is hunter2")
 
@@ -38,7 +47,7 @@ def probe():
     server = grpc.server(futures.ThreadPoolExecutor(2))
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name))
-        for name in ("WhoAmI", "Missing", "Broken")
+        for name in ("WhoAmI", "Missing", "Broken", "NoDatabase")
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Probe", handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
@@ -102,3 +111,12 @@ def test_calls_are_counted_by_method_and_code(probe, tokens) -> None:
     )
     labels = {"service": "probe", "method": "WhoAmI", "code": "UNAUTHENTICATED"}
     assert sample("recipeimage_rpc_total", labels) == 1
+
+
+def test_a_database_that_cannot_be_reached_is_unavailable_not_internal(probe, tokens) -> None:
+    call, metrics = probe
+    with pytest.raises(grpc.RpcError) as caught:
+        call("NoDatabase", tokens.service())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    info = next(d for d in rich_details(caught.value) if d.DESCRIPTOR.name == "ErrorInfo")
+    assert info.reason == "DATABASE_UNAVAILABLE"
