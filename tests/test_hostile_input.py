@@ -5,6 +5,7 @@ nothing reserved, generated, charged or recorded."""
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -14,8 +15,12 @@ import pytest
 from google.protobuf import timestamp_pb2
 from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from recipeimage.image.v1 import image_service_pb2 as image_pb
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from services.common.auth import Role
+from services.common.bounds import MAX_MONEY_MICROS
+from services.common.db import create_db_engine
 from services.common.status import rich_details
 from tests.support.budget_server import ManualClock
 from tests.support.image_server import RunningPair, running_pair
@@ -268,3 +273,27 @@ def test_an_image_id_with_a_trailing_newline_is_malformed(pair: RunningPair, tok
         )
     )
     assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"image_id"})
+
+
+def test_the_database_refuses_money_above_the_bound_too(pair: RunningPair, tokens) -> None:
+    budget = pair.budget.stub
+    budget.SetSystemLimits(
+        budget_pb.SetSystemLimitsRequest(daily_limit_micros=MAX_MONEY_MICROS),
+        metadata=tokens.admin(),
+    )
+    engine = create_db_engine(pair.budget.app.settings.database_url)
+    try:
+        with pytest.raises(DBAPIError), engine.begin() as connection:
+            connection.execute(
+                text("UPDATE budget_system_limits SET daily_limit_micros = :amount"),
+                {"amount": MAX_MONEY_MICROS + 1},
+            )
+    finally:
+        engine.dispose()
+
+
+def test_the_database_bound_is_the_edge_bound() -> None:
+    migration = importlib.import_module(
+        "services.budget.migrations.versions.0003_budget_money_bounds"
+    )
+    assert migration.MONEY_BOUND_MICROS == MAX_MONEY_MICROS
