@@ -9,8 +9,8 @@ from recipeimage.budget.v1 import budget_service_pb2
 from recipeimage.image.v1 import image_service_pb2
 from sqlalchemy import BigInteger
 
-from services.budget import models as budget_models
 from services.budget.servicer import BudgetServicer
+from services.budget.store import models as budget_models
 from services.image import models as image_models
 from services.image.servicer import ImageServicer
 

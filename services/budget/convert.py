@@ -1,69 +1,64 @@
-"""Protobuf messages <-> the budget service's plain values. No rules here."""
+"""Protobuf messages <-> the budget service's plain values (domain/). No rules here;
+enums map by name (services.common.protoenum)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from typing import cast
+from zoneinfo import ZoneInfo
 
-from google.protobuf import timestamp_pb2
 from recipeimage.budget.v1 import budget_service_pb2 as pb
+from recipeimage.common.v1 import image_quality_pb2
 
-from services.budget.domain import (
-    AuditAction,
-    AuditEntry,
-    AuditSnapshot,
-    Outcome,
+from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
+from services.budget.domain.limits import LimitValues, SystemLimitsView, Tier, UserSettings
+from services.budget.domain.reconciliation import Reconciliation
+from services.budget.domain.reservations import (
+    LimitsView,
     Reservation,
     ReservationState,
-    Usage,
+    WindowState,
 )
-from services.budget.limits import LimitValues, Tier, UserSettings
-from services.budget.management import SystemLimitsView
-from services.budget.reconcile import Reconciliation
-from services.budget.reservations import LimitsView, WindowState
-from services.budget.stats import StatsPeriod, UsagePage, UsageStats
-from services.budget.windows import Scope, Span, local_midnight
+from services.budget.domain.usage import Outcome, StatsPeriod, Usage, UsagePage, UsageStats
+from services.budget.domain.windows import Scope, Span, local_midnight, window_name
 from services.common import protoenum, quality
+from services.common.timestamps import to_proto as timestamp
 
-_TIERS = protoenum.to_proto(Tier, pb.UserTier, "USER_TIER_")
-_WINDOW_KINDS = {
-    (Scope.USER, Span.DAY): pb.WINDOW_KIND_USER_DAILY,
-    (Scope.USER, Span.MONTH): pb.WINDOW_KIND_USER_MONTHLY,
-    (Scope.SYSTEM, Span.DAY): pb.WINDOW_KIND_SYSTEM_DAILY,
-    (Scope.SYSTEM, Span.MONTH): pb.WINDOW_KIND_SYSTEM_MONTHLY,
-}
-_STATES = protoenum.to_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_")
-_OUTCOMES = protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
-_OUTCOMES_FROM_PROTO = protoenum.from_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+# protoenum maps to plain ints; the casts give them the proto enums' value types.
+_TIERS = cast(
+    dict[Tier, pb.UserTier.ValueType], protoenum.to_proto(Tier, pb.UserTier, "USER_TIER_")
+)
 _TIERS_FROM_PROTO = protoenum.from_proto(Tier, pb.UserTier, "USER_TIER_")
-_PERIODS_FROM_PROTO = {
-    pb.STATS_PERIOD_DAY: StatsPeriod.DAY,
-    pb.STATS_PERIOD_WEEK: StatsPeriod.WEEK,
-    pb.STATS_PERIOD_MONTH: StatsPeriod.MONTH,
-    pb.STATS_PERIOD_RANGE: StatsPeriod.RANGE,
+_STATES = cast(
+    dict[ReservationState, pb.ReservationState.ValueType],
+    protoenum.to_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_"),
+)
+_OUTCOMES = cast(
+    dict[Outcome, pb.UsageOutcome.ValueType],
+    protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_"),
+)
+_OUTCOMES_FROM_PROTO = protoenum.from_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+_PERIODS = cast(
+    dict[StatsPeriod, pb.StatsPeriod.ValueType],
+    protoenum.to_proto(StatsPeriod, pb.StatsPeriod, "STATS_PERIOD_"),
+)
+_PERIODS_FROM_PROTO = protoenum.from_proto(StatsPeriod, pb.StatsPeriod, "STATS_PERIOD_")
+_AUDIT_ACTIONS = cast(
+    dict[AuditAction, pb.AuditAction.ValueType],
+    protoenum.to_proto(AuditAction, pb.AuditAction, "AUDIT_ACTION_"),
+)
+# WINDOW_KIND_USER_DAILY ... by the window's name (user_daily ...).
+_WINDOW_KINDS = {
+    (scope, span): pb.WindowKind.Value("WINDOW_KIND_" + window_name(scope, span).upper())
+    for scope in Scope
+    for span in Span
 }
-_AUDIT_ACTIONS = {
-    AuditAction.SET_USER_TIER: pb.AUDIT_ACTION_SET_USER_TIER,
-    AuditAction.SET_USER_LIMITS: pb.AUDIT_ACTION_SET_USER_LIMITS,
-    AuditAction.SET_SPEND_CAP: pb.AUDIT_ACTION_SET_SPEND_CAP,
-    AuditAction.SET_SYSTEM_LIMITS: pb.AUDIT_ACTION_SET_SYSTEM_LIMITS,
-}
-_PERIODS = {value: key for key, value in _PERIODS_FROM_PROTO.items()}
 
 
-def timestamp(instant: datetime) -> timestamp_pb2.Timestamp:
-    message = timestamp_pb2.Timestamp()
-    message.FromDatetime(instant)
-    return message
+def _quality(name: str) -> image_quality_pb2.ImageQuality.ValueType:
+    return image_quality_pb2.ImageQuality.ValueType(quality.to_proto(name))
 
 
-def optional_timestamp(message, field: str) -> datetime | None:  # type: ignore[no-untyped-def]
-    """An aware UTC datetime of a Timestamp field, None when it is unset."""
-    if not message.HasField(field):
-        return None
-    return getattr(message, field).ToDatetime(tzinfo=UTC)
-
-
-def tier(value: Tier | None) -> int:
+def tier(value: Tier | None) -> pb.UserTier.ValueType:
     return _TIERS[value] if value is not None else pb.USER_TIER_UNSPECIFIED
 
 
@@ -160,7 +155,7 @@ def audit_entry(value: AuditEntry) -> pb.AuditEntry:
     )
 
 
-def reconciliation(value: Reconciliation, zone) -> pb.ReconcileLedgerResponse:  # type: ignore[no-untyped-def]
+def reconciliation(value: Reconciliation, zone: ZoneInfo) -> pb.ReconcileLedgerResponse:
     differences = []
     for difference in value.differences:
         message = pb.LedgerDifference(
@@ -236,7 +231,7 @@ def usage(value: Usage) -> pb.UsageRecord:
         prompt=value.prompt,
         prompt_length=value.prompt_length,
         size=value.size,
-        quality=quality.to_proto(value.quality),
+        quality=_quality(value.quality),
         model=value.model,
         provider=value.provider,
         cost_micros=value.cost_micros,
@@ -282,7 +277,7 @@ def usage_stats(value: UsageStats) -> pb.GetUsageStatsResponse:
             pb.UsageBreakdown(
                 model=row.model,
                 size=row.size,
-                quality=quality.to_proto(row.quality),
+                quality=_quality(row.quality),
                 generations=row.generations,
                 successful_generations=row.successful,
                 cost_micros=row.cost_micros,
@@ -310,4 +305,17 @@ def usage_page(value: UsagePage) -> pb.ListUsageResponse:
     return pb.ListUsageResponse(
         usage_records=[usage(record) for record in value.records],
         next_page_token=value.next_page_token,
+    )
+
+
+def usage_of(request: pb.CommitReservationRequest | pb.ReleaseReservationRequest) -> Usage:
+    """The usage record a settling request carries (none: an empty one)."""
+    return usage_from_proto(request.usage) if request.HasField("usage") else Usage()
+
+
+def system_limits_from_proto(message: pb.SetSystemLimitsRequest) -> tuple[int | None, int | None]:
+    """The daily and monthly limits asked for: None when unset (proto3 optional)."""
+    return (
+        message.daily_limit_micros if message.HasField("daily_limit_micros") else None,
+        message.monthly_limit_micros if message.HasField("monthly_limit_micros") else None,
     )

@@ -1,8 +1,9 @@
-"""The budget service's one composition root: settings -> engine -> use cases
--> servicer -> server, plus the reaper. Nothing is built at import time.
+"""The budget service's one composition root: settings -> engine -> store ->
+use cases -> servicer -> server, plus the reaper; and the reconcile command's
+store. Nothing is built at import time, and nothing is built anywhere else.
 
 recipeimage-budget runs main(); tests call build_app() with their own
-settings, authenticator and clock.
+settings and clock, or build_servicer() for a servicer without a server.
 """
 
 from __future__ import annotations
@@ -16,23 +17,27 @@ from datetime import datetime, timedelta
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from sqlalchemy import Engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from services.budget.ledger import Ledger
-from services.budget.limits import LimitPolicy
-from services.budget.management import Management
-from services.budget.reaper import Reaper
-from services.budget.reconcile import Reconciler
-from services.budget.reservations import Reservations
+from services.budget.app.ledger import Ledger
+from services.budget.app.management import Management
+from services.budget.app.paging import Pager
+from services.budget.app.reaper import Reaper
+from services.budget.app.reconciliation import Reconciler
+from services.budget.app.reservations import Reservations
+from services.budget.app.stats import Stats
+from services.budget.domain.limits import LimitPolicy
+from services.budget.domain.reconciliation import Reconciliation
 from services.budget.servicer import SERVICE_NAME, BudgetServicer
 from services.budget.settings import BudgetSettings
-from services.budget.stats import Stats
+from services.budget.store.unit_of_work import BudgetStore
 from services.common.auth import Authenticator
 from services.common.clock import Clock, SystemClock
 from services.common.config import ConfigError
 from services.common.db import create_db_engine, create_sessions
 from services.common.jsonlog import configure_logging
 from services.common.migrations import MigrationsPending, prepare_database
+from services.common.paging import PageTokens
 from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
@@ -45,14 +50,12 @@ from services.common.telemetry import Metrics
 
 log = logging.getLogger("recipeimage.budget")
 
-DEFAULT_GRACE_SECONDS = 30.0
-
 
 @dataclass
 class BudgetApp:
     settings: BudgetSettings
     engine: Engine
-    sessions: sessionmaker
+    sessions: sessionmaker[Session]
     metrics: Metrics
     servicer: BudgetServicer
     reaper: Reaper
@@ -81,52 +84,63 @@ class BudgetApp:
         self.engine.dispose()
 
 
-def build_servicer(
-    settings: BudgetSettings,
-    authenticator: Authenticator,
-    sessions: sessionmaker,
-    clock: Clock,
-    metrics: Metrics,
-) -> tuple[BudgetServicer, Reservations]:
-    policy = LimitPolicy(
+@dataclass(frozen=True)
+class Access:
+    """The edge's share of the token secret: who may call, how page tokens
+    are signed, and how long in-flight calls may finish on shutdown."""
+
+    authenticator: Authenticator
+    page_tokens: PageTokens
+    grace_seconds: float
+
+    @classmethod
+    def from_settings(cls, common: CommonSettings) -> Access:
+        """From the shared settings: both from the one JWT secret."""
+        return cls(
+            common.authenticator(), PageTokens.from_secret(common.secret()), common.grace_seconds
+        )
+
+
+def limit_policy(settings: BudgetSettings) -> LimitPolicy:
+    return LimitPolicy(
         settings.tiers,
         settings.default_tier,
         settings.system_daily_limit_micros,
         settings.system_monthly_limit_micros,
         settings.time_zone,
     )
-    reservations = Reservations(
-        sessions, policy, clock, timedelta(seconds=settings.reservation_ttl_seconds)
-    )
-    servicer = BudgetServicer(
-        Guard(authenticator, metrics),
-        reservations,
-        Ledger(sessions, clock),
-        Stats(sessions, clock, settings.time_zone),
-        Management(sessions, clock, policy),
-        Reconciler(sessions, settings.time_zone),
-    )
-    return servicer, reservations
 
 
-def build_app(
+def build_servicer(
     settings: BudgetSettings,
-    common: CommonSettings | Authenticator,
-    clock: Clock | None = None,
-) -> BudgetApp:
+    guard: Guard,
+    store: BudgetStore,
+    clock: Clock,
+    page_tokens: PageTokens,
+) -> BudgetServicer:
+    """The use cases over one store, behind the gRPC edge."""
+    policy = limit_policy(settings)
+    pager = Pager(page_tokens)
+    return BudgetServicer(
+        guard,
+        Reservations(store, policy, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
+        Ledger(store, clock),
+        Stats(store, clock, settings.time_zone, pager),
+        Management(store, clock, policy, pager),
+        Reconciler(store, settings.time_zone),
+    )
+
+
+def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = None) -> BudgetApp:
     """Build and start the budget service: migrated database, server, reaper."""
     clock = clock or SystemClock()
-    if isinstance(common, CommonSettings):
-        authenticator = common.authenticator()
-        grace = common.grace_seconds
-    else:
-        authenticator, grace = common, DEFAULT_GRACE_SECONDS
+    guard = Guard(access.authenticator, Metrics("budget"))
     engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
         prepare_database("budget", engine, settings.database_url)
         sessions = create_sessions(engine)
-        metrics = Metrics("budget")
-        servicer, reservations = build_servicer(settings, authenticator, sessions, clock, metrics)
+        store = BudgetStore(sessions)
+        servicer = build_servicer(settings, guard, store, clock, access.page_tokens)
 
         def register(server: grpc.Server) -> None:
             budget_service_pb2_grpc.add_BudgetServiceServicer_to_server(servicer, server)
@@ -136,7 +150,7 @@ def build_app(
                 address=settings.address,
                 max_workers=settings.max_workers,
                 max_concurrent_rpcs=settings.max_concurrent_rpcs,
-                grace_seconds=grace,
+                grace_seconds=access.grace_seconds,
             ),
             register,
             [SERVICE_NAME],
@@ -144,15 +158,25 @@ def build_app(
     except BaseException:
         engine.dispose()
         raise
-    reaper = Reaper(reservations, clock, settings.reaper_interval_seconds)
-    app = BudgetApp(settings, engine, sessions, metrics, servicer, reaper, server)
+    reaper = Reaper(store, clock, settings.reaper_interval_seconds)
+    app = BudgetApp(settings, engine, sessions, guard.metrics, servicer, reaper, server)
     try:
-        metrics.serve(settings.metrics_port, settings.metrics_address)
+        guard.metrics.serve(settings.metrics_port, settings.metrics_address)
         reaper.start()
     except BaseException:
         app.stop(0)
         raise
     return app
+
+
+def reconcile(settings: BudgetSettings, since: datetime | None) -> Reconciliation:
+    """One reconciliation run on the configured database (the reconcile command)."""
+    engine = create_db_engine(settings.database_url, pool_size=1)
+    try:
+        store = BudgetStore(create_sessions(engine))
+        return Reconciler(store, settings.time_zone).run(since)
+    finally:
+        engine.dispose()
 
 
 def main() -> int:
@@ -164,7 +188,7 @@ def main() -> int:
         return 2
     configure_logging(common.log_level)
     try:
-        app = build_app(settings, common)
+        app = build_app(settings, Access.from_settings(common))
     except (ConfigError, MigrationsPending, OSError, ValueError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 2

@@ -1,29 +1,71 @@
-"""BudgetService over gRPC: proto in, one use-case call, proto out.
+"""BudgetService over gRPC: proto in, one use-case call with plain values,
+proto out.
 
 Authentication, roles and error statuses are @rpc's job (services.common.rpc).
-Users may read their own limits and usage and cap their own spending; only
-trusted callers (the image service, other internal backends, admins) hold,
-spend or record money: a user token must not be able to commit its own
-generation at cost zero. Tiers, overrides, system limits, the audit log and
-reconciliation are for admins.
+Here the caller's principal is resolved to plain values: the user id a call
+acts for (principal.acting_for: a user only for itself, a trusted caller for
+the user it names), a user caller's own id where a use case must check that
+loaded rows are its own, and the actor the audit log names. Users may read
+their own limits and usage and cap their own spending; only trusted callers
+(the image service, other internal backends, admins) hold, spend or record
+money: a user token must not be able to commit its own generation at cost
+zero. Tiers, overrides, system limits, the audit log and reconciliation are
+for admins.
 """
 
 from __future__ import annotations
 
+import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
 from services.budget import convert
-from services.budget.domain import Usage
-from services.budget.ledger import Ledger
-from services.budget.management import Management
-from services.budget.reconcile import Reconciler
-from services.budget.reservations import Reservations
-from services.budget.stats import Stats
-from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED
+from services.budget.app.ledger import Ledger
+from services.budget.app.management import Management
+from services.budget.app.reconciliation import Reconciler
+from services.budget.app.reservations import Reservations
+from services.budget.app.stats import Stats
+from services.budget.domain.audit import Actor
+from services.budget.domain.usage import ID_LENGTH
+from services.budget.domain.validation import Violations
+from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal, Role
+from services.common.errors import InvalidArgument
 from services.common.rpc import Guard, rpc
+from services.common.timestamps import optional_from_proto
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BudgetService"].full_name
+Context = grpc.ServicerContext
+
+
+def acting_for(
+    principal: Principal, requested: str, field: str = "user_id"
+) -> tuple[str, Violations]:
+    """The user id a call acts for, and the request's violations so far: a
+    missing or too long id is collected with the request's other fields (the
+    use case adds them); PermissionDenied (a user naming someone else) is
+    raised at once."""
+    violations = Violations()
+    if len(requested) > ID_LENGTH:
+        violations.add(field, f"at most {ID_LENGTH} characters")
+        return "", violations
+    try:
+        user_id = principal.acting_for(requested, field)
+    except InvalidArgument as error:
+        for violation in error.violations:
+            violations.add(violation.field, violation.description)
+        return "", violations
+    if len(user_id) > ID_LENGTH:  # a token's subject, too long to store
+        violations.add(field, f"at most {ID_LENGTH} characters")
+    return user_id, violations
+
+
+def only_user(principal: Principal) -> str | None:
+    """A user caller's own id (it may touch only its own rows); None for others."""
+    return principal.subject if principal.role is Role.USER else None
+
+
+def actor(principal: Principal) -> Actor:
+    return Actor(principal.subject, principal.role.value)
 
 
 class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
@@ -44,12 +86,19 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self._reconciler = reconciler
 
     @rpc(ANY_ROLE)
-    def GetLimits(self, request, context, principal):  # type: ignore[no-untyped-def]
-        return convert.limits(self._reservations.limits(principal, request.user_id))
+    def GetLimits(
+        self, request: pb.GetLimitsRequest, context: Context, principal: Principal
+    ) -> pb.GetLimitsResponse:
+        user_id, violations = acting_for(principal, request.user_id)
+        violations.raise_if_any()
+        return convert.limits(self._reservations.limits(user_id))
 
     @rpc(ANY_ROLE)
-    def CheckBudget(self, request, context, principal):  # type: ignore[no-untyped-def]
-        check = self._reservations.check(principal, request.user_id, request.amount_micros)
+    def CheckBudget(
+        self, request: pb.CheckBudgetRequest, context: Context, principal: Principal
+    ) -> pb.CheckBudgetResponse:
+        user_id, violations = acting_for(principal, request.user_id)
+        check = self._reservations.check(user_id, request.amount_micros, violations)
         return pb.CheckBudgetResponse(
             allowed=check.allowed,
             reason=check.reason,
@@ -57,21 +106,27 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         )
 
     @rpc(TRUSTED)
-    def ReserveBudget(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def ReserveBudget(
+        self, request: pb.ReserveBudgetRequest, context: Context, principal: Principal
+    ) -> pb.ReserveBudgetResponse:
+        user_id, violations = acting_for(principal, request.user_id)
         reserved = self._reservations.reserve(
-            principal, request.user_id, request.amount_micros, request.idempotency_key
+            user_id, request.amount_micros, request.idempotency_key, violations
         )
         return pb.ReserveBudgetResponse(
             reservation=convert.reservation(reserved.reservation), replayed=reserved.replayed
         )
 
     @rpc(TRUSTED)
-    def CommitReservation(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def CommitReservation(
+        self, request: pb.CommitReservationRequest, context: Context, principal: Principal
+    ) -> pb.CommitReservationResponse:
         committed = self._reservations.commit(
-            principal,
             request.reservation_id,
             request.actual_cost_micros,
-            _usage_of(request),
+            convert.usage_of(request),
+            only_user=only_user(principal),
+            violations=Violations(),
         )
         if committed.charged_micros:
             self.guard.metrics.spend_micros.labels(self.guard.metrics.service).inc(
@@ -80,13 +135,23 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         return pb.CommitReservationResponse(reservation=convert.reservation(committed.reservation))
 
     @rpc(TRUSTED)
-    def ReleaseReservation(self, request, context, principal):  # type: ignore[no-untyped-def]
-        released = self._reservations.release(principal, request.reservation_id, _usage_of(request))
+    def ReleaseReservation(
+        self, request: pb.ReleaseReservationRequest, context: Context, principal: Principal
+    ) -> pb.ReleaseReservationResponse:
+        released = self._reservations.release(
+            request.reservation_id,
+            convert.usage_of(request),
+            only_user=only_user(principal),
+            violations=Violations(),
+        )
         return pb.ReleaseReservationResponse(reservation=convert.reservation(released))
 
     @rpc(TRUSTED)
-    def RecordUsage(self, request, context, principal):  # type: ignore[no-untyped-def]
-        recorded = self._ledger.record(principal, convert.usage_from_proto(request.usage))
+    def RecordUsage(
+        self, request: pb.RecordUsageRequest, context: Context, principal: Principal
+    ) -> pb.RecordUsageResponse:
+        user_id, violations = acting_for(principal, request.usage.user_id, "usage.user_id")
+        recorded = self._ledger.record(user_id, convert.usage_from_proto(request.usage), violations)
         if not recorded.duplicate and recorded.usage.cost_saved_micros:
             self.guard.metrics.cost_saved_micros.labels(self.guard.metrics.service).inc(
                 recorded.usage.cost_saved_micros
@@ -96,63 +161,84 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         )
 
     @rpc(ANY_ROLE)
-    def GetUsageStats(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def GetUsageStats(
+        self, request: pb.GetUsageStatsRequest, context: Context, principal: Principal
+    ) -> pb.GetUsageStatsResponse:
+        user_id, violations = acting_for(principal, request.user_id)
         stats = self._stats.usage(
-            principal,
-            request.user_id,
+            user_id,
             convert.stats_period_from_proto(request.period),
-            start=convert.optional_timestamp(request, "start_time"),
-            end=convert.optional_timestamp(request, "end_time"),
+            violations,
+            start=optional_from_proto(violations, request, "start_time"),
+            end=optional_from_proto(violations, request, "end_time"),
             time_zone=request.time_zone,
         )
         return convert.usage_stats(stats)
 
     @rpc(ANY_ROLE)
-    def ListUsage(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def ListUsage(
+        self, request: pb.ListUsageRequest, context: Context, principal: Principal
+    ) -> pb.ListUsageResponse:
+        user_id, violations = acting_for(principal, request.user_id)
         page = self._stats.list_usage(
-            principal,
-            request.user_id,
+            user_id,
+            violations,
             page_size=request.page_size,
             page_token=request.page_token,
-            start=convert.optional_timestamp(request, "start_time"),
-            end=convert.optional_timestamp(request, "end_time"),
+            start=optional_from_proto(violations, request, "start_time"),
+            end=optional_from_proto(violations, request, "end_time"),
         )
         return convert.usage_page(page)
 
     @rpc(ADMIN_ONLY)
-    def SetUserTier(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def SetUserTier(
+        self, request: pb.SetUserTierRequest, context: Context, principal: Principal
+    ) -> pb.SetUserTierResponse:
+        user_id, violations = acting_for(principal, request.user_id)
         settings = self._management.set_user_tier(
-            principal, request.user_id, convert.tier_from_proto(request.tier)
+            actor(principal), user_id, convert.tier_from_proto(request.tier), violations
         )
         return pb.SetUserTierResponse(settings=convert.user_settings(settings))
 
     @rpc(ADMIN_ONLY)
-    def SetUserLimits(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def SetUserLimits(
+        self, request: pb.SetUserLimitsRequest, context: Context, principal: Principal
+    ) -> pb.SetUserLimitsResponse:
+        user_id, violations = acting_for(principal, request.user_id)
         settings = self._management.set_user_limits(
-            principal, request.user_id, convert.limit_values_from_proto(request.overrides)
+            actor(principal),
+            user_id,
+            convert.limit_values_from_proto(request.overrides),
+            violations,
         )
         return pb.SetUserLimitsResponse(settings=convert.user_settings(settings))
 
     @rpc(ANY_ROLE)
-    def SetSpendCap(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def SetSpendCap(
+        self, request: pb.SetSpendCapRequest, context: Context, principal: Principal
+    ) -> pb.SetSpendCapResponse:
+        user_id, violations = acting_for(principal, request.user_id)
         settings = self._management.set_spend_cap(
-            principal, request.user_id, convert.limit_values_from_proto(request.spend_cap)
+            actor(principal),
+            user_id,
+            convert.limit_values_from_proto(request.spend_cap),
+            violations,
         )
         return pb.SetSpendCapResponse(settings=convert.user_settings(settings))
 
     @rpc(ADMIN_ONLY)
-    def SetSystemLimits(self, request, context, principal):  # type: ignore[no-untyped-def]
-        limits = self._management.set_system_limits(
-            principal,
-            request.daily_limit_micros if request.HasField("daily_limit_micros") else None,
-            request.monthly_limit_micros if request.HasField("monthly_limit_micros") else None,
-        )
+    def SetSystemLimits(
+        self, request: pb.SetSystemLimitsRequest, context: Context, principal: Principal
+    ) -> pb.SetSystemLimitsResponse:
+        daily, monthly = convert.system_limits_from_proto(request)
+        limits = self._management.set_system_limits(actor(principal), daily, monthly)
         return convert.system_limits(limits)
 
     @rpc(ADMIN_ONLY)
-    def ListAuditLog(self, request, context, principal):  # type: ignore[no-untyped-def]
+    def ListAuditLog(
+        self, request: pb.ListAuditLogRequest, context: Context, principal: Principal
+    ) -> pb.ListAuditLogResponse:
         page = self._management.audit_log(
-            principal,
             page_size=request.page_size,
             page_token=request.page_token,
             target_user_id=request.target_user_id,
@@ -163,10 +249,10 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         )
 
     @rpc(ADMIN_ONLY)
-    def ReconcileLedger(self, request, context, principal):  # type: ignore[no-untyped-def]
-        result = self._reconciler.run(convert.optional_timestamp(request, "start_time"))
-        return convert.reconciliation(result, self._reconciler.zone)
-
-
-def _usage_of(request) -> Usage:  # type: ignore[no-untyped-def]
-    return convert.usage_from_proto(request.usage) if request.HasField("usage") else Usage()
+    def ReconcileLedger(
+        self, request: pb.ReconcileLedgerRequest, context: Context, principal: Principal
+    ) -> pb.ReconcileLedgerResponse:
+        violations = Violations()
+        since = optional_from_proto(violations, request, "start_time")
+        violations.raise_if_any()
+        return convert.reconciliation(self._reconciler.run(since), self._reconciler.zone)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.budget.limits import Tier, TierLimits
+from services.budget.domain.limits import Tier, TierLimits
 from services.common.config import (
     ConfigError,
     env_choice,

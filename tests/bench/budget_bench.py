@@ -21,13 +21,13 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from recipeimage.common.v1 import image_quality_pb2
 
-from services.budget.limits import Tier, TierLimits
+from services.budget.domain.limits import Tier, TierLimits
 from services.budget.main import build_app
 from services.common.auth import Authenticator, Role
 from services.common.db import create_db_engine
 from services.common.migrations import upgrade
 from tests.bench.harness import Measurement, drive, report
-from tests.support.budget_server import budget_settings
+from tests.support.budget_server import access, budget_settings
 from tests.support.databases import PostgresDatabases, _conninfo, postgres_admin_url
 
 CALLERS = 16
@@ -116,7 +116,7 @@ def _measure(url: str, baseline: Measurement) -> None:
         system_daily_limit_micros=10**15,
         system_monthly_limit_micros=10**15,
     )
-    app = build_app(settings, authenticator)
+    app = build_app(settings, access(authenticator))
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     stub = budget_service_pb2_grpc.BudgetServiceStub(channel)
     service = (("authorization", f"Bearer {authenticator.mint(Role.SERVICE, 'bench', 7200)}"),)

@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import func, select
 
-from services.budget.models import ReservationRow, UsageRow
-from services.budget.repository import Counters, Repository
-from services.budget.windows import SYSTEM_SUBJECT, Scope, Span, WindowKey
+from services.budget.domain.reservations import Counters
+from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, WindowKey
+from services.budget.store.models import ReservationRow, UsageRow
+from services.budget.store.windows import WindowStore
 from tests.support.budget_server import ManualClock, RunningBudget, running_budget
 
 # A Tuesday in the middle of a month, well away from any window boundary.
@@ -34,7 +35,7 @@ def counters(
     """A window's counters read straight from the database."""
     key = WindowKey(Scope(scope), subject if scope == "user" else SYSTEM_SUBJECT, Span(span), start)
     with budget.app.sessions.begin() as session:
-        return Repository(session).counters([key])[key]
+        return WindowStore(session).load_counters([key])[key]
 
 
 def usage_count(budget: RunningBudget, **where: str) -> int:

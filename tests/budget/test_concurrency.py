@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 
-from services.budget.limits import TierLimits
+from services.budget.domain.limits import TierLimits
 from tests.budget.conftest import counters, usage_count
 from tests.support.budget_server import running_budget, tiers
 

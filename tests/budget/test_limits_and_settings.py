@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.budget.limits import (
+from services.budget.domain.limits import (
     DEFAULT_TIERS,
     LimitPolicy,
     LimitValues,
@@ -16,8 +16,8 @@ from services.budget.limits import (
     UserSettings,
     held_window_keys,
 )
+from services.budget.domain.windows import Span
 from services.budget.settings import BudgetSettings
-from services.budget.windows import Span
 from services.common.config import ConfigError
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)

@@ -20,10 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import inspect, text
 
 from services.budget.main import build_app, main
-from services.budget.models import metadata
+from services.budget.store.models import metadata
 from services.common.db import create_db_engine, is_sqlite
 from services.common.migrations import MigrationsPending, alembic_config, is_at_head, version_table
-from tests.support.budget_server import budget_settings
+from tests.support.budget_server import access, budget_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_TABLES = {
@@ -82,14 +82,14 @@ def test_a_shared_database_must_be_migrated_before_the_service_starts(
         engine.dispose()
     if is_sqlite(database_url):
         # The embedded database migrates itself.
-        app = build_app(budget_settings(database_url), authenticator)
+        app = build_app(budget_settings(database_url), access(authenticator))
         try:
             assert is_at_head("budget", app.engine)
         finally:
             app.stop(0)
     else:
         with pytest.raises(MigrationsPending, match="make migrate"):
-            build_app(budget_settings(database_url), authenticator)
+            build_app(budget_settings(database_url), access(authenticator))
 
 
 def test_main_refuses_bad_settings(monkeypatch, capsys) -> None:

@@ -20,7 +20,7 @@ import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from sqlalchemy import func, select
 
-from services.budget.models import ReservationRow, WindowRow
+from services.budget.store.models import ReservationRow, WindowRow
 from services.common.db import create_db_engine, create_sessions
 from tests.conftest import TEST_SECRET
 from tests.support.budget_server import BudgetProcess, budget_processes

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 
-from services.budget.limits import TierLimits
+from services.budget.domain.limits import TierLimits
 from services.common.status import rich_details
 from tests.budget.conftest import T0, counters, reservation_states, usage_count
 from tests.support.budget_server import running_budget, tiers

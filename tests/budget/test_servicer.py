@@ -13,9 +13,13 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from sqlalchemy.orm import sessionmaker
 
 from services.budget.main import build_servicer
+from services.budget.store.unit_of_work import BudgetStore
 from services.common.db import create_db_engine, create_sessions
+from services.common.paging import PageTokens
+from services.common.rpc import Guard
 from services.common.telemetry import Metrics
 from tests.budget.conftest import T0
+from tests.conftest import TEST_SECRET
 from tests.support.budget_server import ManualClock, budget_settings
 
 SERVICE = pb.DESCRIPTOR.services_by_name["BudgetService"]
@@ -69,12 +73,12 @@ class _Recording:
 
 @pytest.fixture
 def servicer(sqlite_url, sessions, authenticator) -> _KeepTrailingMetadata:
-    real, _ = build_servicer(
+    real = build_servicer(
         budget_settings(sqlite_url, reservation_ttl_seconds=60),
-        authenticator,
-        sessions,
+        Guard(authenticator, Metrics("budget")),
+        BudgetStore(sessions),
         ManualClock(T0),
-        Metrics("budget"),
+        PageTokens.from_secret(TEST_SECRET),
     )
     return _KeepTrailingMetadata(real)
 

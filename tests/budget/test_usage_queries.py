@@ -14,7 +14,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
 from sqlalchemy import event, insert, select
 
-from services.budget.models import UsageRow
+from services.budget.store.models import UsageRow
 from services.common.db import is_sqlite
 from services.common.status import rich_details
 

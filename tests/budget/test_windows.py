@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.budget.windows import (
+from services.budget.domain.windows import (
     SYSTEM_SUBJECT,
     Scope,
     Span,

@@ -30,12 +30,14 @@ from pathlib import Path
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
-from services.budget.limits import DEFAULT_TIERS, Tier, TierLimits
-from services.budget.main import BudgetApp, build_app
-from services.budget.repository import Repository
+from services.budget.domain.limits import DEFAULT_TIERS, Tier, TierLimits
+from services.budget.main import Access, BudgetApp, build_app
 from services.budget.settings import BudgetSettings
+from services.budget.store.limits import LimitsStore
 from services.common.auth import Authenticator
 from services.common.clock import Clock
+from services.common.db import dialect_name
+from services.common.paging import PageTokens
 
 
 class ManualClock:
@@ -80,9 +82,19 @@ class RunningBudget:
     stub: budget_service_pb2_grpc.BudgetServiceStub
 
     def set_tier(self, user_id: str, tier: Tier | str) -> None:
-        """Put a user on a tier (what the admin RPCs will do)."""
+        """Put a user on a tier, keeping its overrides and caps (SetUserTier
+        without its audit entry), straight in the store."""
+        now = datetime.now(UTC)
         with self.app.sessions.begin() as session:
-            Repository(session).set_user_tier(user_id, Tier(tier).value, datetime.now(UTC))
+            limits = LimitsStore(session, dialect_name(session))
+            settings = limits.lock_user(user_id, now)
+            limits.store_user_settings(replace(settings, tier=Tier(tier)), now)
+
+
+def access(authenticator: Authenticator) -> Access:
+    """The edge of a service under test: the test's authenticator, page tokens
+    with a test key, 30 s shutdown grace."""
+    return Access(authenticator, PageTokens.from_secret("test page tokens"), grace_seconds=30.0)
 
 
 def budget_settings(database_url: str, **overrides: object) -> BudgetSettings:
@@ -107,7 +119,8 @@ def running_budget(
     clock: Clock | None = None,
     **setting_overrides: object,
 ) -> Iterator[RunningBudget]:
-    app = build_app(budget_settings(database_url, **setting_overrides), authenticator, clock)
+    settings = budget_settings(database_url, **setting_overrides)
+    app = build_app(settings, access(authenticator), clock)
     target = f"127.0.0.1:{app.port}"
     channel = grpc.insecure_channel(target)
     try:

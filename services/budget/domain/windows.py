@@ -39,6 +39,11 @@ class Period:
         return self.start <= instant < self.end
 
 
+def window_name(scope: Scope, span: Span) -> str:
+    """user_daily, user_monthly, system_daily or system_monthly."""
+    return f"{scope}_{'daily' if span is Span.DAY else 'monthly'}"
+
+
 @dataclass(frozen=True)
 class WindowKey:
     """One counter row: whose window, which span, starting on which local date."""
@@ -51,7 +56,7 @@ class WindowKey:
     @property
     def name(self) -> str:
         """user_daily, user_monthly, system_daily or system_monthly."""
-        return f"{self.scope}_{'daily' if self.span is Span.DAY else 'monthly'}"
+        return window_name(self.scope, self.span)
 
     def lock_order(self) -> tuple[int, str, str, date]:
         """The one order every transaction updates window rows in.

@@ -1,5 +1,4 @@
-"""Persistence of the append-only audit log of limit changes. Every method runs
-in the session it is given."""
+"""The append-only audit log of limit changes; snapshots are stored as JSON."""
 
 from __future__ import annotations
 
@@ -9,16 +8,16 @@ from dataclasses import replace
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from services.budget.domain import AuditAction, AuditEntry, AuditSnapshot
-from services.budget.limits import LimitValues, Tier
-from services.budget.models import AuditRow
+from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
+from services.budget.domain.limits import LimitValues, Tier
+from services.budget.store.models import AuditRow
 
 
-class AuditRepository:
+class AuditStore:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, entry: AuditEntry) -> AuditEntry:
+    def store_entry(self, entry: AuditEntry) -> AuditEntry:
         """Append an entry; returns it with the id the database gave it."""
         entry_id = self.session.execute(
             insert(AuditRow)
@@ -35,7 +34,9 @@ class AuditRepository:
         ).scalar_one()
         return replace(entry, id=entry_id)
 
-    def page(self, *, target_user_id: str, before_id: int | None, limit: int) -> list[AuditEntry]:
+    def load_page(
+        self, *, target_user_id: str, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
         """Up to limit entries, newest first, older than before_id; only the
         target user's when target_user_id is given."""
         statement = select(AuditRow)

@@ -1,0 +1,63 @@
+"""RecordUsage: an attempt that held no reservation (a cache hit, a refusal)
+enters the append-only ledger, once per request_id."""
+
+from __future__ import annotations
+
+from services.budget.domain.usage import Outcome, Recorded, Usage, completed
+from services.budget.domain.validation import Violations
+from services.budget.store.unit_of_work import BudgetStore
+from services.common.clock import Clock
+from services.common.errors import FailedPrecondition, PermissionDenied
+
+ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
+
+
+def _check_unreserved(violations: Violations, usage: Usage) -> None:
+    """What RecordUsage takes: an attempt without a reservation or a spend."""
+    violations.identifier("usage.request_id", usage.request_id)
+    if usage.outcome is None:
+        violations.add("usage.outcome", "required")
+    if usage.reservation_id:
+        violations.add(
+            "usage.reservation_id",
+            "must be empty: commit or release the reservation to record its attempt",
+        )
+    # Spend enters the ledger only with a commit, which charges the windows too.
+    if usage.outcome is Outcome.GENERATED:
+        violations.add("usage.outcome", "a generated image is paid for: reserve, then commit")
+    if usage.cost_micros > 0:
+        violations.add("usage.cost_micros", "must be 0: spend is recorded by CommitReservation")
+    violations.usage(usage)
+
+
+class Ledger:
+    def __init__(self, store: BudgetStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def record(self, user_id: str, usage: Usage, violations: Violations) -> Recorded:
+        """Record usage for user_id (the edge resolved it; `violations` holds
+        what the edge found wrong already)."""
+        _check_unreserved(violations, usage)
+        violations.raise_if_any()
+        record = completed(
+            usage, default_outcome=Outcome.FAILED, created_at=self._clock.now(), user_id=user_id
+        )
+        with self._store.transaction() as tx:
+            if tx.usage.store_usage(record):
+                if tx.reservations.load_by_key(record.request_id) is not None:
+                    # Raising rolls the insert back: the attempt held money, and
+                    # its record is written when that reservation is settled.
+                    raise FailedPrecondition(
+                        "this request_id has a reservation: commit or release it to record "
+                        "the attempt",
+                        ATTEMPT_HAS_RESERVATION,
+                        {"request_id": record.request_id},
+                    )
+                return Recorded(record, duplicate=False)
+            existing = tx.usage.load_by_request_id(record.request_id)
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
+            raise RuntimeError(f"usage record {record.request_id!r} conflicted but is missing")
+        if existing.user_id != user_id:
+            raise PermissionDenied("this request_id belongs to another user's usage record")
+        return Recorded(existing, duplicate=True)

@@ -1,0 +1,355 @@
+"""Reservations: hold money before generating, then commit the actual cost or
+release it; and the read side of the same windows (GetLimits, CheckBudget).
+
+Each use case is one transaction. A hold is one conditional multi-row upsert
+over the four windows, their rows in lock order; if any window would go over
+its limit the transaction rolls back and nothing is held, so committed +
+reserved never exceeds a limit.
+
+Lock order, everywhere: a reservation's own row first (its INSERT, or the
+conditional UPDATE that commits, releases or expires it), then the ledger (the
+usage record, and the rollup row its trigger updates), then the window rows by
+WindowKey.lock_order (user day, user month, system day, system month).
+The system rows every reservation shares are taken last, so they are held
+only for two short statements and the COMMIT.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from services.budget.domain.limits import (
+    PER_GENERATION_LIMIT_EXCEEDED,
+    LimitPolicy,
+    WindowLimit,
+    held_window_keys,
+    refusal_reason,
+)
+from services.budget.domain.refusals import per_generation_refusal, window_refusal
+from services.budget.domain.reservations import (
+    BudgetCheck,
+    Committed,
+    Counters,
+    LimitsView,
+    Reservation,
+    ReservationState,
+    Reserved,
+    Settlement,
+    WindowState,
+)
+from services.budget.domain.usage import Outcome, Usage, completed
+from services.budget.domain.validation import Violations
+from services.budget.domain.windows import Span, WindowKey
+from services.budget.store.reservations import ReservationStore
+from services.budget.store.unit_of_work import BudgetStore, Transaction
+from services.budget.store.usage import UsageStore
+from services.common.clock import Clock
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied
+
+log = logging.getLogger("recipeimage.budget.reservations")
+
+RESERVATION_RELEASED = "RESERVATION_RELEASED"
+RESERVATION_COMMITTED = "RESERVATION_COMMITTED"
+ATTEMPT_ALREADY_RECORDED = "ATTEMPT_ALREADY_RECORDED"
+# The request_id of a commit's record when the key names another record.
+SPEND_REQUEST_PREFIX = "reservation:"
+
+
+class Reservations:
+    """`violations` arguments carry what the edge already found wrong with the
+    same request (its user id, its timestamps): all are refused together.
+    `only_user` is a user caller's own id (it may settle only its own
+    reservations); None for a trusted caller."""
+
+    def __init__(self, store: BudgetStore, policy: LimitPolicy, clock: Clock, ttl: timedelta):
+        self._store = store
+        self._policy = policy
+        self._clock = clock
+        self._ttl = ttl
+
+    # Reading the windows
+
+    def limits(self, user_id: str) -> LimitsView:
+        return self._load_view(user_id, self._clock.now())
+
+    def check(self, user_id: str, amount_micros: int, violations: Violations) -> BudgetCheck:
+        violations.positive("amount_micros", amount_micros)
+        violations.raise_if_any()
+        view = self._load_view(user_id, self._clock.now())
+        if amount_micros > view.per_generation.micros:
+            return BudgetCheck(False, PER_GENERATION_LIMIT_EXCEEDED, view.windows)
+        for window in view.windows:
+            if not window.admits(amount_micros):
+                return BudgetCheck(False, refusal_reason(window.key), view.windows)
+        return BudgetCheck(True, "", view.windows)
+
+    def _load_view(self, user_id: str, now: datetime) -> LimitsView:
+        with self._store.transaction() as tx:
+            user, system = tx.limits.load_limit_settings(user_id)
+            limits = self._policy.effective(user, system)
+            windows = self._policy.windows(limits, now)
+            counters = tx.windows.load_counters(w.key for w in windows)
+        return LimitsView(
+            user_id=user_id,
+            tier=limits.tier,
+            per_generation=limits.per_generation,
+            windows=[_state(w, counters[w.key]) for w in windows],
+            overrides=user.overrides,
+            cap=user.cap,
+        )
+
+    # Holding money
+
+    def reserve(
+        self, user_id: str, amount_micros: int, idempotency_key: str, violations: Violations
+    ) -> Reserved:
+        violations.positive("amount_micros", amount_micros)
+        violations.identifier("idempotency_key", idempotency_key)
+        violations.raise_if_any()
+        return self._hold(user_id, amount_micros, idempotency_key, self._clock.now())
+
+    def _hold(self, user_id: str, amount: int, key: str, now: datetime) -> Reserved:
+        """One transaction: one SELECT of what applies, the reservation's INSERT,
+        then one conditional upsert of the four windows in lock order. A refusal
+        raises inside the transaction, so it rolls back whole and holds nothing."""
+        with self._store.transaction() as tx:
+            context = tx.reservations.load_reserve_context(user_id, key)
+            if context.existing_reservation_id is not None:
+                return _replay(tx.reservations.load_by_key(key), user_id)
+            if context.attempt_recorded:
+                # Its one record exists (a cache hit, a refusal); a generation
+                # under the same id could not be recorded with its spend.
+                raise FailedPrecondition(
+                    "an attempt with this idempotency key is already in the usage ledger; "
+                    "use a new key for a new attempt",
+                    ATTEMPT_ALREADY_RECORDED,
+                    {"idempotency_key": key},
+                )
+            limits = self._policy.effective(context.user, context.system)
+            if amount > limits.per_generation.micros:
+                raise per_generation_refusal(
+                    user_id, limits.per_generation, amount, now, self._policy.zone
+                )
+            windows = self._policy.windows(limits, now)
+            reservation = self._new_reservation(user_id, amount, key, windows, now)
+            if not tx.reservations.store_new_reservation(reservation):
+                # A concurrent first call with this key won; ours waited for it.
+                return _replay(tx.reservations.load_by_key(key), user_id)
+            _hold_in_windows(tx, windows, amount, now)
+        return Reserved(reservation, replayed=False)
+
+    def _new_reservation(
+        self, user_id: str, amount: int, key: str, windows: list[WindowLimit], now: datetime
+    ) -> Reservation:
+        return Reservation(
+            id=uuid.uuid4().hex,
+            user_id=user_id,
+            idempotency_key=key,
+            amount_micros=amount,
+            state=ReservationState.HELD,
+            committed_micros=0,
+            overrun=False,
+            day_start=next(w.key.start_date for w in windows if w.key.span is Span.DAY),
+            month_start=next(w.key.start_date for w in windows if w.key.span is Span.MONTH),
+            created_at=now,
+            expires_at=now + self._ttl,
+        )
+
+    # Settling
+
+    def commit(
+        self,
+        reservation_id: str,
+        actual_cost_micros: int,
+        usage: Usage,
+        *,
+        only_user: str | None,
+        violations: Violations,
+    ) -> Committed:
+        violations.identifier("reservation_id", reservation_id)
+        violations.not_negative("actual_cost_micros", actual_cost_micros)
+        violations.usage(usage)
+        violations.raise_if_any()
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            reservation = tx.reservations.commit_if_open(reservation_id, actual_cost_micros, now)
+            if reservation is None:
+                current = _load_owned(tx.reservations, reservation_id, only_user)
+                if current.state is ReservationState.COMMITTED:
+                    return Committed(current, charged_micros=0)
+                raise FailedPrecondition(
+                    "the reservation was released; reserve again to spend",
+                    RESERVATION_RELEASED,
+                    {"reservation_id": current.id},
+                )
+            _check_owner(reservation, only_user)
+            record = completed(
+                usage,
+                default_outcome=Outcome.GENERATED,
+                created_at=now,
+                cost_micros=actual_cost_micros,
+                **_owned_fields(reservation),
+            )
+            settlement = _commit_settlement(reservation, actual_cost_micros)
+            _store_spend(tx.usage, reservation, record)
+            tx.windows.settle(_keys(reservation), settlement)
+        if settlement.overrun_micros:
+            log.warning(
+                "commit beyond the hold",
+                extra={
+                    "reservation_id": reservation.id,
+                    "user_id": reservation.user_id,
+                    "held_micros": reservation.amount_micros,
+                    "actual_micros": actual_cost_micros,
+                    "overrun_micros": settlement.overrun_micros,
+                    "expired": reservation.overrun,
+                },
+            )
+        return Committed(reservation, charged_micros=actual_cost_micros)
+
+    def release(
+        self, reservation_id: str, usage: Usage, *, only_user: str | None, violations: Violations
+    ) -> Reservation:
+        violations.identifier("reservation_id", reservation_id)
+        violations.usage(usage)
+        if usage.outcome is Outcome.GENERATED:
+            violations.add(
+                "usage.outcome", "a released reservation generated nothing; commit it instead"
+            )
+        violations.raise_if_any()
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            reservation = tx.reservations.release_if(reservation_id, ReservationState.HELD, now)
+            unhold = reservation is not None
+            if reservation is None:
+                # Expired: the reaper gave its money back; releasing it settles
+                # it for good, so a commit arriving after this is refused.
+                reservation = tx.reservations.release_if(
+                    reservation_id, ReservationState.EXPIRED, now
+                )
+            if reservation is None:
+                current = _load_owned(tx.reservations, reservation_id, only_user)
+                if current.state is ReservationState.RELEASED:
+                    return current
+                raise FailedPrecondition(
+                    "the reservation was committed; its spend stands",
+                    RESERVATION_COMMITTED,
+                    {"reservation_id": current.id},
+                )
+            _check_owner(reservation, only_user)
+            # The ledger before the windows: the lock order of every use case.
+            record = completed(
+                usage,
+                default_outcome=Outcome.FAILED,
+                created_at=now,
+                cost_micros=0,
+                **_owned_fields(reservation),
+            )
+            _store_attempt(tx.usage, reservation, record)
+            if unhold:
+                tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0))
+        return reservation
+
+
+def _hold_in_windows(
+    tx: Transaction, windows: list[WindowLimit], amount: int, now: datetime
+) -> None:
+    """Hold amount in the four windows, or raise the refusal of the first one
+    (in lock order) without room."""
+    if all(amount <= window.limit_micros for window in windows):
+        granted = tx.windows.hold([(w.key, w.limit_micros) for w in windows], amount)
+    else:
+        granted = set()  # no window row needs to change to know it
+    for window in windows:
+        if window.key not in granted:
+            counters = tx.windows.load_counters([window.key])[window.key]
+            raise window_refusal(window, counters, amount, now)
+
+
+def _commit_settlement(reservation: Reservation, actual_cost_micros: int) -> Settlement:
+    """An expired reservation's hold went back to the windows already; the
+    money was spent all the same, so the spend is recorded, and what no hold
+    covered is counted as overrun."""
+    if reservation.overrun:  # it had expired
+        return Settlement(0, actual_cost_micros, actual_cost_micros)
+    uncovered = max(0, actual_cost_micros - reservation.amount_micros)
+    return Settlement(reservation.amount_micros, actual_cost_micros, uncovered)
+
+
+def _store_spend(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> None:
+    """The commit's record, in the commit's transaction: the spend is never
+    without its record. Should the key already name another record (only a
+    RecordUsage racing this reservation's ReserveBudget can do that), the
+    spend is recorded under the reservation's own id instead."""
+    if usage_store.store_usage(usage):
+        return
+    fallback = replace(usage, request_id=f"{SPEND_REQUEST_PREFIX}{reservation.id}")
+    log.error(
+        "the attempt's request_id names another usage record; spend recorded under the "
+        "reservation's id",
+        extra={
+            "reservation_id": reservation.id,
+            "request_id": usage.request_id,
+            "recorded_as": fallback.request_id,
+        },
+    )
+    if not usage_store.store_usage(fallback):  # pragma: no cover - ids are unique
+        raise RuntimeError(f"usage record {fallback.request_id!r} exists")
+
+
+def _store_attempt(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> None:
+    if not usage_store.store_usage(usage):
+        # A record with the key as request_id exists (a RecordUsage racing
+        # the reservation); it stays the attempt's one record.
+        log.info(
+            "attempt already recorded",
+            extra={"reservation_id": reservation.id, "request_id": usage.request_id},
+        )
+
+
+def _load_owned(store: ReservationStore, reservation_id: str, only_user: str | None) -> Reservation:
+    reservation = store.load(reservation_id)
+    if reservation is None:
+        raise NotFound(f"no reservation {reservation_id!r}")
+    _check_owner(reservation, only_user)
+    return reservation
+
+
+def _check_owner(reservation: Reservation, only_user: str | None) -> None:
+    if only_user is not None and reservation.user_id != only_user:
+        raise PermissionDenied("this reservation belongs to another user")
+
+
+def _keys(reservation: Reservation) -> list[WindowKey]:
+    return held_window_keys(reservation.user_id, reservation.day_start, reservation.month_start)
+
+
+def _owned_fields(reservation: Reservation) -> dict[str, str]:
+    return {
+        "request_id": reservation.idempotency_key,
+        "user_id": reservation.user_id,
+        "reservation_id": reservation.id,
+    }
+
+
+def _replay(existing: Reservation | None, user_id: str) -> Reserved:
+    if existing is None:  # pragma: no cover - a key's reservation is never deleted
+        raise RuntimeError("the reservation of a taken idempotency key is missing")
+    if existing.user_id != user_id:
+        raise PermissionDenied("this idempotency_key belongs to another user's reservation")
+    return Reserved(existing, replayed=True)
+
+
+def _state(window: WindowLimit, counters: Counters) -> WindowState:
+    return WindowState(
+        key=window.key,
+        limit_micros=window.limit_micros,
+        spent_micros=counters.spent_micros,
+        reserved_micros=counters.reserved_micros,
+        source=window.source,
+        period=window.period,
+        overrun_micros=counters.overrun_micros,
+    )

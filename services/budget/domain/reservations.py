@@ -1,0 +1,102 @@
+"""Reservations and the windows they hold money in: the values the reservation
+use cases take and return."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from services.budget.domain.limits import Limit, LimitValues, Tier
+from services.budget.domain.windows import Period, WindowKey
+
+
+class ReservationState(enum.StrEnum):
+    HELD = "held"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    user_id: str
+    idempotency_key: str
+    amount_micros: int
+    state: ReservationState
+    committed_micros: int
+    overrun: bool
+    day_start: date
+    month_start: date
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Counters:
+    """A window row's money: spent, held and spent without a hold."""
+
+    spent_micros: int = 0
+    reserved_micros: int = 0
+    overrun_micros: int = 0
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling a reservation does to its four windows: take unhold from
+    reserved, add spend to spent and overrun to overrun."""
+
+    unhold_micros: int
+    spend_micros: int
+    overrun_micros: int = 0
+
+
+@dataclass(frozen=True)
+class WindowState:
+    key: WindowKey
+    limit_micros: int
+    spent_micros: int
+    reserved_micros: int
+    source: str
+    period: Period
+    # Spend no hold covered (late commits, commits above their hold).
+    overrun_micros: int = 0
+
+    @property
+    def remaining_micros(self) -> int:
+        return max(0, self.limit_micros - self.spent_micros - self.reserved_micros)
+
+    def admits(self, amount_micros: int) -> bool:
+        return self.spent_micros + self.reserved_micros + amount_micros <= self.limit_micros
+
+
+@dataclass(frozen=True)
+class LimitsView:
+    user_id: str
+    tier: Tier
+    per_generation: Limit
+    windows: list[WindowState]
+    overrides: LimitValues
+    cap: LimitValues
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    allowed: bool
+    # The ErrorInfo reason ReserveBudget would refuse with; "" when allowed.
+    reason: str
+    windows: list[WindowState]
+
+
+@dataclass(frozen=True)
+class Reserved:
+    reservation: Reservation
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Committed:
+    reservation: Reservation
+    # What this call added to spend: zero when the reservation was already committed.
+    charged_micros: int

@@ -1,0 +1,278 @@
+"""BudgetService's tables (SQLAlchemy models), on a MetaData of its own (its migrations own them).
+
+Money is always BigInteger micros. Instants are stored in UTC (UtcDateTime):
+timestamptz on PostgreSQL, a sortable naive UTC string on SQLite.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Insert,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.budget.domain.usage import ID_LENGTH
+from services.common.db import NAMING_CONVENTION, UtcDateTime, insert_for
+
+# An autoincrementing 64-bit key; SQLite only autoincrements INTEGER PRIMARY KEY.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Limits an admin or a user may store; NULL means "none set".
+_USER_LIMIT_COLUMNS = (
+    "override_daily_micros",
+    "override_monthly_micros",
+    "override_per_generation_micros",
+    "cap_daily_micros",
+    "cap_monthly_micros",
+    "cap_per_generation_micros",
+)
+
+
+class UserRow(Base):
+    """Users the service stores something for: a tier (NULL: the default tier),
+    an admin's overrides of the tier's limits, the caps the user set on itself.
+    Everyone else is on the default tier with no overrides and no caps."""
+
+    __tablename__ = "budget_users"
+    __table_args__ = (
+        CheckConstraint("tier IN ('free', 'premium', 'pro')", name="tier"),
+        *(
+            CheckConstraint(f"{column} >= 0", name=f"{column}_not_negative")
+            for column in _USER_LIMIT_COLUMNS
+        ),
+    )
+
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tier: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    override_daily_micros: Mapped[int | None] = mapped_column(BigInteger())
+    override_monthly_micros: Mapped[int | None] = mapped_column(BigInteger())
+    override_per_generation_micros: Mapped[int | None] = mapped_column(BigInteger())
+    cap_daily_micros: Mapped[int | None] = mapped_column(BigInteger())
+    cap_monthly_micros: Mapped[int | None] = mapped_column(BigInteger())
+    cap_per_generation_micros: Mapped[int | None] = mapped_column(BigInteger())
+
+
+class SystemLimitsRow(Base):
+    """The one row of admin-set system limits; NULL: the configured limit.
+
+    Stored, not configured per process, so a change reaches every replica at
+    once. The migration creates the row; SetSystemLimits locks and updates it.
+    """
+
+    __tablename__ = "budget_system_limits"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        CheckConstraint("daily_limit_micros >= 0", name="daily_not_negative"),
+        CheckConstraint("monthly_limit_micros >= 0", name="monthly_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=False)
+    daily_limit_micros: Mapped[int | None] = mapped_column(BigInteger())
+    monthly_limit_micros: Mapped[int | None] = mapped_column(BigInteger())
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class WindowRow(Base):
+    """The counters of one calendar window of a user or of the whole system."""
+
+    __tablename__ = "budget_windows"
+    __table_args__ = (
+        CheckConstraint("scope IN ('user', 'system')", name="scope"),
+        CheckConstraint("kind IN ('day', 'month')", name="kind"),
+        CheckConstraint("spent_micros >= 0", name="spent_not_negative"),
+        CheckConstraint("reserved_micros >= 0", name="reserved_not_negative"),
+        CheckConstraint("overrun_micros >= 0", name="overrun_not_negative"),
+    )
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start_date: Mapped[date] = mapped_column(Date(), primary_key=True)
+    spent_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    reserved_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    # Spend no hold covered: late commits, and commits above their hold.
+    overrun_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+
+
+class ReservationRow(Base):
+    __tablename__ = "budget_reservations"
+    __table_args__ = (
+        CheckConstraint("state IN ('held', 'committed', 'released', 'expired')", name="state"),
+        CheckConstraint("amount_micros > 0", name="amount_positive"),
+        CheckConstraint("committed_micros >= 0", name="committed_not_negative"),
+        # The reaper's scan: held reservations by expiry.
+        Index("ix_budget_reservations_state_expires_at", "state", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    amount_micros: Mapped[int] = mapped_column(BigInteger())
+    state: Mapped[str] = mapped_column(String(16))
+    day_start: Mapped[date] = mapped_column(Date())
+    month_start: Mapped[date] = mapped_column(Date())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # When it was committed, released or expired.
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    committed_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    overrun: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
+
+
+# The columns GetUsageStats aggregates (the covering index's INCLUDE list).
+STATS_COLUMNS = (
+    "cost_micros",
+    "cost_saved_micros",
+    "success",
+    "cached",
+    "outcome",
+    "model",
+    "size",
+    "quality",
+)
+
+
+class UsageRow(Base):
+    """The append-only usage ledger: one row per attempt, unique by request_id.
+
+    The database refuses UPDATE and DELETE of its rows (triggers, migration 0002).
+    """
+
+    __tablename__ = "budget_usage_records"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('generated', 'cache_hit_exact', 'cache_hit_similar', 'failed', "
+            "'fallback', 'refused')",
+            name="outcome",
+        ),
+        CheckConstraint("cost_micros >= 0", name="cost_not_negative"),
+        CheckConstraint("cost_saved_micros >= 0", name="cost_saved_not_negative"),
+        # Stats and ListUsage read one user's records in a time range. On
+        # PostgreSQL the index also carries every column the stats aggregate,
+        # so they are answered by an index-only scan of that user's range.
+        Index(
+            "ix_budget_usage_records_user_id_created_at_id",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_include=list(STATS_COLUMNS),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    recipe_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    prompt: Mapped[str] = mapped_column(Text())
+    prompt_length: Mapped[int] = mapped_column(Integer())
+    size: Mapped[str] = mapped_column(String(32))
+    quality: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(100))
+    provider: Mapped[str] = mapped_column(String(64))
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+    success: Mapped[bool] = mapped_column(Boolean())
+    error_message: Mapped[str] = mapped_column(Text())
+    fallback_used: Mapped[bool] = mapped_column(Boolean())
+    generation_time_ms: Mapped[int] = mapped_column(BigInteger())
+    cached: Mapped[bool] = mapped_column(Boolean())
+    cache_hit: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(32))
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+    input_tokens: Mapped[int] = mapped_column(BigInteger())
+    output_tokens: Mapped[int] = mapped_column(BigInteger())
+    reservation_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("budget_reservations.id")
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UsageDailyRow(Base):
+    """The ledger rolled up by user, UTC day, model, size, quality and outcome.
+
+    Maintained by the database itself: an AFTER INSERT trigger on the ledger
+    adds each new record here in the same statement (migration 0002), so the
+    rollup cannot drift from the append-only ledger. GetUsageStats reads whole
+    UTC days from here and only the partial days at a range's edges from the
+    ledger; reconciliation checks it against the ledger.
+    """
+
+    __tablename__ = "budget_usage_daily"
+
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    size: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Counts of one user's day fit an INTEGER, which PostgreSQL sums as a
+    # BIGINT (fast); money stays BIGINT micros.
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+    successful: Mapped[int] = mapped_column(Integer())
+    cache_hits: Mapped[int] = mapped_column(Integer())
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditRow(Base):
+    """The append-only audit log of limit changes: who, what, before, after, when.
+
+    before and after are JSON objects of the stored settings (see
+    services.budget.store.audit); the database refuses UPDATE and DELETE.
+    """
+
+    __tablename__ = "budget_audit_log"
+    __table_args__ = (
+        CheckConstraint(
+            "action IN ('set_user_tier', 'set_user_limits', 'set_spend_cap', 'set_system_limits')",
+            name="action",
+        ),
+        Index("ix_budget_audit_log_target_user_id_id", "target_user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(ID_LENGTH))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    # The user whose settings changed; "" for the system limits.
+    target_user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    before_json: Mapped[str] = mapped_column(Text())
+    after_json: Mapped[str] = mapped_column(Text())
+
+
+metadata = Base.metadata
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Table (typed as one, for Core statements)."""
+    return metadata.tables[model.__tablename__]
+
+
+def insert_or_skip(dialect: str, into: Table, *unique: Column[Any]) -> Insert:
+    """INSERT ... ON CONFLICT (unique) DO NOTHING, on either backend."""
+    statement = insert_for(dialect, into)
+    return statement.on_conflict_do_nothing(index_elements=list(unique))  # type: ignore[attr-defined, no-any-return]  # insert_for is typed as the base Insert; both dialects' Insert have it

@@ -1,0 +1,67 @@
+"""One transaction of the budget store: the stores of every aggregate over one
+session, committed when the block ends and rolled back when it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.budget.store.audit import AuditStore
+from services.budget.store.limits import LimitsStore
+from services.budget.store.reconciliation import ReconciliationQueries
+from services.budget.store.reservations import ReservationStore
+from services.budget.store.usage import UsageStore
+from services.budget.store.windows import WindowStore
+from services.common.db import dialect_name
+
+
+class Transaction:
+    """The stores of one transaction; each is built when first used."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.dialect = dialect_name(session)
+
+    @cached_property
+    def limits(self) -> LimitsStore:
+        return LimitsStore(self.session, self.dialect)
+
+    @cached_property
+    def windows(self) -> WindowStore:
+        return WindowStore(self.session)
+
+    @cached_property
+    def reservations(self) -> ReservationStore:
+        return ReservationStore(self.session, self.dialect)
+
+    @cached_property
+    def usage(self) -> UsageStore:
+        return UsageStore(self.session, self.dialect)
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        return AuditStore(self.session)
+
+
+class BudgetStore:
+    """Opens transactions on the budget database (built once, in main)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._sessions.begin() as session:
+            yield Transaction(session)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ReconciliationQueries]:
+        """A read-only transaction whose every query sees one snapshot (on
+        PostgreSQL REPEATABLE READ; SQLite's transactions are serial anyway)."""
+        with self._sessions.begin() as session:
+            if dialect_name(session) == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield ReconciliationQueries(session)
