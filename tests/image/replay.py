@@ -33,7 +33,7 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 
 from services.budget.limits import TierLimits
 from services.common.auth import Authenticator, Role
-from services.image.analyzer import Recipe
+from services.image.recipes.analyzer import Recipe
 from tests.image.conftest import plain_recipe, proto_recipe
 from tests.support.budget_server import tiers
 from tests.support.image_server import running_pair
@@ -136,6 +136,7 @@ def run_stream(
         running_pair(
             database_url,
             authenticator,
+            secret=SECRET,
             budget_overrides={
                 "tiers": tiers(free=UNLIMITED),
                 "system_daily_limit_micros": 10**12,

@@ -12,7 +12,7 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 
 from services.common.errors import ContentRefused, DeadlineExceeded, QuotaExceeded, Unavailable
 from services.common.prices import TokenUsage
-from services.image.providers.openai_provider import OpenAIProvider
+from services.image.adapters.providers.openai_provider import OpenAIProvider
 from services.image.settings import DEFAULT_MODEL
 from tests.image.conftest import (
     generate_request,
@@ -315,7 +315,7 @@ def test_the_reservation_holds_at_least_what_the_reported_usage_costs(
 
 @pytest.fixture
 def fallback_png(tmp_path):  # type: ignore[no-untyped-def]
-    from services.image.providers.offline import placeholder_png
+    from services.image.adapters.providers.offline import placeholder_png
 
     path = tmp_path / "fallback.png"
     path.write_bytes(placeholder_png(b"\x10" * 32, 8, 8))

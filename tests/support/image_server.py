@@ -15,7 +15,9 @@ are BudgetSettings fields (e.g. tiers=tiers(free=TierLimits(...))).
         replica.image.GenerateImage(...)
 
 starts one more ImageService on the same database, BudgetService and image
-store: another replica.
+store: another replica. ImageService takes its token secret from
+CommonSettings (`secret`, the tests' TEST_SECRET unless given): the
+authenticator passed must be one of that secret.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from pathlib import Path
 import grpc
 from recipeimage.image.v1 import image_service_pb2_grpc
 
-from services.common.auth import Authenticator
+from services.common.auth import Authenticator, Role
 from services.common.clock import Clock
-from services.image.main import ImageApp, build_app
-from services.image.providers import Provider
+from services.common.settings import CommonSettings
+from services.image.app.ports import Provider
+from services.image.main import DEFAULT_GRACE_SECONDS, ImageApp, build_app
 from services.image.settings import ImageSettings
+from tests.conftest import TEST_SECRET
 from tests.support.budget_server import RunningBudget, running_budget
 
 TEST_OPENAI_KEY = "sk-test-not-a-real-key"
@@ -72,6 +76,24 @@ def image_settings(database_url: str, store_dir: Path, **overrides: object) -> I
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
+def common_settings(secret: str = TEST_SECRET) -> CommonSettings:
+    """The shared settings of a test ImageService: its token secret, and the
+    shutdown grace the image service defaults to."""
+    return CommonSettings(
+        log_level="INFO",
+        jwt_secret=secret,
+        jwt_secret_file=Path("/nonexistent/jwt-secret"),
+        jwt_audience="",
+        grace_seconds=DEFAULT_GRACE_SECONDS,
+    )
+
+
+def _same_secret(common: CommonSettings, authenticator: Authenticator) -> None:
+    """Refuse an authenticator of another secret than the service's, loudly."""
+    token = common.authenticator().mint(Role.SERVICE, "test-support")
+    authenticator.authenticate([("authorization", f"Bearer {token}")])
+
+
 @dataclass
 class RunningImage:
     app: ImageApp
@@ -101,6 +123,7 @@ def running_image(
     openai_base_url: str | None = None,
     provider: str | Provider = "offline",
     clock: Clock | None = None,
+    secret: str = TEST_SECRET,
     **overrides: object,
 ) -> Iterator[RunningImage]:
     """An ImageService (one replica) on an existing database and BudgetService."""
@@ -108,7 +131,9 @@ def running_image(
     settings = image_settings(
         database_url, store_dir, budget_target=budget_target, **{**choice, **overrides}
     )
-    app = build_app(settings, authenticator, clock=clock, provider=instance)
+    common = common_settings(secret)
+    _same_secret(common, authenticator)
+    app = build_app(settings, common, clock=clock, provider=instance)
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     try:
         yield RunningImage(app, channel, image_service_pb2_grpc.ImageServiceStub(channel))
@@ -126,6 +151,7 @@ def running_pair(
     provider: str | Provider = "offline",
     clock: Clock | None = None,
     budget_overrides: Mapping[str, object] | None = None,
+    secret: str = TEST_SECRET,
     **overrides: object,
 ) -> Iterator[RunningPair]:
     """`provider` is a RECIPEIMAGE_PROVIDER choice ("offline", "openai") or a
@@ -143,6 +169,7 @@ def running_pair(
             openai_base_url=openai_base_url,
             provider=provider,
             clock=clock,
+            secret=secret,
             **overrides,
         ) as image,
     ):

@@ -15,7 +15,7 @@ import hashlib
 import struct
 import zlib
 
-from services.image.providers import GeneratedImage
+from services.image.domain.images import GeneratedImage
 
 WIDTH = 64
 
