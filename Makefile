@@ -27,11 +27,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## lint: buf lint for the contracts, ruff for the Python, the compose file against the Compose spec
+## lint: buf lint for the contracts, ruff and mypy --strict for the Python, the import layers, the compose file against the Compose spec
 lint: $(STAMP) $(NODE_STAMP)
 	npx --no-install buf lint
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 # protoc with the mypy-protobuf plugins; $(1) is the output directory.

@@ -11,8 +11,8 @@ from sqlalchemy import BigInteger
 
 from services.budget.servicer import BudgetServicer
 from services.budget.store import models as budget_models
-from services.image import models as image_models
 from services.image.servicer import ImageServicer
+from services.image.store import models as image_models
 
 SERVICES = [
     (budget_service_pb2.DESCRIPTOR.services_by_name["BudgetService"], BudgetServicer),

@@ -31,7 +31,6 @@ from services.budget.domain.reconciliation import Reconciliation
 from services.budget.servicer import SERVICE_NAME, BudgetServicer
 from services.budget.settings import BudgetSettings
 from services.budget.store.unit_of_work import BudgetStore
-from services.common.auth import Authenticator
 from services.common.clock import Clock, SystemClock
 from services.common.config import ConfigError
 from services.common.db import create_db_engine, create_sessions
@@ -45,7 +44,7 @@ from services.common.server import (
     serve_until_signalled,
     start_server,
 )
-from services.common.settings import CommonSettings
+from services.common.settings import Access, CommonSettings
 from services.common.telemetry import Metrics
 
 log = logging.getLogger("recipeimage.budget")
@@ -82,23 +81,6 @@ class BudgetApp:
         self._closed = True
         self.reaper.stop()
         self.engine.dispose()
-
-
-@dataclass(frozen=True)
-class Access:
-    """The edge's share of the token secret: who may call, how page tokens
-    are signed, and how long in-flight calls may finish on shutdown."""
-
-    authenticator: Authenticator
-    page_tokens: PageTokens
-    grace_seconds: float
-
-    @classmethod
-    def from_settings(cls, common: CommonSettings) -> Access:
-        """From the shared settings: both from the one JWT secret."""
-        return cls(
-            common.authenticator(), PageTokens.from_secret(common.secret()), common.grace_seconds
-        )
 
 
 def limit_policy(settings: BudgetSettings) -> LimitPolicy:

@@ -15,7 +15,6 @@ from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -78,9 +77,12 @@ def dialect_name(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def insert_for(dialect: str, table: Any) -> Insert:
-    """An INSERT that knows ON CONFLICT on both backends (the one place that
-    switches on the dialect for it)."""
+Upsert = postgresql.Insert | sqlite.Insert
+
+
+def insert_for(dialect: str, table: Any) -> Upsert:
+    """An INSERT that knows ON CONFLICT (on_conflict_do_nothing/_update and
+    excluded) on both backends: the one place that switches on the dialect for it."""
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":

@@ -120,10 +120,3 @@ class PageTokens:
         ):
             return document
         return None
-
-
-# Transitional: module-level tokens with a fixed key until both services wire a
-# PageTokens built from their secret in main.py. Remove with the last caller.
-_TRANSITIONAL = PageTokens(b"transitional-page-token-key-000")
-encode = _TRANSITIONAL.encode
-decode = _TRANSITIONAL.decode

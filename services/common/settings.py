@@ -12,6 +12,7 @@ from pathlib import Path
 
 from services.common.auth import Authenticator
 from services.common.config import ConfigError, env_float, env_path, env_str
+from services.common.paging import PageTokens
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,21 @@ class CommonSettings:
 
     def authenticator(self) -> Authenticator:
         return Authenticator(self.secret(), audience=self.jwt_audience or None)
+
+
+@dataclass(frozen=True)
+class Access:
+    """The edge's share of the token secret, as both services take it: who may
+    call, how page tokens are signed, and how long in-flight calls may finish
+    on shutdown."""
+
+    authenticator: Authenticator
+    page_tokens: PageTokens
+    grace_seconds: float
+
+    @classmethod
+    def from_settings(cls, common: CommonSettings) -> Access:
+        """Both from the one token secret, so every replica accepts every replica's."""
+        return cls(
+            common.authenticator(), PageTokens.from_secret(common.secret()), common.grace_seconds
+        )

@@ -1,9 +1,10 @@
 """ImageService's composition root: settings in, a running server out.
 
 build_app wires settings to the price table, database, image store, provider,
-BudgetService client, use cases and servicer, and starts the server; main()
-does the same from the environment and serves until SIGTERM. Nothing else in
-the package builds anything, and nothing is built at import time.
+BudgetService client, page tokens, use cases (build_use_cases), background jobs
+and servicer, and starts the server; main() does the same from the environment
+and serves until SIGTERM. Nothing else in the package builds anything, and
+nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,12 +21,12 @@ from recipeimage.image.v1 import image_service_pb2_grpc as pb_grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common.auth import Authenticator
 from services.common.clock import Clock, SystemClock
 from services.common.config import ConfigError
 from services.common.db import create_db_engine, create_sessions
 from services.common.jsonlog import configure_logging
 from services.common.migrations import prepare_database
+from services.common.paging import PageTokens
 from services.common.periodic import PeriodicJob
 from services.common.prices import PriceError, PriceTable, load_price_table
 from services.common.rpc import Guard
@@ -34,19 +36,24 @@ from services.common.server import (
     serve_until_signalled,
     start_server,
 )
-from services.common.settings import CommonSettings
+from services.common.settings import Access, CommonSettings
 from services.common.telemetry import Metrics
-from services.image.budget_client import BudgetClient, ServiceToken
-from services.image.cache import CacheRepository
-from services.image.generation import Images, StoredImage
-from services.image.providers import Provider
-from services.image.providers.offline import OfflineProvider
-from services.image.providers.openai_provider import OpenAIProvider
+from services.image.adapters.budget_client import BudgetClient, ServiceToken
+from services.image.adapters.image_store import ImageStore, content_type_of
+from services.image.adapters.providers.offline import OfflineProvider
+from services.image.adapters.providers.openai_provider import OpenAIProvider
+from services.image.app.cache_admin import CacheAdmin
+from services.image.app.cache_lookup import CacheLookup
+from services.image.app.generate import GenerateImage
+from services.image.app.image_keeper import ImageKeeper
+from services.image.app.ports import Budget, Provider
+from services.image.app.queries import ImageQueries
+from services.image.app.settler import Settler
+from services.image.app.single_flight import SingleFlight
+from services.image.app.use_cases import ImageUseCases
+from services.image.domain.command import Defaults
 from services.image.servicer import SERVICE_NAME, ImageServicer
 from services.image.settings import ImageSettings
-from services.image.settlement import Settlements
-from services.image.storage import ImageStore, content_type_of
-from services.image.validation import Defaults
 
 log = logging.getLogger("recipeimage.image")
 
@@ -58,7 +65,8 @@ class ImageApp:
     """A running ImageService and everything it holds open."""
 
     server: RunningServer
-    images: Images
+    use_cases: ImageUseCases
+    sessions: sessionmaker[Session]
     settings: ImageSettings
     metrics: Metrics
     purger: PeriodicJob
@@ -80,7 +88,7 @@ class ImageApp:
     def settle_pending(self, now: datetime | None = None) -> int:
         """Retry every commit and release due at now that BudgetService has not
         acknowledged; how many it acknowledged."""
-        return self.images.settlements.settle_pending(now)
+        return self.use_cases.settler.settle_pending(now)
 
     def close(self) -> None:
         """Release the BudgetService channel, the provider and the database; once."""
@@ -96,90 +104,53 @@ class ImageApp:
 
 def build_app(
     settings: ImageSettings,
-    common_or_authenticator: CommonSettings | Authenticator,
+    access: Access,
     clock: Clock | None = None,
     provider: Provider | None = None,
 ) -> ImageApp:
     """Build and start ImageService. Raises ConfigError for settings it cannot use."""
-    if isinstance(common_or_authenticator, CommonSettings):
-        authenticator = common_or_authenticator.authenticator()
-        grace = common_or_authenticator.grace_seconds
-    else:
-        authenticator = common_or_authenticator
-        grace = DEFAULT_GRACE_SECONDS
+    authenticator = access.authenticator
     clock = clock or SystemClock()
-    try:
-        prices = load_price_table(settings.price_table)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"RECIPEIMAGE_PRICE_TABLE: {exc}") from exc
+    prices = read_price_table(settings)
     defaults = check_defaults(settings, prices, clock)
     fallback = read_fallback(settings)
     provider = provider or build_provider(settings)
-
-    engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
-    channel = grpc.insecure_channel(settings.budget_target)
-    server: RunningServer | None = None
-    purger: PeriodicJob | None = None
-    settler: PeriodicJob | None = None
-    try:
+    with ExitStack() as on_failure:
+        on_failure.callback(provider.close)
+        engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
+        on_failure.callback(engine.dispose)
+        channel = grpc.insecure_channel(settings.budget_target)
+        on_failure.callback(channel.close)
         prepare_database("image", engine, settings.database_url)
         metrics = Metrics("image")
         sessions = create_sessions(engine)
-        store = ImageStore(settings.store_dir)
-        budget = BudgetClient(
-            channel,
-            ServiceToken(authenticator),
-            deadline_seconds=settings.budget_deadline_seconds,
-        )
-        settlements = Settlements(sessions, budget, clock)
-        images = Images(
+        use_cases = build_use_cases(
+            settings,
             sessions=sessions,
-            store=store,
-            budget=budget,
-            settlements=settlements,
+            files=ImageStore(settings.store_dir),
+            budget=BudgetClient(
+                channel,
+                ServiceToken(authenticator),
+                deadline_seconds=settings.budget_deadline_seconds,
+            ),
             provider=provider,
             prices=prices,
             defaults=defaults,
-            cache_ttl=timedelta(days=settings.cache_ttl_days),
+            page_tokens=access.page_tokens,
             clock=clock,
-            similarity_threshold=settings.similarity_threshold,
-            lease_ttl=timedelta(seconds=settings.generation_lease_seconds),
-            single_flight_wait_seconds=settings.single_flight_wait_seconds,
-            fallback=store_fallback(fallback, store, sessions, clock),
+            fallback=fallback,
         )
-        # Both are safe in every replica at once: purging deletes rows by id,
-        # and a settlement row is claimed with one conditional UPDATE.
-        purger = PeriodicJob(
-            "image-cache-purger", settings.cache_purge_interval_seconds, images.purge_expired, log
+        purger, settler = build_jobs(settings, use_cases)
+        on_failure.callback(settler.stop)
+        on_failure.callback(purger.stop)
+        server = start_image_server(
+            settings, access.grace_seconds, ImageServicer(use_cases, Guard(authenticator, metrics))
         )
-        settler = PeriodicJob(
-            "image-settler", settings.settlement_interval_seconds, settlements.settle_pending, log
-        )
-        servicer = ImageServicer(images, Guard(authenticator, metrics))
-        server = start_server(
-            ServerSettings(
-                address=settings.address,
-                max_workers=settings.max_workers,
-                max_concurrent_rpcs=settings.max_concurrent_rpcs,
-                grace_seconds=grace,
-            ),
-            lambda grpc_server: pb_grpc.add_ImageServiceServicer_to_server(servicer, grpc_server),
-            [SERVICE_NAME],
-        )
+        on_failure.callback(server.stop, 0)
         metrics.serve(settings.metrics_port, settings.metrics_address)
         purger.start()
         settler.start()
-    except BaseException:
-        if purger is not None:
-            purger.stop()
-        if settler is not None:
-            settler.stop()
-        if server is not None:
-            server.stop(0)
-        channel.close()
-        provider.close()
-        engine.dispose()
-        raise
+        on_failure.pop_all()
     log.info(
         "image service ready",
         extra={
@@ -190,7 +161,99 @@ def build_app(
             "price_table": prices.version,
         },
     )
-    return ImageApp(server, images, settings, metrics, purger, settler, engine, channel, provider)
+    return ImageApp(
+        server, use_cases, sessions, settings, metrics, purger, settler, engine, channel, provider
+    )
+
+
+def build_jobs(
+    settings: ImageSettings, use_cases: ImageUseCases
+) -> tuple[PeriodicJob, PeriodicJob]:
+    """The cache purger and the settler, not started. Both are safe in every
+    replica at once: purging deletes rows by id, and a settlement row is claimed
+    with one conditional UPDATE."""
+    purger = PeriodicJob(
+        "image-cache-purger",
+        settings.cache_purge_interval_seconds,
+        use_cases.cache_admin.purge_expired,
+        log,
+    )
+    settler = PeriodicJob(
+        "image-settler",
+        settings.settlement_interval_seconds,
+        use_cases.settler.settle_pending,
+        log,
+    )
+    return purger, settler
+
+
+def start_image_server(
+    settings: ImageSettings, grace_seconds: float, servicer: ImageServicer
+) -> RunningServer:
+    return start_server(
+        ServerSettings(
+            address=settings.address,
+            max_workers=settings.max_workers,
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            grace_seconds=grace_seconds,
+        ),
+        lambda grpc_server: pb_grpc.add_ImageServiceServicer_to_server(servicer, grpc_server),
+        [SERVICE_NAME],
+    )
+
+
+def build_use_cases(
+    settings: ImageSettings,
+    *,
+    sessions: sessionmaker[Session],
+    files: ImageStore,
+    budget: Budget,
+    provider: Provider,
+    prices: PriceTable,
+    defaults: Defaults,
+    page_tokens: PageTokens,
+    clock: Clock,
+    fallback: tuple[bytes, str] | None = None,
+) -> ImageUseCases:
+    """The use cases and their collaborators, wired. Stores the fallback image
+    (its bytes and content type), when there is one, so GetImage serves it."""
+    settler = Settler(sessions, budget, clock)
+    cache = CacheLookup(sessions, clock)
+    keeper = ImageKeeper(
+        sessions, files, settler, clock, cache_ttl=timedelta(days=settings.cache_ttl_days)
+    )
+    generate_image = GenerateImage(
+        prices=prices,
+        defaults=defaults,
+        clock=clock,
+        budget=budget,
+        provider=provider,
+        cache=cache,
+        single_flight=SingleFlight(
+            sessions,
+            cache,
+            clock,
+            lease_ttl=timedelta(seconds=settings.generation_lease_seconds),
+            wait_seconds=settings.single_flight_wait_seconds,
+        ),
+        keeper=keeper,
+        settler=settler,
+        similarity_threshold=settings.similarity_threshold,
+        fallback=keeper.store_image(*fallback) if fallback is not None else None,
+    )
+    return ImageUseCases(
+        generate_image=generate_image,
+        queries=ImageQueries(sessions, files, page_tokens, clock),
+        cache_admin=CacheAdmin(sessions, clock),
+        settler=settler,
+    )
+
+
+def read_price_table(settings: ImageSettings) -> PriceTable:
+    try:
+        return load_price_table(settings.price_table)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"RECIPEIMAGE_PRICE_TABLE: {exc}") from exc
 
 
 def check_defaults(settings: ImageSettings, prices: PriceTable, clock: Clock) -> Defaults:
@@ -222,25 +285,6 @@ def read_fallback(settings: ImageSettings) -> tuple[bytes, str] | None:
     return data, content_type
 
 
-def store_fallback(
-    fallback: tuple[bytes, str] | None,
-    store: ImageStore,
-    sessions: sessionmaker[Session],
-    clock: Clock,
-) -> StoredImage | None:
-    """The fallback image, stored like any other so GetImage serves it."""
-    if fallback is None:
-        return None
-    data, content_type = fallback
-    image_id = store.put(data, content_type)
-    with sessions.begin() as session:
-        repo = CacheRepository(session)
-        repo.add_image(image_id, content_type, len(data), clock.now())
-        row = repo.image(image_id)
-        assert row is not None
-        return StoredImage.of(row)
-
-
 def build_provider(settings: ImageSettings) -> Provider:
     choice = settings.resolved_provider()
     if choice == "offline":
@@ -260,7 +304,7 @@ def main() -> int:
     configure_logging(common.log_level)
     try:
         settings = ImageSettings.from_env(os.environ)
-        app = build_app(settings, common)
+        app = build_app(settings, Access.from_settings(common))
     except (ConfigError, OSError) as exc:
         log.error("cannot start the image service", extra={"error": str(exc)})
         return 2

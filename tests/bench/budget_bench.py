@@ -27,7 +27,8 @@ from services.common.auth import Authenticator, Role
 from services.common.db import create_db_engine
 from services.common.migrations import upgrade
 from tests.bench.harness import Measurement, drive, report
-from tests.support.budget_server import access, budget_settings
+from tests.support.access import access
+from tests.support.budget_server import budget_settings
 from tests.support.databases import PostgresDatabases, _conninfo, postgres_admin_url
 
 CALLERS = 16

@@ -24,14 +24,14 @@ import psycopg
 from recipeimage.common.v1 import image_quality_pb2
 from recipeimage.image.v1 import image_service_pb2 as pb
 
-from services.budget.limits import Tier, TierLimits
+from services.budget.domain.limits import Tier, TierLimits
 from services.common.auth import Authenticator, Role
 from services.common.db import create_db_engine, create_sessions
-from services.image.analyzer import RecipeContext, analyze
-from services.image.cache import CacheRepository, cache_key
-from services.image.cache_policy import Candidate, best_similar, quality_rank
+from services.image.domain.cache_policy import Candidate, best_similar, cache_key, quality_rank
+from services.image.recipes.analyzer import RecipeContext, analyze
+from services.image.recipes.similarity import match_key
 from services.image.settings import DEFAULT_MODEL
-from services.image.similarity import match_key
+from services.image.store.cache import CacheRepository
 from tests.bench.harness import Measurement, drive, report
 from tests.image.conftest import dish_pairs
 from tests.support.databases import PostgresDatabases, _conninfo, migrate_all, postgres_admin_url
@@ -115,7 +115,8 @@ def run(baseline: Measurement) -> None:
 
 
 def _measure(url: str, baseline: Measurement) -> None:
-    authenticator = Authenticator(secrets.token_urlsafe(48))
+    secret = secrets.token_urlsafe(48)
+    authenticator = Authenticator(secret)
     engine = create_db_engine(url, pool_size=REPOSITORY_CALLERS)
     sessions = create_sessions(engine)
     loaded = 0

@@ -23,7 +23,8 @@ from services.budget.main import build_app, main
 from services.budget.store.models import metadata
 from services.common.db import create_db_engine, is_sqlite
 from services.common.migrations import MigrationsPending, alembic_config, is_at_head, version_table
-from tests.support.budget_server import access, budget_settings
+from tests.support.access import access
+from tests.support.budget_server import budget_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_TABLES = {

@@ -15,10 +15,10 @@ from recipeimage.common.v1 import image_quality_pb2
 from recipeimage.image.v1 import image_service_pb2 as pb
 from sqlalchemy import select
 
-from services.budget.models import ReservationRow, UsageRow
+from services.budget.store.models import ReservationRow, UsageRow
 from services.common.prices import PriceTable, load_price_table
 from services.common.status import rich_details
-from services.image.analyzer import Recipe
+from services.image.recipes.analyzer import Recipe
 from services.image.settings import DEFAULT_MODEL
 from tests.support.budget_server import ManualClock
 from tests.support.fake_openai import FakeOpenAI, fake_openai

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from recipeimage.image.v1 import image_service_pb2 as pb
 
-from services.budget.limits import TierLimits
+from services.budget.domain.limits import TierLimits
 from services.common.auth import Authenticator, Role
-from services.image.analyzer import Recipe
+from services.image.recipes.analyzer import Recipe
 from tests.image.conftest import plain_recipe, proto_recipe
 from tests.support.budget_server import tiers
 from tests.support.image_server import running_pair

@@ -10,17 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from services.image import lexicon
-from services.image.analyzer import (
-    Recipe,
-    RecipeContext,
-    analyze,
-    dish_identity,
-    dish_name,
-    ingredient_name,
-    label_courses,
-)
-from services.image.lexicon import UNKNOWN
+from services.image.recipes import lexicon
+from services.image.recipes.analyzer import Recipe, RecipeContext, analyze, label_courses
+from services.image.recipes.dish import dish_identity, dish_name
+from services.image.recipes.ingredients import ingredient_name
+from services.image.recipes.lexicon import UNKNOWN
 from tests.image.conftest import labels, plain_recipe
 
 RECIPES = Path(__file__).resolve().parents[3] / "shared" / "data" / "recipes-dev.jsonl"

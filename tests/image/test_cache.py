@@ -12,8 +12,8 @@ import pytest
 from recipeimage.image.v1 import image_service_pb2 as pb
 from sqlalchemy import func, select
 
-from services.image.analyzer import analyze
-from services.image.models import CacheEntry
+from services.image.recipes.analyzer import analyze
+from services.image.store.models import CacheEntry
 from tests.image.conftest import (
     HIGH,
     LOW,
@@ -234,7 +234,7 @@ def test_the_purge_rpc_deletes_expired_entries_and_keeps_their_history(pair, tok
 
 
 def entry_rows(pair) -> int:  # type: ignore[no-untyped-def]
-    with pair.app.images.sessions.begin() as session:
+    with pair.app.sessions.begin() as session:
         return int(session.scalar(select(func.count(CacheEntry.id))) or 0)
 
 

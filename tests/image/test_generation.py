@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,21 +18,27 @@ import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from services.budget.models import ReservationRow
+from services.budget.store.models import ReservationRow
 from services.common.db import create_db_engine, create_sessions
 from services.common.errors import ContentRefused, FailedPrecondition
+from services.common.paging import PageTokens
 from services.common.prices import PriceTable, estimate_prompt_tokens
-from services.image.analyzer import Recipe
-from services.image.budget_client import BudgetClient, ServiceToken
-from services.image.generation import Images, Source
-from services.image.models import CacheEntry
-from services.image.providers import Provider
-from services.image.providers.offline import OfflineProvider
-from services.image.providers.openai_provider import OpenAIProvider
-from services.image.settings import DEFAULT_MODEL
-from services.image.storage import ImageStore
-from services.image.validation import Defaults, GenerateCommand
+from services.image.adapters.budget_client import BudgetClient, ServiceToken
+from services.image.adapters.image_store import ImageStore
+from services.image.adapters.providers.offline import OfflineProvider
+from services.image.adapters.providers.openai_provider import OpenAIProvider
+from services.image.app.ports import Provider
+from services.image.app.use_cases import ImageUseCases
+from services.image.domain.command import Defaults, GenerateCommand
+from services.image.domain.results import Source
+from services.image.main import build_use_cases
+from services.image.recipes.analyzer import Recipe
+from services.image.recipes.similarity import DEFAULT_THRESHOLD
+from services.image.settings import DEFAULT_MODEL, ImageSettings
+from services.image.store.models import CacheEntry
+from tests.conftest import TEST_SECRET
 from tests.image.conftest import T0
 from tests.support.budget_server import ManualClock, RunningBudget, running_budget
 from tests.support.fake_openai import FakeOpenAI
@@ -43,16 +49,17 @@ SOUP = Recipe(title="Tomato Soup", ingredients=("6 ripe tomatoes",), recipe_id="
 
 @dataclass
 class World:
-    """One Images use case wired to a real BudgetService; `fresh` builds another
+    """The use cases wired to a real BudgetService; `fresh` wires them again
     on the same database and BudgetService with another provider or store."""
 
-    images: Images
+    images: ImageUseCases
+    sessions: sessionmaker[Session]
     budget: RunningBudget
     clock: ManualClock
-    make: Callable[[Provider | None, Path | None], Images]
+    make: Callable[[Provider | None, Path | None], ImageUseCases]
 
     def entries(self) -> list[CacheEntry]:
-        with self.images.sessions.begin() as session:
+        with self.sessions.begin() as session:
             rows = list(session.scalars(select(CacheEntry).order_by(CacheEntry.id)))
             session.expunge_all()
             return rows
@@ -63,7 +70,7 @@ class World:
             session.expunge_all()
             return rows
 
-    def fresh(self, provider: Provider | None = None, store: Path | None = None) -> Images:
+    def fresh(self, provider: Provider | None = None, store: Path | None = None) -> ImageUseCases:
         return self.make(provider, store)
 
 
@@ -78,21 +85,28 @@ def world(database_url: str, tmp_path: Path, prices: PriceTable, authenticator) 
             channel, ServiceToken(authenticator), deadline_seconds=2.0, settle_attempts=1
         )
 
-        def make(provider: Provider | None, store: Path | None) -> Images:
-            return Images(
+        settings = replace(
+            ImageSettings.from_env({}),
+            cache_ttl_days=TTL.days,
+            similarity_threshold=DEFAULT_THRESHOLD,
+            single_flight_wait_seconds=2.0,
+        )
+
+        def make(provider: Provider | None, store: Path | None) -> ImageUseCases:
+            return build_use_cases(
+                settings,
                 sessions=sessions,
-                store=ImageStore(store or tmp_path / "images"),
+                files=ImageStore(store or tmp_path / "images"),
                 budget=client,
                 provider=provider or OfflineProvider(),
                 prices=prices,
                 defaults=Defaults(DEFAULT_MODEL, "1024x1024", "medium"),
-                cache_ttl=TTL,
+                page_tokens=PageTokens.from_secret(TEST_SECRET),
                 clock=clock,
-                single_flight_wait_seconds=2.0,
             )
 
         try:
-            yield World(make(None, None), budget, clock, make)
+            yield World(make(None, None), sessions, budget, clock, make)
         finally:
             channel.close()
             engine.dispose()
@@ -105,7 +119,7 @@ def soup(**fields: object) -> GenerateCommand:
 def test_a_miss_reserves_the_most_it_can_cost_and_commits_the_per_image_figure(
     world: World, prices: PriceTable
 ) -> None:
-    result = world.images.generate(soup(request_id="a1"))
+    result = world.images.generate_image(soup(request_id="a1"))
 
     price = prices.model(DEFAULT_MODEL)
     [reservation] = world.reservations()
@@ -143,16 +157,16 @@ def test_a_miss_reserves_the_most_it_can_cost_and_commits_the_per_image_figure(
 
 
 def test_a_callers_prompt_is_cached_for_itself_only(world: World) -> None:
-    world.images.generate(soup(prompt="A bowl of tomato soup on a red table"))
+    world.images.generate_image(soup(prompt="A bowl of tomato soup on a red table"))
     [entry] = world.entries()
     assert entry.match_key is None
 
 
 def test_hits_count_uses_and_savings_but_a_retried_request_id_does_not(world: World) -> None:
-    generated = world.images.generate(soup())
-    first = world.images.generate(soup(request_id="h1"))
-    world.images.generate(soup(request_id="h2"))
-    retried = world.images.generate(soup(request_id="h1"))
+    generated = world.images.generate_image(soup())
+    first = world.images.generate_image(soup(request_id="h1"))
+    world.images.generate_image(soup(request_id="h2"))
+    retried = world.images.generate_image(soup(request_id="h1"))
 
     assert first.source is retried.source is Source.CACHE_EXACT
     assert (first.cost_micros, first.cost_saved_micros) == (0, generated.cost_micros)
@@ -163,7 +177,7 @@ def test_hits_count_uses_and_savings_but_a_retried_request_id_does_not(world: Wo
         2 * generated.cost_micros,
     )
     assert entry.last_hit_at == T0
-    page = world.images.cache_stats()
+    page = world.images.queries.cache_stats()
     stats = page.stats
     assert (stats.entries, stats.exact_hits, stats.misses) == (1, 2, 1)
     assert stats.total_cost_saved_micros == 2 * generated.cost_micros
@@ -177,16 +191,16 @@ def test_hits_count_uses_and_savings_but_a_retried_request_id_does_not(world: Wo
 def test_an_expired_entry_is_not_served_and_is_replaced_keeping_its_history(
     world: World,
 ) -> None:
-    first = world.images.generate(soup())
-    world.images.generate(soup())  # a hit
+    first = world.images.generate_image(soup())
+    world.images.generate_image(soup())  # a hit
     world.clock.advance(TTL)
 
-    again = world.images.generate(soup())
+    again = world.images.generate_image(soup())
     assert again.source is Source.GENERATED
     [entry] = world.entries()
     assert (entry.exact_hits, entry.cost_saved_micros) == (0, 0)
     assert entry.expires_at == T0 + 2 * TTL
-    stats = world.images.cache_stats().stats
+    stats = world.images.queries.cache_stats().stats
     assert stats.entries == 1
     # The replaced entry's hit and saving stay in the lifetime figures.
     assert (stats.misses, stats.exact_hits) == (2, 1)
@@ -194,11 +208,11 @@ def test_an_expired_entry_is_not_served_and_is_replaced_keeping_its_history(
 
 
 def test_live_entries_are_counted_in_sql_and_expired_ones_are_not(world: World) -> None:
-    world.images.generate(soup())
+    world.images.generate_image(soup())
     world.clock.advance(timedelta(days=10))
-    world.images.generate(soup(size="1536x1024"))
+    world.images.generate_image(soup(size="1536x1024"))
     world.clock.advance(timedelta(days=25))  # the first has expired, the second lives
-    stats = world.images.cache_stats().stats
+    stats = world.images.queries.cache_stats().stats
     assert (stats.entries, stats.misses, stats.exact_hits) == (1, 2, 0)
     assert stats.hit_rate == 0.0
 
@@ -211,7 +225,7 @@ def test_a_failed_release_does_not_hide_the_providers_error(world: World, fake: 
 
     def attempt() -> None:
         try:
-            images.generate(soup(request_id="f2"))
+            images.generate_image(soup(request_id="f2"))
         except BaseException as exc:
             raised.append(exc)
 
@@ -234,12 +248,12 @@ def test_an_image_that_cannot_be_stored_is_still_paid_for(world: World, tmp_path
     images = world.fresh(store=not_a_directory)
 
     with pytest.raises(OSError):
-        images.generate(soup(request_id="s1"))
+        images.generate_image(soup(request_id="s1"))
 
     [reservation] = world.reservations()
     assert reservation.state == "committed" and reservation.committed_micros > 0
     with world.budget.app.sessions.begin() as session:
-        from services.budget.models import UsageRow
+        from services.budget.store.models import UsageRow
 
         [record] = session.scalars(select(UsageRow)).all()
         assert (record.request_id, record.outcome, record.success) == ("s1", "generated", False)
@@ -288,7 +302,7 @@ def test_a_replayed_request_id_is_neither_generated_nor_recorded_again(
         )
 
     with pytest.raises(FailedPrecondition) as raised:
-        world.images.generate(soup(request_id="k1"))
+        world.images.generate_image(soup(request_id="k1"))
     assert raised.value.info.reason == reason
     assert raised.value.info.metadata["request_id"] == "k1"
     assert world.entries() == []  # nothing generated

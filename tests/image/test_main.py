@@ -15,7 +15,8 @@ from services.common.db import create_db_engine, is_sqlite
 from services.common.migrations import alembic_config, is_at_head
 from services.image import main as image_main
 from services.image.main import build_app
-from services.image.models import metadata
+from services.image.store.models import metadata
+from tests.support.access import access
 from tests.support.image_server import image_settings
 
 IMAGE_TABLES = {"images", "cache_entries", "cache_totals", "generation_leases"}
@@ -66,14 +67,14 @@ def test_sqlite_migrates_itself_and_a_server_database_must_be_migrated_first(
     settings = image_settings(database_url, tmp_path)
 
     if is_sqlite(database_url):
-        app = build_app(settings, authenticator)
+        app = build_app(settings, access(authenticator))
         app.stop(0)
         engine = create_db_engine(database_url)
         assert is_at_head("image", engine)
         engine.dispose()
     else:
         with pytest.raises(ConfigError, match="make migrate"):
-            build_app(settings, authenticator)
+            build_app(settings, access(authenticator))
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_unusable_settings_are_refused_at_start(
 ) -> None:
     settings = image_settings(f"sqlite:///{tmp_path}/never-created.db", tmp_path, **overrides)
     with pytest.raises(ConfigError, match=message):
-        build_app(settings, authenticator)
+        build_app(settings, access(authenticator))
     assert not (tmp_path / "never-created.db").exists()
 
 
@@ -109,18 +110,19 @@ def test_a_fallback_image_that_is_not_an_image_is_refused(
     not_an_image.write_text("hello")
     settings = image_settings(database_url, tmp_path, fallback_image=not_an_image)
     with pytest.raises(ConfigError, match="RECIPEIMAGE_FALLBACK_IMAGE"):
-        build_app(settings, authenticator)
+        build_app(settings, access(authenticator))
 
 
 def test_the_purge_job_starts_with_the_app_and_stops_with_it(
     database_url: str, authenticator, tmp_path: Path
 ) -> None:
     app = build_app(
-        image_settings(database_url, tmp_path, cache_purge_interval_seconds=60), authenticator
+        image_settings(database_url, tmp_path, cache_purge_interval_seconds=60),
+        access(authenticator),
     )
     assert app.purger.running
     app.stop(0)
     assert not app.purger.running
-    idle = build_app(image_settings(database_url, tmp_path), authenticator)
+    idle = build_app(image_settings(database_url, tmp_path), access(authenticator))
     assert not idle.purger.running
     idle.stop(0)

@@ -12,7 +12,7 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 
 from services.common.errors import ContentRefused, DeadlineExceeded, QuotaExceeded, Unavailable
 from services.common.prices import TokenUsage
-from services.image.providers.openai_provider import OpenAIProvider
+from services.image.adapters.providers.openai_provider import OpenAIProvider
 from services.image.settings import DEFAULT_MODEL
 from tests.image.conftest import (
     generate_request,
@@ -299,7 +299,7 @@ def test_the_reservation_holds_at_least_what_the_reported_usage_costs(
     with openai_pair.budget.app.sessions.begin() as session:
         from sqlalchemy import select
 
-        from services.budget.models import ReservationRow
+        from services.budget.store.models import ReservationRow
 
         [reservation] = session.scalars(select(ReservationRow)).all()
         assert reservation.committed_micros == reply.cost_micros
@@ -315,7 +315,7 @@ def test_the_reservation_holds_at_least_what_the_reported_usage_costs(
 
 @pytest.fixture
 def fallback_png(tmp_path):  # type: ignore[no-untyped-def]
-    from services.image.providers.offline import placeholder_png
+    from services.image.adapters.providers.offline import placeholder_png
 
     path = tmp_path / "fallback.png"
     path.write_bytes(placeholder_png(b"\x10" * 32, 8, 8))
@@ -380,7 +380,7 @@ def test_with_a_fallback_a_provider_failure_serves_it_uncharged(
 def test_a_budget_refusal_is_not_answered_with_the_fallback(
     database_url, authenticator, clock, fake, fallback_png, tokens
 ) -> None:
-    from services.budget.limits import TierLimits
+    from services.budget.domain.limits import TierLimits
     from tests.support.budget_server import tiers
 
     tiny = tiers(free=TierLimits(daily_micros=1, monthly_micros=10**9, per_generation_micros=1))

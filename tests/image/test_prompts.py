@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.common.prices import load_price_table
-from services.image.analyzer import Recipe, RecipeContext, analyze
-from services.image.cache import cache_key, normalize_prompt
-from services.image.prompts import MAX_BUILT_PROMPT_CHARS, build_prompt
+from services.image.domain.cache_policy import cache_key
+from services.image.recipes.analyzer import Recipe, RecipeContext, analyze
+from services.image.recipes.prompts import MAX_BUILT_PROMPT_CHARS, build_prompt, normalize_prompt
 from tests.image.conftest import plain_recipe
 from tests.image.test_analyzer import SOUP, real_recipes
 

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from recipeimage.image.v1 import image_service_pb2 as pb
 
-from services.budget.limits import TierLimits
+from services.budget.domain.limits import TierLimits
 from tests.image.conftest import (
     CAKE,
     HIGH,

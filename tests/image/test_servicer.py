@@ -24,7 +24,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ImageService"]
 
 @pytest.fixture
 def server(pair, authenticator):  # type: ignore[no-untyped-def]
-    servicer = ImageServicer(pair.app.images, Guard(authenticator, Metrics("image")))
+    servicer = ImageServicer(pair.app.use_cases, Guard(authenticator, Metrics("image")))
     return grpc_testing.server_from_dictionary({SERVICE: servicer}, grpc_testing.strict_real_time())
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from services.common.auth import Authenticator, Role
 from services.common.config import ConfigError
-from services.image.budget_client import ServiceToken
+from services.image.adapters.budget_client import ServiceToken
 from services.image.settings import DEFAULT_MODEL, ImageSettings
 from tests.conftest import TEST_SECRET
 

@@ -25,22 +25,21 @@ from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from recipeimage.image.v1 import image_service_pb2 as pb
 from sqlalchemy import select
 
-from services.budget.models import ReservationRow, UsageRow
+from services.budget.store.models import ReservationRow, UsageRow
 from services.common.db import create_db_engine, create_sessions
-from services.image.accounting import Outcome, Usage
-from services.image.budget_client import usage_record
-from services.image.models import PendingSettlement, metadata
-from services.image.settlement import (
-    CLAIM_PERIOD,
-    Kind,
+from services.image.adapters.budget_client import usage_record
+from services.image.domain.accounting import Outcome, Usage
+from services.image.domain.settlement import CLAIM_PERIOD, Settlement, backoff
+from services.image.store.models import PendingSettlement, metadata
+from services.image.store.settlements import (
     SettlementRepository,
-    backoff,
     usage_from_json,
     usage_to_json,
 )
 from tests.image.conftest import CAKE, SOUP, T0, generate_request
 from tests.support.budget_server import ManualClock, RunningBudget, running_budget
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.image_outbox import pending_settlements
 from tests.support.image_server import RunningImage, RunningPair, running_image, running_pair
 
 # Far enough that every backoff and claim has run out.
@@ -125,8 +124,8 @@ def budget_back(
 
 
 def pending(images_app) -> list[PendingSettlement]:  # type: ignore[no-untyped-def]
-    with images_app.images.sessions.begin() as session:
-        rows = SettlementRepository(session).pending()
+    with images_app.sessions.begin() as session:
+        rows = pending_settlements(session)
         session.expunge_all()
         return rows
 
@@ -296,14 +295,13 @@ def test_two_settlers_never_settle_a_row_twice(outage: Outage, fake: FakeOpenAI,
     # Add more owed commits of the same reservation (as if several replicas had
     # each written one): the idempotent commit must charge it once.
     [row] = pending(outage.pair.app)
-    with outage.pair.app.images.sessions.begin() as session:
+    with outage.pair.app.sessions.begin() as session:
         repo = SettlementRepository(session)
         for _ in range(5):
             repo.add(
-                Kind.COMMIT,
-                row.reservation_id,
-                row.actual_cost_micros,
-                usage_from_json(row.usage),
+                Settlement.commit(
+                    row.reservation_id, row.actual_cost_micros, usage_from_json(row.usage)
+                ),
                 outage.clock.now(),
             )
 
@@ -346,7 +344,9 @@ def test_a_row_is_claimed_by_one_settler_only(database_url: str) -> None:
         sessions = create_sessions(engine)
         usage = Usage("r", "u1", "rec", "a prompt", "1024x1024", "medium", "m", "offline")
         with sessions.begin() as session:
-            row_id = SettlementRepository(session).add(Kind.COMMIT, "res-1", 5, usage, T0)
+            row_id = (
+                SettlementRepository(session).add(Settlement.commit("res-1", 5, usage), T0).row_id
+            )
         now = T0 + CLAIM_PERIOD
         with sessions.begin() as session:
             [(due_id, seen)] = SettlementRepository(session).due(now, 0, 10)

@@ -8,16 +8,15 @@ import itertools
 
 import pytest
 
-from services.image.analyzer import Recipe, RecipeContext, analyze
-from services.image.cache_policy import (
+from services.image.domain.cache_policy import (
     Candidate,
     best_similar,
     cost_saved,
     quality_rank,
     serves_quality,
 )
-from services.image.settings import DEFAULT_MODEL, ImageSettings
-from services.image.similarity import (
+from services.image.recipes.analyzer import Recipe, RecipeContext, analyze
+from services.image.recipes.similarity import (
     DEFAULT_THRESHOLD,
     effective_threshold,
     ingredient_similarity,
@@ -25,6 +24,7 @@ from services.image.similarity import (
     same_dish,
     score,
 )
+from services.image.settings import DEFAULT_MODEL, ImageSettings
 from tests.image.conftest import dish_pairs
 
 PAIRS = dish_pairs()

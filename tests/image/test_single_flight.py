@@ -24,11 +24,11 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 from recipeimage.image.v1 import image_service_pb2_grpc
 from sqlalchemy import select
 
-from services.image.analyzer import analyze
-from services.image.cache import cache_key
-from services.image.models import GenerationLease
-from services.image.prompts import build_prompt
+from services.image.domain.cache_policy import cache_key
+from services.image.recipes.analyzer import analyze
+from services.image.recipes.prompts import build_prompt
 from services.image.settings import DEFAULT_MODEL
+from services.image.store.models import GenerationLease
 from tests.conftest import TEST_SECRET
 from tests.image.conftest import SOUP, generate_request, ledger, reservation_states, user_daily
 from tests.support.fake_openai import FakeOpenAI
@@ -54,7 +54,7 @@ def soup_key(prices) -> str:  # type: ignore[no-untyped-def]
 
 
 def leases(pair: RunningPair) -> list[GenerationLease]:
-    with pair.app.images.sessions.begin() as session:
+    with pair.app.sessions.begin() as session:
         rows = list(session.scalars(select(GenerationLease)))
         session.expunge_all()
         return rows
@@ -197,7 +197,7 @@ def test_a_crashed_replicas_lease_is_taken_over_when_it_expires(
         database_url, authenticator, clock=clock, single_flight_wait_seconds=10.0
     ) as pair:
         key = soup_key(prices)
-        with pair.app.images.sessions.begin() as session:
+        with pair.app.sessions.begin() as session:
             session.add(
                 GenerationLease(
                     cache_key=key,
@@ -229,7 +229,7 @@ def test_a_waiter_that_waits_out_its_bound_generates_itself(
     with running_pair(
         database_url, authenticator, clock=clock, single_flight_wait_seconds=0.3
     ) as pair:
-        with pair.app.images.sessions.begin() as session:
+        with pair.app.sessions.begin() as session:
             session.add(
                 GenerationLease(
                     cache_key=soup_key(prices),

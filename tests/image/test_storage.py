@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.image.providers.offline import OfflineProvider
-from services.image.storage import CorruptImageError, ImageStore
+from services.image.adapters.image_store import CorruptImageError, ImageStore
+from services.image.adapters.providers.offline import OfflineProvider
 
 
 def test_put_names_the_bytes_by_their_sha256_and_get_returns_them(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monke
     def broken_fsync(fd: int) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("services.image.storage.os.fsync", broken_fsync)
+    monkeypatch.setattr("services.image.adapters.image_store.os.fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         store.put(b"lost", "image/png")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

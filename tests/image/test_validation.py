@@ -8,9 +8,9 @@ import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.prices import PriceTable, load_price_table
-from services.image.analyzer import Recipe
+from services.image.domain.command import Defaults, GenerateCommand, validate
+from services.image.recipes.analyzer import Recipe
 from services.image.settings import DEFAULT_MODEL
-from services.image.validation import Defaults, GenerateCommand, validate
 
 DEFAULTS = Defaults(DEFAULT_MODEL, "1024x1024", "medium")
 TODAY = dt.date(2026, 11, 24)

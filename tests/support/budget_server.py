@@ -31,13 +31,13 @@ import grpc
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
 from services.budget.domain.limits import DEFAULT_TIERS, Tier, TierLimits
-from services.budget.main import Access, BudgetApp, build_app
+from services.budget.main import BudgetApp, build_app
 from services.budget.settings import BudgetSettings
 from services.budget.store.limits import LimitsStore
 from services.common.auth import Authenticator
 from services.common.clock import Clock
 from services.common.db import dialect_name
-from services.common.paging import PageTokens
+from tests.support.access import access
 
 
 class ManualClock:
@@ -89,12 +89,6 @@ class RunningBudget:
             limits = LimitsStore(session, dialect_name(session))
             settings = limits.lock_user(user_id, now)
             limits.store_user_settings(replace(settings, tier=Tier(tier)), now)
-
-
-def access(authenticator: Authenticator) -> Access:
-    """The edge of a service under test: the test's authenticator, page tokens
-    with a test key, 30 s shutdown grace."""
-    return Access(authenticator, PageTokens.from_secret("test page tokens"), grace_seconds=30.0)
 
 
 def budget_settings(database_url: str, **overrides: object) -> BudgetSettings:

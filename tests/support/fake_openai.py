@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from services.image.providers.offline import placeholder_png
+from services.image.adapters.providers.offline import placeholder_png
 
 # What a 1024x1024 medium image of the 2.5 models reports: 439 output image tokens.
 DEFAULT_USAGE = {

@@ -31,9 +31,10 @@ from recipeimage.image.v1 import image_service_pb2_grpc
 
 from services.common.auth import Authenticator
 from services.common.clock import Clock
-from services.image.main import ImageApp, build_app
-from services.image.providers import Provider
+from services.image.app.ports import Provider
+from services.image.main import DEFAULT_GRACE_SECONDS, ImageApp, build_app
 from services.image.settings import ImageSettings
+from tests.support.access import access
 from tests.support.budget_server import RunningBudget, running_budget
 
 TEST_OPENAI_KEY = "sk-test-not-a-real-key"
@@ -108,7 +109,9 @@ def running_image(
     settings = image_settings(
         database_url, store_dir, budget_target=budget_target, **{**choice, **overrides}
     )
-    app = build_app(settings, authenticator, clock=clock, provider=instance)
+    app = build_app(
+        settings, access(authenticator, DEFAULT_GRACE_SECONDS), clock=clock, provider=instance
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     try:
         yield RunningImage(app, channel, image_service_pb2_grpc.ImageServiceStub(channel))

@@ -275,4 +275,4 @@ def table(model: type[Base]) -> Table:
 def insert_or_skip(dialect: str, into: Table, *unique: Column[Any]) -> Insert:
     """INSERT ... ON CONFLICT (unique) DO NOTHING, on either backend."""
     statement = insert_for(dialect, into)
-    return statement.on_conflict_do_nothing(index_elements=list(unique))  # type: ignore[attr-defined, no-any-return]  # insert_for is typed as the base Insert; both dialects' Insert have it
+    return statement.on_conflict_do_nothing(index_elements=list(unique))

@@ -1,6 +1,8 @@
 """Which cached image may answer a request, and what serving it saves. Plain Python.
 
-- Exact: the same model, size, quality and prompt (cache.cache_key).
+- Exact: the same model, size, quality and prompt (cache_key: the SHA-256 of
+  a canonical JSON of the four, so a small low-quality image is never served
+  for a large or better one).
 - Similar, only when the caller allows it and the prompt was built by the
   service: the same model and size, the same or a better quality, the same
   dish (similarity.same_dish), and a score of at least the threshold the
@@ -10,11 +12,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from services.image.analyzer import RecipeContext
-from services.image.similarity import score
+from services.image.domain.images import StoredImage
+from services.image.recipes.analyzer import RecipeContext
+from services.image.recipes.prompts import normalize_prompt
+from services.image.recipes.similarity import score
 
 # Ordered qualities: a higher rank is a better (and dearer) image. DALL-E's
 # "standard" and "hd" are the GPT models' "medium" and "high". An unknown
@@ -23,6 +29,78 @@ QUALITY_RANKS = {"low": 1, "medium": 2, "standard": 2, "high": 3, "hd": 3, "xhig
 # Similar candidates read for one lookup, newest first: a bound on the work of
 # a lookup however many images of one dish the cache holds.
 MAX_SIMILAR_CANDIDATES = 50
+
+
+def cache_key(model: str, size: str, quality: str, prompt: str) -> str:
+    canonical = json.dumps(
+        {
+            "model": model.strip().lower(),
+            "prompt": normalize_prompt(prompt),
+            "quality": quality.strip().lower(),
+            "size": size.strip().lower(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What one request looks for in the cache."""
+
+    key: str
+    # None: no similar lookup (not allowed, a caller's prompt, or an unknown dish).
+    match_key: str | None
+    context: RecipeContext
+    quality: str
+    quality_rank: int
+    threshold: float
+    # What the request would be charged without usage: the price table's figure.
+    requested_micros: int
+
+    def exact_only(self) -> Lookup:
+        return replace(self, match_key=None)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A cached image that answers a request."""
+
+    entry_id: int
+    image: StoredImage
+    similar: bool
+    similarity: float
+    saved_micros: int
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    exact_hits: int
+    similar_hits: int
+    misses: int
+    total_cost_saved_micros: int
+
+    @property
+    def lookups(self) -> int:
+        return self.exact_hits + self.similar_hits + self.misses
+
+    def _rate(self, hits: int) -> float:
+        return hits / self.lookups if self.lookups else 0.0
+
+    @property
+    def hit_rate(self) -> float:
+        return self._rate(self.exact_hits + self.similar_hits)
+
+    @property
+    def exact_hit_rate(self) -> float:
+        return self._rate(self.exact_hits)
+
+    @property
+    def similar_hit_rate(self) -> float:
+        return self._rate(self.similar_hits)
 
 
 def quality_rank(quality: str) -> int:

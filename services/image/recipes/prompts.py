@@ -1,4 +1,5 @@
-"""The food-photography prompt built from a recipe context.
+"""The food-photography prompt built from a recipe context, and the one rule
+for a prompt's text (normalize_prompt): what is sent and what is keyed.
 
 Short and deterministic: the same context gives the same prompt, so the exact
 cache finds it again, and a short prompt costs fewer input tokens (they are
@@ -9,9 +10,13 @@ meat (or dairy) the recipe does not have.
 
 from __future__ import annotations
 
-from services.image.analyzer import RecipeContext
-from services.image.cache import normalize_prompt
-from services.image.lexicon import UNKNOWN
+import re
+import unicodedata
+
+from services.image.recipes.analyzer import RecipeContext
+from services.image.recipes.lexicon import UNKNOWN
+
+_WHITESPACE = re.compile(r"\s+")
 
 # How each course is usually served; a plate otherwise.
 _SERVING = {
@@ -30,6 +35,11 @@ _STYLE = (
 
 # Longest possible result: dish 120 + 4 ingredients of 40 + the fixed words.
 MAX_BUILT_PROMPT_CHARS = 600
+
+
+def normalize_prompt(prompt: str) -> str:
+    """NFC, single spaces, no leading or trailing whitespace: what is sent and what is keyed."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", prompt)).strip()
 
 
 def build_prompt(context: RecipeContext, max_chars: int = MAX_BUILT_PROMPT_CHARS) -> str:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+from services.image.domain.images import SHA256_HEX
 
 _EXTENSIONS = {
     "image/png": "png",

@@ -16,13 +16,14 @@ import email.utils
 import logging
 import time
 from datetime import timedelta
+from typing import Literal, cast
 
 import httpx2
 import openai
 
 from services.common.errors import ContentRefused, DeadlineExceeded, QuotaExceeded, Unavailable
 from services.common.prices import TokenUsage
-from services.image.providers import GeneratedImage
+from services.image.domain.images import GeneratedImage
 
 log = logging.getLogger("recipeimage.image.openai")
 
@@ -31,6 +32,9 @@ CONTENT_POLICY_CODES = frozenset({"moderation_blocked", "content_policy_violatio
 DEFAULT_RATE_LIMIT_RETRY = timedelta(seconds=5)
 # insufficient_quota means no credit left: nothing changes until someone pays.
 QUOTA_EXHAUSTED_RETRY = timedelta(hours=1)
+
+# The qualities the openai client's types know.
+OpenAIQuality = Literal["low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"]
 
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -60,7 +64,7 @@ class OpenAIProvider:
     def generate(self, prompt: str, model: str, size: str, quality: str) -> GeneratedImage:
         try:
             response = self._client.images.generate(
-                model=model, prompt=prompt, size=size, quality=quality, n=1
+                model=model, prompt=prompt, size=size, quality=_quality(quality), n=1
             )
         except openai.APITimeoutError:
             raise DeadlineExceeded(
@@ -197,3 +201,9 @@ def _usage(usage: openai.types.images_response.Usage | None) -> TokenUsage | Non
         output_image_tokens=outputs.image_tokens if outputs is not None else usage.output_tokens,
         output_text_tokens=outputs.text_tokens if outputs is not None else 0,
     )
+
+
+def _quality(quality: str) -> OpenAIQuality:
+    """The price table, checked by validation, decides which qualities a model
+    has; an unknown one is passed on for OpenAI to refuse, as before."""
+    return cast(OpenAIQuality, quality)

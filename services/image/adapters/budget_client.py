@@ -12,22 +12,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc as pb_grpc
+from recipeimage.common.v1 import image_quality_pb2
 
 from services.common import protoenum, quality
 from services.common.auth import Authenticator, Role
 from services.common.errors import DomainError, Unavailable
 from services.common.status import from_rpc_error
-from services.image.accounting import Outcome, Reservation, ReservationState, Usage
+from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
 
 log = logging.getLogger("recipeimage.image.budget")
 
 SERVICE = "BudgetService"
 SUBJECT = "image-service"
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+Response = TypeVar("Response")
 
 _OUTCOMES = protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
 _STATES = protoenum.from_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_")
@@ -97,6 +103,7 @@ class BudgetClient:
                 actual_cost_micros=actual_cost_micros,
                 usage=usage_record(usage, reservation_id),
             ),
+            reservation_id,
             "the generated image's cost could not be recorded",
         )
 
@@ -106,6 +113,7 @@ class BudgetClient:
             pb.ReleaseReservationRequest(
                 reservation_id=reservation_id, usage=usage_record(usage, reservation_id)
             ),
+            reservation_id,
             "the held budget is returned when the reservation expires",
         )
 
@@ -115,9 +123,15 @@ class BudgetClient:
             pb.RecordUsageRequest(usage=usage_record(usage)),
             "nothing was served or charged",
         )
-        return response.duplicate
+        return bool(response.duplicate)
 
-    def _settle(self, method, request, consequence: str) -> None:  # type: ignore[no-untyped-def]
+    def _settle(
+        self,
+        method: Callable[..., object],
+        request: Message,
+        reservation_id: str,
+        consequence: str,
+    ) -> None:
         for attempt in range(1, self._settle_attempts + 1):
             try:
                 self._call(method, request, consequence)
@@ -127,11 +141,13 @@ class BudgetClient:
                     raise
                 log.warning(
                     "budget settlement failed; retrying",
-                    extra={"attempt": attempt, "reservation_id": request.reservation_id},
+                    extra={"attempt": attempt, "reservation_id": reservation_id},
                 )
                 time.sleep(self._settle_backoff * attempt)
 
-    def _call(self, method, request, consequence: str):  # type: ignore[no-untyped-def]
+    def _call(
+        self, method: Callable[..., Response], request: Message, consequence: str
+    ) -> Response:
         try:
             return method(request, timeout=self._deadline, metadata=self._token.metadata())
         except grpc.RpcError as error:
@@ -139,7 +155,8 @@ class BudgetClient:
 
 
 def _domain_error(error: grpc.RpcError, consequence: str) -> DomainError:
-    code = error.code()  # type: ignore[attr-defined]
+    # What a channel raises is also a grpc.Call, which has the status code.
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     if code in UNREACHABLE:
         return Unavailable(
             f"{SERVICE} cannot be reached ({code.name}); {consequence}",
@@ -156,7 +173,7 @@ def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:
         prompt=usage.prompt,
         prompt_length=len(usage.prompt),
         size=usage.size,
-        quality=quality.to_proto(usage.quality),
+        quality=image_quality_pb2.ImageQuality.ValueType(quality.to_proto(usage.quality)),
         model=usage.model,
         provider=usage.provider,
         cost_micros=usage.cost_micros,
@@ -166,7 +183,7 @@ def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:
         generation_time_ms=usage.generation_time_ms,
         cached=usage.cached,
         cache_hit=usage.cache_hit,
-        outcome=_OUTCOMES[usage.outcome],
+        outcome=pb.UsageOutcome.ValueType(_OUTCOMES[usage.outcome]),
         cost_saved_micros=usage.cost_saved_micros,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,

@@ -1,96 +1,34 @@
-"""The image cache: its exact key, and the repositories over its tables.
+"""The cache's tables: stored images, cache entries and the lifetime totals.
 
-The exact key is the SHA-256 of a canonical JSON of the four things that
-decide the image: model, size, quality and prompt. Two requests share an
-exact entry only when all four match, so a small low-quality image is never
-served for a large or better one. Similar-dish candidates are found through
-match_key (similarity.match_key), an indexed column: a lookup reads one index
-range of at most cache_policy.MAX_SIMILAR_CANDIDATES rows, never the table.
-
-The repositories work in the session they are given; the caller owns the
-transaction.
+Similar-dish candidates are found through match_key (recipes.similarity.match_key),
+an indexed column: a lookup reads one index range of at most
+cache_policy.MAX_SIMILAR_CANDIDATES rows, never the table. The repository
+works in the session it is given; the caller owns the transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import unicodedata
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from services.image.cache_policy import MAX_SIMILAR_CANDIDATES
-from services.image.models import CacheEntry, CacheTotals, GenerationLease, ImageRow
+from services.common.db import dialect_name, insert_for
+from services.image.domain.cache_policy import MAX_SIMILAR_CANDIDATES, CacheStats
+from services.image.domain.images import StoredImage
+from services.image.store.models import CacheEntry, CacheTotals, ImageRow
 
-_WHITESPACE = re.compile(r"\s+")
 PURGE_BATCH = 1000
 TOTALS_ID = 1
 
 
-def normalize_prompt(prompt: str) -> str:
-    """NFC, single spaces, no leading or trailing whitespace: what is sent and what is keyed."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", prompt)).strip()
+def stored_image(row: ImageRow) -> StoredImage:
+    return StoredImage(row.image_id, row.content_type, row.size_bytes, row.created_at)
 
 
-def cache_key(model: str, size: str, quality: str, prompt: str) -> str:
-    canonical = json.dumps(
-        {
-            "model": model.strip().lower(),
-            "prompt": normalize_prompt(prompt),
-            "quality": quality.strip().lower(),
-            "size": size.strip().lower(),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    entries: int
-    exact_hits: int
-    similar_hits: int
-    misses: int
-    total_cost_saved_micros: int
-
-    @property
-    def lookups(self) -> int:
-        return self.exact_hits + self.similar_hits + self.misses
-
-    def _rate(self, hits: int) -> float:
-        return hits / self.lookups if self.lookups else 0.0
-
-    @property
-    def hit_rate(self) -> float:
-        return self._rate(self.exact_hits + self.similar_hits)
-
-    @property
-    def exact_hit_rate(self) -> float:
-        return self._rate(self.exact_hits)
-
-    @property
-    def similar_hit_rate(self) -> float:
-        return self._rate(self.similar_hits)
-
-
-def _insert_for(session: Session):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise RuntimeError(f"unsupported database dialect {dialect!r}")
-
-
-def _live(now: datetime):  # type: ignore[no-untyped-def]
+def _live(now: datetime) -> ColumnElement[bool]:
     return CacheEntry.expires_at > now
 
 
@@ -127,11 +65,15 @@ class CacheRepository:
             )
         )
 
-    def entry(self, entry_id: int) -> CacheEntry | None:
-        return self.session.get(CacheEntry, entry_id)
+    def image(self, image_id: str) -> StoredImage | None:
+        row = self.session.get(ImageRow, image_id)
+        return stored_image(row) if row is not None else None
 
-    def image(self, image_id: str) -> ImageRow | None:
-        return self.session.get(ImageRow, image_id)
+    def image_of(self, entry: CacheEntry) -> StoredImage:
+        """The image a cache entry holds (the foreign key guarantees there is one)."""
+        image = self.image(entry.image_id)
+        assert image is not None
+        return image
 
     # -- counting uses
 
@@ -155,9 +97,8 @@ class CacheRepository:
 
     def add_image(self, image_id: str, content_type: str, size_bytes: int, now: datetime) -> None:
         """Record stored bytes; the same bytes stored twice keep their first row."""
-        insert = _insert_for(self.session)
         self.session.execute(
-            insert(ImageRow)
+            insert_for(dialect_name(self.session), ImageRow)
             .values(
                 image_id=image_id,
                 content_type=content_type,
@@ -181,7 +122,6 @@ class CacheRepository:
         ).all()
         if expired:
             self._purge_ids(list(expired))
-        insert = _insert_for(self.session)
         row = {
             **values,
             "exact_hits": 0,
@@ -192,7 +132,7 @@ class CacheRepository:
             "invalidated_at": None,
         }
         statement = (
-            insert(CacheEntry)
+            insert_for(dialect_name(self.session), CacheEntry)
             .values(**row)
             .on_conflict_do_nothing(index_elements=["cache_key"])
             .returning(CacheEntry.id)
@@ -238,8 +178,7 @@ class CacheRepository:
         return len(removed)
 
     def _add_to_totals(self, *, purged: int, exact: int, similar: int, saved: int) -> None:
-        insert = _insert_for(self.session)
-        statement = insert(CacheTotals).values(
+        statement = insert_for(dialect_name(self.session), CacheTotals).values(
             id=TOTALS_ID,
             purged_entries=purged,
             exact_hits=exact,
@@ -260,12 +199,16 @@ class CacheRepository:
 
     def invalidate_image(self, image_id: str, now: datetime) -> int:
         """Expire every live entry holding the image; returns how many."""
-        result = self.session.execute(
-            update(CacheEntry)
-            .where(CacheEntry.image_id == image_id, _live(now))
-            .values(expires_at=now, invalidated_at=now)
+        # An UPDATE's result is a CursorResult (it has rowcount); execute() is typed wider.
+        result = cast(
+            CursorResult[Any],
+            self.session.execute(
+                update(CacheEntry)
+                .where(CacheEntry.image_id == image_id, _live(now))
+                .values(expires_at=now, invalidated_at=now)
+            ),
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
     # -- statistics
 
@@ -309,39 +252,3 @@ class CacheRepository:
                 query.order_by(CacheEntry.uses.desc(), CacheEntry.id.asc()).limit(limit)
             )
         )
-
-
-class LeaseRepository:
-    """Generation leases: one row per cache key being generated (single flight)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def claim(self, key: str, owner: str, now: datetime, ttl: timedelta) -> bool:
-        """Take the lease on key for owner: True when it was free, expired, or
-        already owner's. One statement, so two replicas cannot both win."""
-        insert = _insert_for(self.session)
-        statement = insert(GenerationLease).values(
-            cache_key=key, owner=owner, acquired_at=now, expires_at=now + ttl
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["cache_key"],
-            set_={
-                "owner": statement.excluded.owner,
-                "acquired_at": statement.excluded.acquired_at,
-                "expires_at": statement.excluded.expires_at,
-            },
-            where=or_(GenerationLease.expires_at <= now, GenerationLease.owner == owner),
-        ).returning(GenerationLease.owner)
-        return self.session.execute(statement).scalar_one_or_none() == owner
-
-    def release(self, key: str, owner: str) -> None:
-        self.session.execute(
-            delete(GenerationLease).where(
-                GenerationLease.cache_key == key, GenerationLease.owner == owner
-            )
-        )
-
-    def held_by_another(self, key: str, owner: str, now: datetime) -> bool:
-        lease = self.session.get(GenerationLease, key, populate_existing=True)
-        return lease is not None and lease.owner != owner and lease.expires_at > now

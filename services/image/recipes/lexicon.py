@@ -2,7 +2,7 @@
 
 English only, on purpose. A recipe whose words are not here is not guessed at:
 its dish identity is unknown, and an unknown dish is never matched to another
-(services/image/similarity.py). Adding a word here can only make the analyzer
+(services/image/recipes/similarity.py). Adding a word here can only make the analyzer
 recognize more; every list is small enough to read.
 """
 

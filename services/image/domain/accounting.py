@@ -1,15 +1,12 @@
-"""What ImageService needs from BudgetService, as plain Python: the usage record
-of an attempt, a reservation, and the Budget protocol the BudgetService client
-(services/image/budget_client.py) implements. No gRPC here.
+"""Accounting values ImageService exchanges with BudgetService, as plain Python:
+the usage record of an attempt and a reservation. The Budget port that carries
+them is app/ports.py; its gRPC client is adapters/budget_client.py.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
-
-# ---- what the use case needs from BudgetService -------------------------------------
 
 
 class Outcome(enum.StrEnum):
@@ -60,22 +57,3 @@ class Reservation:
     amount_micros: int
     # True when the idempotency key was seen before: this is that reservation.
     replayed: bool
-
-
-class Budget(Protocol):
-    """BudgetService as the use case sees it (services/image/budget_client.py).
-
-    Each method raises a DomainError: QuotaExceeded when over a limit, and
-    Unavailable when BudgetService cannot be reached.
-    """
-
-    def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation: ...
-
-    def commit(self, reservation_id: str, actual_cost_micros: int, usage: Usage) -> None: ...
-
-    def release(self, reservation_id: str, usage: Usage) -> None: ...
-
-    def record_usage(self, usage: Usage) -> bool:
-        """Write a record for an attempt without a reservation; True when the
-        request_id already had one (nothing new was written)."""
-        ...

@@ -58,14 +58,14 @@ class CacheEntry(Base):
     model: Mapped[str] = mapped_column(String(100))
     size: Mapped[str] = mapped_column(String(32))
     quality: Mapped[str] = mapped_column(String(16))
-    # The quality's order (services/image/cache_policy.py): a similar hit needs
+    # The quality's order (domain/cache_policy.py): a similar hit needs
     # an entry of at least the requested rank.
     quality_rank: Mapped[int] = mapped_column(SmallInteger)
     prompt: Mapped[str] = mapped_column(Text)
-    # The recipe context the prompt was built from (analyzer.RecipeContext.to_json()).
+    # The recipe context the prompt was built from (recipes.analyzer.RecipeContext.to_json()).
     context: Mapped[dict[str, Any]] = mapped_column(JSON)
     # SHA-256 hex of model, size, dish identity, dietary tags and signature foods
-    # (similarity.match_key); NULL for a caller's prompt or an unknown dish, which
+    # (recipes.similarity.match_key); NULL for a caller's prompt or an unknown dish, which
     # are never served to another recipe.
     match_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     image_id: Mapped[str] = mapped_column(String(64), ForeignKey("images.image_id"))
@@ -134,7 +134,7 @@ class PendingSettlement(Base):
     # "commit" or "release".
     kind: Mapped[str] = mapped_column(String(16))
     actual_cost_micros: Mapped[int] = mapped_column(BigInteger)
-    # The attempt's usage record (generation.Usage as JSON).
+    # The attempt's usage record (domain.accounting.Usage as JSON).
     usage: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -20,8 +20,8 @@ import json
 import math
 from collections.abc import Sequence
 
-from services.image.analyzer import RecipeContext
-from services.image.lexicon import UNKNOWN
+from services.image.recipes.analyzer import RecipeContext
+from services.image.recipes.lexicon import UNKNOWN
 
 INGREDIENT_WEIGHT = 0.6
 CONTEXT_WEIGHT = 1.0 - INGREDIENT_WEIGHT

@@ -1,12 +1,13 @@
-"""GenerateImage's input rules: every bad field named, the model's options checked
-against the price table, defaults filled in. Nothing here touches money."""
+"""The GenerateImage command and its input rules: every bad field named, the
+model's options checked against the price table, defaults filled in. Nothing
+here touches money."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from services.common.errors import FailedPrecondition, Violations
 from services.common.prices import (
     ModelPrice,
     PriceTable,
@@ -14,8 +15,8 @@ from services.common.prices import (
     UnknownModelError,
     UnsupportedOptionError,
 )
-from services.image.analyzer import Recipe
-from services.image.cache import normalize_prompt
+from services.image.recipes.analyzer import Recipe
+from services.image.recipes.prompts import normalize_prompt
 
 MAX_TITLE_CHARS = 300
 MAX_RECIPE_ID_CHARS = 200
@@ -71,17 +72,16 @@ def validate(
 ) -> ValidRequest:
     """The request with defaults filled in, or InvalidArgument naming every bad field;
     FailedPrecondition MODEL_RETIRED for a retired model."""
-    violations = _recipe_violations(command.recipe)
+    violations = Violations()
+    _check_recipe(violations, command.recipe)
     prompt = normalize_prompt(command.prompt)
     if not command.recipe.title.strip() and not prompt:
-        violations.append(FieldViolation("recipe.title", "required unless a prompt is given"))
+        violations.add("recipe.title", "required unless a prompt is given")
     request_id = command.request_id.strip()
     if not (0.0 <= command.min_similarity <= 1.0):  # NaN fails this too
-        violations.append(FieldViolation("min_similarity", "must be between 0 and 1"))
+        violations.add("min_similarity", "must be between 0 and 1")
     if len(request_id) > MAX_REQUEST_ID_CHARS:
-        violations.append(
-            FieldViolation("request_id", f"at most {MAX_REQUEST_ID_CHARS} characters")
-        )
+        violations.add("request_id", f"at most {MAX_REQUEST_ID_CHARS} characters")
 
     model = command.model.strip() or defaults.model
     size = command.size.strip().lower() or defaults.size
@@ -91,20 +91,17 @@ def validate(
     try:
         price = prices.require_available(model, on=today)
     except UnknownModelError:
-        violations.append(FieldViolation("model", f"{model!r} is not a known image model"))
+        violations.add("model", f"{model!r} is not a known image model")
     except RetiredModelError as exc:
         retired = exc
 
     if price is not None:
-        violations += _option_violations(price, command, size, quality)
+        _check_options(violations, price, command, size, quality)
         if len(prompt) > price.max_prompt_chars:
-            violations.append(
-                FieldViolation(
-                    "prompt", f"at most {price.max_prompt_chars} characters for model {model}"
-                )
+            violations.add(
+                "prompt", f"at most {price.max_prompt_chars} characters for model {model}"
             )
-    if violations:
-        raise InvalidArgument(violations)
+    violations.raise_if_any()
     if retired is not None:
         raise FailedPrecondition(
             str(retired),
@@ -128,56 +125,45 @@ def validate(
     )
 
 
-def _recipe_violations(recipe: Recipe) -> list[FieldViolation]:
-    violations = []
+def _check_recipe(violations: Violations, recipe: Recipe) -> None:
     if len(recipe.title) > MAX_TITLE_CHARS:
-        violations.append(FieldViolation("recipe.title", f"at most {MAX_TITLE_CHARS} characters"))
+        violations.add("recipe.title", f"at most {MAX_TITLE_CHARS} characters")
     if len(recipe.recipe_id) > MAX_RECIPE_ID_CHARS:
-        violations.append(
-            FieldViolation("recipe.recipe_id", f"at most {MAX_RECIPE_ID_CHARS} characters")
-        )
+        violations.add("recipe.recipe_id", f"at most {MAX_RECIPE_ID_CHARS} characters")
     if len(recipe.cuisine) > MAX_CUISINE_CHARS:
-        violations.append(
-            FieldViolation("recipe.cuisine", f"at most {MAX_CUISINE_CHARS} characters")
-        )
+        violations.add("recipe.cuisine", f"at most {MAX_CUISINE_CHARS} characters")
     for name, most_items, most_chars in LIST_LIMITS:
         items = getattr(recipe, name)
         if len(items) > most_items:
-            violations.append(FieldViolation(f"recipe.{name}", f"at most {most_items} items"))
+            violations.add(f"recipe.{name}", f"at most {most_items} items")
             continue
         for index, item in enumerate(items):
             if len(item) > most_chars:
-                violations.append(
-                    FieldViolation(f"recipe.{name}[{index}]", f"at most {most_chars} characters")
-                )
-    return violations
+                violations.add(f"recipe.{name}[{index}]", f"at most {most_chars} characters")
 
 
-def _option_violations(
-    price: ModelPrice, command: GenerateCommand, size: str, quality: str
-) -> list[FieldViolation]:
-    violations = []
+def _check_options(
+    violations: Violations, price: ModelPrice, command: GenerateCommand, size: str, quality: str
+) -> None:
+    options_ok = True
     if size not in price.sizes:
+        options_ok = False
         given = "" if command.size.strip() else "the default "
-        violations.append(
-            FieldViolation(
-                "size",
-                f"{given}{size!r} is not offered by model {price.name}; "
-                f"expected one of {', '.join(price.sizes)}",
-            )
+        violations.add(
+            "size",
+            f"{given}{size!r} is not offered by model {price.name}; "
+            f"expected one of {', '.join(price.sizes)}",
         )
     if quality not in price.qualities:
+        options_ok = False
         given = "" if command.quality else "the default "
-        violations.append(
-            FieldViolation(
-                "quality",
-                f"{given}{quality!r} is not offered by model {price.name}; "
-                f"expected one of {', '.join(price.qualities)}",
-            )
+        violations.add(
+            "quality",
+            f"{given}{quality!r} is not offered by model {price.name}; "
+            f"expected one of {', '.join(price.qualities)}",
         )
-    if not violations:
+    if options_ok:
         try:
             price.per_image_micros(quality, size)
         except UnsupportedOptionError as exc:
-            violations.append(FieldViolation(exc.field, str(exc)))
-    return violations
+            violations.add(exc.field, str(exc))

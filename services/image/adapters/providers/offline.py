@@ -15,7 +15,7 @@ import hashlib
 import struct
 import zlib
 
-from services.image.providers import GeneratedImage
+from services.image.domain.images import GeneratedImage
 
 WIDTH = 64
 
@@ -85,12 +85,15 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def _muted(rgb: bytes) -> tuple[int, int, int]:
-    return tuple(150 + b * 90 // 255 for b in rgb)  # type: ignore[return-value]
+    red, green, blue = (150 + b * 90 // 255 for b in rgb[:3])
+    return red, green, blue
 
 
 def _vivid(rgb: bytes) -> tuple[int, int, int]:
-    return tuple(60 + b * 180 // 255 for b in rgb)  # type: ignore[return-value]
+    red, green, blue = (60 + b * 180 // 255 for b in rgb[:3])
+    return red, green, blue
 
 
 def _darker(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-    return tuple(c * 85 // 100 for c in rgb)  # type: ignore[return-value]
+    red, green, blue = (c * 85 // 100 for c in rgb)
+    return red, green, blue

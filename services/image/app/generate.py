@@ -1,0 +1,282 @@
+"""GenerateImage, top to bottom. Plain Python: no gRPC, no SQL here.
+
+1. Validate (nothing charged on bad input); analyze the recipe and build the
+   prompt (unless the caller gave one).
+2. Cache: a live exact entry; then, when the caller allows it and the prompt
+   was built, an image of the same dish. A hit is recorded at BudgetService
+   at cost zero with what it saved.
+3. Single flight: wait for this request's turn to generate; an identical
+   generation finished meanwhile is served as an exact hit.
+4. Reserve the most the image can cost, generate, store the bytes, the cache
+   entry and the pending commit in one transaction, then commit the actual
+   cost from the usage the provider reports (through the settlement outbox).
+5. A provider failure releases the reservation with a failed record (also
+   through the outbox), or, with a fallback image configured, serves that
+   uncharged (outcome FALLBACK).
+
+Every attempt leaves exactly one usage record at BudgetService, and nothing is
+generated without a reservation: when BudgetService cannot be reached before
+the generation, the request fails. When it cannot be reached after it, the
+caller still gets the image (it is paid for and stored) and the outbox row
+stays until the settler commits or releases it. A generation whose caller has
+gone away runs to its end (it is paid for either way) and lands in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+from services.common.clock import Clock
+from services.common.errors import DomainError, FailedPrecondition, QuotaExceeded
+from services.common.prices import PriceTable, estimate_prompt_tokens
+from services.image.app.cache_lookup import CacheLookup
+from services.image.app.image_keeper import ImageKeeper
+from services.image.app.ports import Budget, Provider
+from services.image.app.settler import Settler
+from services.image.app.single_flight import SingleFlight
+from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
+from services.image.domain.cache_policy import Hit, Lookup, cache_key, quality_rank
+from services.image.domain.command import Defaults, GenerateCommand, ValidRequest, validate
+from services.image.domain.failures import failure_message, fallback_reason_and_message, short
+from services.image.domain.images import StoredImage
+from services.image.domain.results import GenerateResult, Source
+from services.image.domain.settlement import Settlement
+from services.image.recipes.analyzer import analyze
+from services.image.recipes.prompts import build_prompt
+from services.image.recipes.similarity import effective_threshold, match_key
+
+log = logging.getLogger("recipeimage.image.generation")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One GenerateImage attempt, planned: the valid request, its usage record
+    so far, and what to look for in the cache."""
+
+    request: ValidRequest
+    usage: Usage
+    lookup: Lookup
+
+    @property
+    def built_prompt(self) -> bool:
+        return not self.request.prompt
+
+
+class GenerateImage:
+    def __init__(
+        self,
+        *,
+        prices: PriceTable,
+        defaults: Defaults,
+        clock: Clock,
+        budget: Budget,
+        provider: Provider,
+        cache: CacheLookup,
+        single_flight: SingleFlight,
+        keeper: ImageKeeper,
+        settler: Settler,
+        similarity_threshold: float,
+        fallback: StoredImage | None,
+    ) -> None:
+        self.prices = prices
+        self.defaults = defaults
+        self.clock = clock
+        self.budget = budget
+        self.provider = provider
+        self.cache = cache
+        self.single_flight = single_flight
+        self.keeper = keeper
+        self.settler = settler
+        self.similarity_threshold = similarity_threshold
+        self.fallback = fallback
+
+    def __call__(self, command: GenerateCommand) -> GenerateResult:
+        request = validate(command, self.prices, self.defaults, self.clock.now().date())
+        plan = self._plan(command, request)
+        hit = self.cache.find(plan.lookup)
+        if hit is not None:
+            return self._serve_hit(hit, plan)
+        with self.single_flight.turn_to_generate(plan.lookup) as winners_hit:
+            if winners_hit is not None:
+                return self._serve_hit(winners_hit, plan)
+            return self._reserve_and_generate(plan)
+
+    def _plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
+        context = analyze(command.recipe)
+        prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
+        usage = Usage(
+            request_id=request.request_id or uuid.uuid4().hex,
+            user_id=command.user_id,
+            recipe_id=command.recipe.recipe_id,
+            prompt=prompt,
+            size=request.size,
+            quality=request.quality,
+            model=request.model,
+            provider=self.provider.name,
+        )
+        similar = request.allow_similar and not request.prompt
+        lookup = Lookup(
+            key=cache_key(request.model, request.size, request.quality, prompt),
+            match_key=match_key(request.model, request.size, context) if similar else None,
+            context=context,
+            quality=request.quality,
+            quality_rank=quality_rank(request.quality),
+            threshold=effective_threshold(self.similarity_threshold, request.min_similarity),
+            requested_micros=request.price.per_image_micros(request.quality, request.size),
+        )
+        return Plan(request, usage, lookup)
+
+    def _serve_hit(self, hit: Hit, plan: Plan) -> GenerateResult:
+        """Record the hit at BudgetService (cost 0, what it saved), then count it
+        on its entry, unless it retried an attempt already recorded."""
+        duplicate = self.budget.record_usage(
+            replace(
+                plan.usage,
+                outcome=Outcome.CACHE_HIT_SIMILAR if hit.similar else Outcome.CACHE_HIT_EXACT,
+                success=True,
+                cached=True,
+                cache_hit="similar" if hit.similar else "exact",
+                cost_saved_micros=hit.saved_micros,
+            )
+        )
+        if not duplicate:
+            self.cache.count_hit(hit)
+        return _cached_result(hit, plan, saved=hit.saved_micros)
+
+    def _reserve_and_generate(self, plan: Plan) -> GenerateResult:
+        reservation = self._reserve_or_record_refusal(plan)
+        if reservation.replayed:
+            return self._answer_replay(reservation, plan)
+        return self._generate_paid(reservation, plan)
+
+    def _reserve_or_record_refusal(self, plan: Plan) -> Reservation:
+        """Hold the most the image can cost; a refusal is recorded and raised."""
+        request, usage = plan.request, plan.usage
+        amount = request.price.max_cost_micros(
+            request.quality, request.size, estimate_prompt_tokens(usage.prompt)
+        )
+        try:
+            return self.budget.reserve(usage.user_id, amount, usage.request_id)
+        except QuotaExceeded as refusal:
+            self.budget.record_usage(
+                replace(usage, outcome=Outcome.REFUSED, error_message=short(refusal.message))
+            )
+            raise
+
+    def _generate_paid(self, reservation: Reservation, plan: Plan) -> GenerateResult:
+        """With the money held: generate, keep the image, commit what it cost."""
+        request, usage = plan.request, plan.usage
+        started = time.monotonic()
+        try:
+            generated = self.provider.generate(
+                usage.prompt, request.model, request.size, request.quality
+            )
+        except Exception as exc:
+            return self._release_after_failure(reservation, plan, exc, _elapsed_ms(started))
+        elapsed_ms = _elapsed_ms(started)
+        cost = request.price.actual_cost_micros(request.quality, request.size, generated.usage)
+        spent = replace(
+            usage,
+            outcome=Outcome.GENERATED,
+            provider=generated.provider,
+            cost_micros=cost,
+            success=True,
+            generation_time_ms=elapsed_ms,
+            input_tokens=generated.input_tokens,
+            output_tokens=generated.output_tokens,
+        )
+        commit = Settlement.commit(reservation.reservation_id, cost, spent)
+        try:
+            image, commit = self.keeper.store_generated_image(
+                generated, plan.lookup, plan.built_prompt, commit
+            )
+        except Exception:
+            # The provider was paid: the spend is committed even though the image is lost.
+            log.exception(
+                "storing a generated image failed", extra={"request_id": usage.request_id}
+            )
+            lost = replace(spent, success=False, error_message="storing the image failed")
+            self.settler.commit_now(self.settler.queue_alone(replace(commit, usage=lost)))
+            raise
+        self.settler.commit_now(commit)
+        return GenerateResult.answering(
+            usage,
+            plan.lookup.context,
+            image,
+            Source.GENERATED,
+            cost_micros=cost,
+            generation_time_ms=elapsed_ms,
+        )
+
+    def _release_after_failure(
+        self, reservation: Reservation, plan: Plan, error: Exception, elapsed_ms: int
+    ) -> GenerateResult:
+        """The provider failed: give the money back and record the attempt; serve
+        the fallback image when there is one, else pass the error on."""
+        if not isinstance(error, DomainError):
+            log.exception("the image provider failed unexpectedly", exc_info=error)
+        failed = replace(
+            plan.usage,
+            outcome=Outcome.FAILED,
+            error_message=failure_message(error),
+            generation_time_ms=elapsed_ms,
+        )
+        if self.fallback is None:
+            self.settler.release_now(Settlement.release(reservation.reservation_id, failed))
+            raise error
+        served = replace(failed, outcome=Outcome.FALLBACK, fallback_used=True)
+        self.settler.release_now(Settlement.release(reservation.reservation_id, served))
+        reason, message = fallback_reason_and_message(error)
+        return GenerateResult.answering(
+            plan.usage,
+            plan.lookup.context,
+            self.fallback,
+            Source.FALLBACK,
+            generation_time_ms=elapsed_ms,
+            fallback_reason=reason,
+            fallback_message=message,
+        )
+
+    def _answer_replay(self, reservation: Reservation, plan: Plan) -> GenerateResult:
+        """The request id was reserved before: never generate or record it again."""
+        request_id = plan.usage.request_id
+        state = reservation.state
+        if state is ReservationState.HELD:
+            raise FailedPrecondition(
+                "an attempt with this request_id is still in progress; retry it later",
+                "REQUEST_IN_PROGRESS",
+                {"request_id": request_id},
+            )
+        if state is ReservationState.COMMITTED:
+            hit = self.cache.find(plan.lookup.exact_only())
+            if hit is not None:  # already paid for by the first attempt
+                return _cached_result(hit, plan, saved=0)
+            raise FailedPrecondition(
+                "an attempt with this request_id already completed; use a new request_id "
+                "to generate again",
+                "REQUEST_ALREADY_COMPLETED",
+                {"request_id": request_id},
+            )
+        raise FailedPrecondition(
+            "an attempt with this request_id already failed; retry with a new request_id",
+            "REQUEST_ALREADY_FAILED",
+            {"request_id": request_id, "state": state.value},
+        )
+
+
+def _cached_result(hit: Hit, plan: Plan, *, saved: int) -> GenerateResult:
+    return GenerateResult.answering(
+        plan.usage,
+        plan.lookup.context,
+        hit.image,
+        Source.CACHE_SIMILAR if hit.similar else Source.CACHE_EXACT,
+        cost_saved_micros=saved,
+        similarity=hit.similarity,
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

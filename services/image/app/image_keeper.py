@@ -1,0 +1,99 @@
+"""Keeping images: the bytes in the image store, then their rows in the database.
+
+Bytes first, so a row never names a file that is not there. A generated image
+is stored with its cache entry and the pending commit of its cost in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.common.clock import Clock
+from services.image.adapters.image_store import ImageStore
+from services.image.app.settler import Settler
+from services.image.domain.cache_policy import Lookup
+from services.image.domain.images import GeneratedImage, StoredImage
+from services.image.domain.settlement import Settlement
+from services.image.recipes.similarity import match_key
+from services.image.store.cache import CacheRepository
+
+log = logging.getLogger("recipeimage.image.generation")
+
+
+class ImageKeeper:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        files: ImageStore,
+        settler: Settler,
+        clock: Clock,
+        *,
+        cache_ttl: timedelta,
+    ) -> None:
+        self.sessions = sessions
+        self.files = files
+        self.settler = settler
+        self.clock = clock
+        self.cache_ttl = cache_ttl
+
+    def store_image(self, data: bytes, content_type: str) -> StoredImage:
+        """Store bytes and their image row (the same bytes twice keep their first row)."""
+        image_id = self.files.put(data, content_type)
+        with self.sessions.begin() as session:
+            repo = CacheRepository(session)
+            repo.add_image(image_id, content_type, len(data), self.clock.now())
+            image = repo.image(image_id)
+            assert image is not None
+            return image
+
+    def store_generated_image(
+        self,
+        generated: GeneratedImage,
+        lookup: Lookup,
+        built_prompt: bool,
+        commit: Settlement,
+    ) -> tuple[StoredImage, Settlement]:
+        """Store the bytes, then the image row, the cache entry and the pending
+        commit of its cost (one transaction); the image and the queued commit.
+
+        When another request stored an entry for the same key first (its lease
+        expired while it generated), this one keeps its own image (it was paid
+        for and is readable) and leaves the winner's entry.
+        """
+        image_id = self.files.put(generated.data, generated.content_type)
+        usage = commit.usage
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            repo = CacheRepository(session)
+            repo.add_image(image_id, generated.content_type, len(generated.data), now)
+            _entry, won = repo.add_entry(
+                {
+                    "cache_key": lookup.key,
+                    "model": usage.model,
+                    "size": usage.size,
+                    "quality": usage.quality,
+                    "quality_rank": lookup.quality_rank,
+                    "prompt": usage.prompt,
+                    "context": lookup.context.to_json(),
+                    # Only a built prompt shows the dish its context says; a
+                    # caller's prompt may show anything, so it is never reused.
+                    "match_key": (
+                        match_key(usage.model, usage.size, lookup.context) if built_prompt else None
+                    ),
+                    "image_id": image_id,
+                    "provider": generated.provider,
+                    "cost_micros": commit.actual_cost_micros,
+                    "created_at": now,
+                    "expires_at": now + self.cache_ttl,
+                },
+                now,
+            )
+            image = repo.image(image_id)
+            assert image is not None
+            if not won:
+                log.info("cache entry raced; kept the first", extra={"cache_key": lookup.key})
+            return image, self.settler.queue(session, commit)

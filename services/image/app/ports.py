@@ -1,0 +1,36 @@
+"""What the use cases need from outside, as protocols: BudgetService (its gRPC
+client is adapters/budget_client.py) and an image provider (adapters/providers/)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from services.image.domain.accounting import Reservation, Usage
+from services.image.domain.images import GeneratedImage
+
+
+class Budget(Protocol):
+    """BudgetService as the use cases see it.
+
+    Each method raises a DomainError: QuotaExceeded when over a limit, and
+    Unavailable when BudgetService cannot be reached.
+    """
+
+    def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation: ...
+
+    def commit(self, reservation_id: str, actual_cost_micros: int, usage: Usage) -> None: ...
+
+    def release(self, reservation_id: str, usage: Usage) -> None: ...
+
+    def record_usage(self, usage: Usage) -> bool:
+        """Write a record for an attempt without a reservation; True when the
+        request_id already had one (nothing new was written)."""
+        ...
+
+
+class Provider(Protocol):
+    name: str
+
+    def generate(self, prompt: str, model: str, size: str, quality: str) -> GeneratedImage: ...
+
+    def close(self) -> None: ...

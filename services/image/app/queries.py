@@ -1,0 +1,92 @@
+"""The read-only queries: GetImage (metadata and bytes) and GetCacheStats
+(lifetime figures and a page of the most used live entries)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.common import paging
+from services.common.clock import Clock
+from services.common.errors import NotFound, Violations
+from services.common.paging import PageTokens
+from services.image.adapters.image_store import ImageStore
+from services.image.domain.images import StoredImage, check_image_id
+from services.image.domain.results import CachedEntry, CacheStatsPage
+from services.image.store.cache import CacheRepository
+from services.image.store.models import CacheEntry
+
+# GetCacheStats' most-used entries (AIP-158): a page of 10 unless asked, 100 at most.
+STATS_PAGE_SIZE = 10
+MAX_STATS_PAGE_SIZE = 100
+
+
+class ImageQueries:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        files: ImageStore,
+        page_tokens: PageTokens,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.files = files
+        self.page_tokens = page_tokens
+        self.clock = clock
+
+    def get_image(self, image_id: str) -> tuple[StoredImage, bytes]:
+        """The image's metadata and bytes; NotFound when no image has the id."""
+        check_image_id(image_id)
+        with self.sessions.begin() as session:
+            image = CacheRepository(session).image(image_id)
+        if image is None:
+            raise NotFound(f"no image {image_id}")
+        return image, self.files.get(image.image_id, image.content_type)
+
+    def cache_stats(self, page_size: int = 0, page_token: str = "") -> CacheStatsPage:
+        violations = Violations()
+        size = paging.page_size(
+            violations, page_size, default=STATS_PAGE_SIZE, maximum=MAX_STATS_PAGE_SIZE
+        )
+        after = self._position(violations, page_token)
+        violations.raise_if_any()
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            repo = CacheRepository(session)
+            stats = repo.stats(now)
+            rows = repo.most_used(now, size + 1, after)
+            page, more = rows[:size], len(rows) > size
+            listed = [_listed(repo, row) for row in page]
+        token = ""
+        if more and page:
+            token = self.page_tokens.encode({"u": page[-1].uses, "i": page[-1].id}, {})
+        return CacheStatsPage(stats, listed, token)
+
+    def _position(self, violations: Violations, page_token: str) -> tuple[int, int] | None:
+        """The (uses, id) of the last entry of the previous page, from its token."""
+        position = self.page_tokens.decode(violations, page_token, {})
+        if position is None:
+            return None
+        uses, entry_id = position.get("u"), position.get("i")
+        if isinstance(uses, int) and isinstance(entry_id, int):
+            return uses, entry_id
+        violations.add("page_token", "not a page token this service issued")
+        return None
+
+
+def _listed(repo: CacheRepository, row: CacheEntry) -> CachedEntry:
+    return CachedEntry(
+        entry_id=row.id,
+        image=repo.image_of(row),
+        model=row.model,
+        size=row.size,
+        quality=row.quality,
+        dish=str((row.context or {}).get("dish", "")),
+        uses=row.uses,
+        exact_hits=row.exact_hits,
+        similar_hits=row.similar_hits,
+        cost_micros=row.cost_micros,
+        cost_saved_micros=row.cost_saved_micros,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_hit_at=row.last_hit_at,
+    )

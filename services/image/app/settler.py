@@ -1,0 +1,194 @@
+"""Settling with BudgetService through the outbox: every commit and release
+ImageService owes is written to store/settlements.py's table before its first
+attempt and deleted when BudgetService acknowledges it.
+
+The request path writes the row (in the transaction that stores the image and
+its cache entry, when the flow has one) and makes the first attempt; when
+BudgetService cannot be reached the row stays, and settle_pending (a
+PeriodicJob built in main.py) retries it with a growing backoff.
+CommitReservation and ReleaseReservation are idempotent, so an attempt whose
+acknowledgement was lost, or two settlers on one row, charge and record
+nothing twice. A row BudgetService refused for good is logged at ERROR
+(reservation id, cost, request), marked abandoned and never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.common.clock import Clock
+from services.common.errors import DomainError
+from services.image.app.ports import Budget
+from services.image.domain.settlement import (
+    Attempt,
+    Kind,
+    Settled,
+    Settlement,
+    settled_by,
+)
+from services.image.store.settlements import SettlementRepository
+
+log = logging.getLogger("recipeimage.image.settlement")
+
+BATCH_SIZE = 50
+
+
+class Settler:
+    """Writes the outbox rows, makes the attempts, and settles what is due."""
+
+    def __init__(self, sessions: sessionmaker[Session], budget: Budget, clock: Clock) -> None:
+        self.sessions = sessions
+        self.budget = budget
+        self.clock = clock
+
+    # -- the request path
+
+    def queue(self, session: Session, settlement: Settlement) -> Settlement:
+        """Write the outbox row in the caller's transaction; the settlement with its row."""
+        return SettlementRepository(session).add(settlement, self.clock.now())
+
+    def queue_alone(self, settlement: Settlement) -> Settlement:
+        """Write the outbox row in a transaction of its own. When the database
+        refuses, the settlement comes back without a row (the attempt is still
+        made, as before there was an outbox)."""
+        try:
+            with self.sessions.begin() as session:
+                return self.queue(session, settlement)
+        except Exception:
+            log.exception(
+                "recording a pending settlement failed",
+                extra={"reservation_id": settlement.reservation_id, "kind": settlement.kind.value},
+            )
+            return settlement
+
+    def commit_now(self, settlement: Settlement) -> None:
+        """Charge what an image cost. When BudgetService cannot be reached the row
+        stays for the settler and the caller still gets the image it paid for. A
+        final refusal (the row is abandoned and logged) fails the call, as does
+        any failure when there is no row to fall back on."""
+        attempt = self.attempt(settlement)
+        if attempt.outcome is Settled.ACKNOWLEDGED:
+            return
+        if attempt.outcome is Settled.PENDING and settlement.row_id is not None:
+            return
+        error = attempt.error
+        assert error is not None
+        if settlement.row_id is None:
+            # Money the provider took and the ledger does not show: say so loudly,
+            # with what reconciling it needs.
+            log.error(
+                "committing a generation's cost failed",
+                extra={
+                    "reservation_id": settlement.reservation_id,
+                    "request_id": settlement.usage.request_id,
+                    "user_id": settlement.usage.user_id,
+                    "cost_micros": settlement.actual_cost_micros,
+                    "error": _message(error),
+                },
+            )
+        raise error
+
+    def release_now(self, settlement: Settlement) -> None:
+        """Give the money back and record the attempt, through the outbox: when
+        BudgetService cannot be reached the settler does it later. Never raises:
+        the provider's error, not this one, is what the caller sees."""
+        self.attempt(self.queue_alone(settlement))
+
+    # -- one attempt
+
+    def attempt(self, settlement: Settlement) -> Attempt:
+        """Commit or release at BudgetService once, and settle the row by the answer."""
+        try:
+            if settlement.kind is Kind.COMMIT:
+                self.budget.commit(
+                    settlement.reservation_id, settlement.actual_cost_micros, settlement.usage
+                )
+            else:
+                self.budget.release(settlement.reservation_id, settlement.usage)
+        except Exception as error:
+            outcome = settled_by(error)
+            _log_failed_attempt(settlement, outcome, error)
+            self._update_row(settlement, outcome, _message(error))
+            return Attempt(outcome, error)
+        self._update_row(settlement, Settled.ACKNOWLEDGED, "")
+        return Attempt(Settled.ACKNOWLEDGED)
+
+    def _update_row(self, settlement: Settlement, outcome: Settled, message: str) -> None:
+        """Delete (acknowledged), abandon or reschedule the row. A failure here
+        leaves the row as it was: due again after the claim period."""
+        row_id = settlement.row_id
+        if row_id is None:
+            return
+        now = self.clock.now()
+        try:
+            with self.sessions.begin() as session:
+                repo = SettlementRepository(session)
+                if outcome is Settled.ACKNOWLEDGED:
+                    repo.acknowledged(row_id)
+                elif outcome is Settled.ABANDONED:
+                    repo.abandon(row_id, message, now)
+                else:
+                    repo.failed(row_id, settlement.attempts, message, now)
+        except Exception:
+            log.exception("updating a pending settlement failed", extra={"row_id": row_id})
+
+    # -- the settler job
+
+    def settle_pending(self, now: datetime | None = None) -> int:
+        """Attempt every row due at now (default: the clock's now) once; the number
+        BudgetService acknowledged. A pass stops at the first row BudgetService
+        could not take: the rest wait for the next pass rather than hammer it."""
+        now = now or self.clock.now()
+        acknowledged = 0
+        after_id = 0
+        while True:
+            with self.sessions.begin() as session:
+                due = SettlementRepository(session).due(now, after_id, BATCH_SIZE)
+            for row_id, seen in due:
+                after_id = row_id
+                with self.sessions.begin() as session:
+                    claimed = SettlementRepository(session).claim(row_id, seen, now)
+                if claimed is None:
+                    continue  # another settler has it, or it is gone
+                outcome = self.attempt(claimed).outcome
+                if outcome is Settled.ACKNOWLEDGED:
+                    acknowledged += 1
+                elif outcome is Settled.PENDING:
+                    return acknowledged
+            if len(due) < BATCH_SIZE:
+                return acknowledged
+
+
+def _message(error: Exception) -> str:
+    return error.message if isinstance(error, DomainError) else repr(error)
+
+
+def _log_failed_attempt(settlement: Settlement, outcome: Settled, error: Exception) -> None:
+    usage = settlement.usage
+    if outcome is Settled.ABANDONED:
+        log.error(
+            "BudgetService refused a settlement for good; abandoned",
+            extra={
+                "reservation_id": settlement.reservation_id,
+                "kind": settlement.kind.value,
+                "cost_micros": settlement.actual_cost_micros,
+                "request_id": usage.request_id,
+                "user_id": usage.user_id,
+                "error": _message(error),
+            },
+        )
+    else:
+        log.warning(
+            "a settlement could not reach BudgetService; left for the settler",
+            extra={
+                "reservation_id": settlement.reservation_id,
+                "kind": settlement.kind.value,
+                "cost_micros": settlement.actual_cost_micros,
+                "request_id": usage.request_id,
+                "attempts": settlement.attempts,
+                "error": _message(error),
+            },
+        )

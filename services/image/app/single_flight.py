@@ -1,0 +1,108 @@
+"""Single flight: concurrent identical misses, on any replica, make one generation.
+
+A request claims the generation lease of its cache key in the database
+(store/leases.py). One that finds the lease held waits, polling with a
+bounded backoff, for the winner's entry and serves it as an exact hit; if the
+lease is released without an entry it claims it; if the wait runs out it
+generates anyway. A lease of a crashed replica expires after its TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.common.clock import Clock
+from services.image.app.cache_lookup import CacheLookup
+from services.image.domain.cache_policy import Hit, Lookup
+from services.image.store.leases import LeaseRepository
+
+log = logging.getLogger("recipeimage.image.generation")
+
+FIRST_POLL_SECONDS = 0.05
+LONGEST_POLL_SECONDS = 0.5
+
+
+class SingleFlight:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        cache: CacheLookup,
+        clock: Clock,
+        *,
+        lease_ttl: timedelta,
+        wait_seconds: float,
+    ) -> None:
+        self.sessions = sessions
+        self.cache = cache
+        self.clock = clock
+        self.lease_ttl = lease_ttl
+        self.wait_seconds = wait_seconds
+
+    @contextmanager
+    def turn_to_generate(self, lookup: Lookup) -> Iterator[Hit | None]:
+        """Wait for this request's turn to generate lookup's image. Yields the hit
+        another request's generation left meanwhile (serve it), or None: generate,
+        holding the lease when it could be claimed, released on exit."""
+        owner = uuid.uuid4().hex
+        claimed = self._claim(lookup.key, owner)
+        if not claimed:
+            hit, claimed = self._wait_for_winner(lookup, owner)
+            if hit is not None:
+                yield hit
+                return
+        try:
+            # The winner of a lease released a moment ago may have left its entry.
+            yield self.cache.find(lookup) if claimed else None
+        finally:
+            if claimed:
+                self._release(lookup.key, owner)
+
+    def _claim(self, key: str, owner: str) -> bool:
+        with self.sessions.begin() as session:
+            return LeaseRepository(session).claim(key, owner, self.clock.now(), self.lease_ttl)
+
+    def _release(self, key: str, owner: str) -> None:
+        try:
+            with self.sessions.begin() as session:
+                LeaseRepository(session).release(key, owner)
+        except Exception:
+            # It expires on its own; waiters meanwhile wait out their bound.
+            log.exception("releasing a generation lease failed", extra={"cache_key": key})
+
+    def _wait_for_winner(self, lookup: Lookup, owner: str) -> tuple[Hit | None, bool]:
+        """Another request holds the lease: poll for its entry until the bound.
+        (hit, False) when it appeared; (None, True) when the lease came free and
+        is now ours; (None, False) when the wait ran out."""
+        exact = lookup.exact_only()
+        deadline = time.monotonic() + self.wait_seconds
+        delay = FIRST_POLL_SECONDS
+        while True:
+            hit = self.cache.find(exact)
+            if hit is not None:
+                return hit, False
+            if self._claim_if_free(lookup.key, owner):
+                return None, True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning(
+                    "waited out an identical generation; generating again",
+                    extra={"cache_key": lookup.key, "waited_s": self.wait_seconds},
+                )
+                return None, False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, LONGEST_POLL_SECONDS)
+
+    def _claim_if_free(self, key: str, owner: str) -> bool:
+        with self.sessions.begin() as session:
+            leases = LeaseRepository(session)
+            now = self.clock.now()
+            return not leases.held_by_another(key, owner, now) and leases.claim(
+                key, owner, now, self.lease_ttl
+            )

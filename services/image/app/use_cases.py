@@ -1,0 +1,19 @@
+"""ImageService's use cases as one value, as main.py wires them and the
+servicer calls them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.image.app.cache_admin import CacheAdmin
+from services.image.app.generate import GenerateImage
+from services.image.app.queries import ImageQueries
+from services.image.app.settler import Settler
+
+
+@dataclass(frozen=True)
+class ImageUseCases:
+    generate_image: GenerateImage
+    queries: ImageQueries
+    cache_admin: CacheAdmin
+    settler: Settler
