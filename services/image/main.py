@@ -46,6 +46,7 @@ from services.image.app.cache_admin import CacheAdmin
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.generate import GenerateImage
 from services.image.app.image_keeper import ImageKeeper
+from services.image.app.in_flight import InFlight
 from services.image.app.ports import Budget, Provider
 from services.image.app.queries import ImageQueries
 from services.image.app.settler import Settler
@@ -91,10 +92,19 @@ class ImageApp:
         return self.use_cases.settler.settle_pending(now)
 
     def close(self) -> None:
-        """Release the BudgetService channel, the provider and the database; once."""
+        """Release the BudgetService channel, the provider and the database; once.
+        Paid generations still running (their callers may be gone) finish and
+        commit first: closing the provider under one would record a paid image
+        as a failed attempt at cost 0."""
         if self._closed:
             return
         self._closed = True
+        drain = self.settings.generation_drain_seconds
+        if not self.use_cases.in_flight.wait_until_idle(drain):
+            log.error(
+                "generations still running after the drain period; closing under them",
+                extra={"in_flight": self.use_cases.in_flight.count, "drain_seconds": drain},
+            )
         self.purger.stop()
         self.settler.stop()
         self._channel.close()
@@ -222,6 +232,7 @@ def build_use_cases(
     keeper = ImageKeeper(
         sessions, files, settler, clock, cache_ttl=timedelta(days=settings.cache_ttl_days)
     )
+    in_flight = InFlight()
     generate_image = GenerateImage(
         prices=prices,
         defaults=defaults,
@@ -240,8 +251,10 @@ def build_use_cases(
         settler=settler,
         similarity_threshold=settings.similarity_threshold,
         fallback=keeper.store_image(*fallback) if fallback is not None else None,
+        in_flight=in_flight,
     )
     return ImageUseCases(
+        in_flight=in_flight,
         generate_image=generate_image,
         queries=ImageQueries(sessions, files, page_tokens, clock),
         cache_admin=CacheAdmin(sessions, clock),

@@ -126,3 +126,11 @@ class ImageSettings:
         if self.provider == "auto":
             return "openai" if self.openai_api_key else "offline"
         return self.provider
+
+    @property
+    def generation_drain_seconds(self) -> float:
+        """How long shutdown waits for paid generations still running: every
+        attempt the provider client may make (with room for Retry-After waits),
+        then the commit's calls to BudgetService."""
+        attempts = self.openai_max_retries + 1
+        return attempts * (self.openai_timeout_seconds + 5.0) + 3 * self.budget_deadline_seconds

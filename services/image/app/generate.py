@@ -34,6 +34,7 @@ from services.common.errors import DomainError, FailedPrecondition, QuotaExceede
 from services.common.prices import PriceTable, estimate_prompt_tokens
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.image_keeper import ImageKeeper
+from services.image.app.in_flight import InFlight
 from services.image.app.ports import Budget, Provider
 from services.image.app.settler import Settler
 from services.image.app.single_flight import SingleFlight
@@ -80,6 +81,7 @@ class GenerateImage:
         settler: Settler,
         similarity_threshold: float,
         fallback: StoredImage | None,
+        in_flight: InFlight,
     ) -> None:
         self.prices = prices
         self.defaults = defaults
@@ -92,6 +94,7 @@ class GenerateImage:
         self.settler = settler
         self.similarity_threshold = similarity_threshold
         self.fallback = fallback
+        self.in_flight = in_flight
 
     def __call__(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
@@ -102,7 +105,8 @@ class GenerateImage:
         with self.single_flight.turn_to_generate(plan.lookup) as winners_hit:
             if winners_hit is not None:
                 return self._serve_hit(winners_hit, plan)
-            return self._reserve_and_generate(plan)
+            with self.in_flight.track():
+                return self._reserve_and_generate(plan)
 
     def _plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
         context = analyze(command.recipe)

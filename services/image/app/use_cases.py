@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from services.image.app.cache_admin import CacheAdmin
 from services.image.app.generate import GenerateImage
+from services.image.app.in_flight import InFlight
 from services.image.app.queries import ImageQueries
 from services.image.app.settler import Settler
 
@@ -17,3 +18,4 @@ class ImageUseCases:
     queries: ImageQueries
     cache_admin: CacheAdmin
     settler: Settler
+    in_flight: InFlight
