@@ -297,3 +297,25 @@ def test_the_database_bound_is_the_edge_bound() -> None:
         "services.budget.migrations.versions.0003_budget_money_bounds"
     )
     assert migration.MONEY_BOUND_MICROS == MAX_MONEY_MICROS
+
+
+def test_an_image_whose_file_is_gone_is_not_found_and_no_longer_served(
+    pair: RunningPair, tokens
+) -> None:
+    request = image_pb.GenerateImageRequest(recipe=SOUP)
+    made = pair.image.GenerateImage(request, metadata=tokens.user("u1"))
+    image_id = made.image.image_id
+    [stored] = pair.store_dir.rglob(f"{image_id}.*")
+    stored.unlink()
+    code, _ = refused(
+        lambda: pair.image.GetImage(
+            image_pb.GetImageRequest(image_id=image_id), metadata=tokens.user("u1")
+        )
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+    again = pair.image.GenerateImage(request, metadata=tokens.user("u1"))
+    assert again.source == image_pb.IMAGE_SOURCE_GENERATED
+    data = pair.image.GetImage(
+        image_pb.GetImageRequest(image_id=again.image.image_id), metadata=tokens.user("u1")
+    ).data
+    assert data

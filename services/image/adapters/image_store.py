@@ -55,7 +55,7 @@ class ImageStore:
         self.root = Path(root)
 
     def path(self, image_id: str, content_type: str) -> Path:
-        if not SHA256_HEX.match(image_id):
+        if not SHA256_HEX.fullmatch(image_id):
             raise ValueError(f"not a SHA-256 hex digest: {image_id!r}")
         return (
             self.root / image_id[:2] / image_id[2:4] / f"{image_id}.{extension_for(content_type)}"

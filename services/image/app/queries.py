@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import paging
 from services.common.clock import Clock
 from services.common.errors import NotFound, Violations
 from services.common.paging import PageTokens
-from services.image.adapters.image_store import ImageStore
+from services.image.adapters.image_store import CorruptImageError, ImageStore
 from services.image.domain.images import StoredImage, check_image_id
 from services.image.domain.results import CachedEntry, CacheStatsPage
 from services.image.store.cache import CacheRepository
 from services.image.store.models import CacheEntry
+
+log = logging.getLogger("recipeimage.image.queries")
 
 # GetCacheStats' most-used entries (AIP-158): a page of 10 unless asked, 100 at most.
 STATS_PAGE_SIZE = 10
@@ -40,7 +44,20 @@ class ImageQueries:
             image = CacheRepository(session).image(image_id)
         if image is None:
             raise NotFound(f"no image {image_id}")
-        return image, self.files.get(image.image_id, image.content_type)
+        try:
+            return image, self.files.get(image.image_id, image.content_type)
+        except (FileNotFoundError, CorruptImageError):
+            self._stop_serving_lost_image(image_id)
+            raise NotFound(f"image {image_id} is no longer stored") from None
+
+    def _stop_serving_lost_image(self, image_id: str) -> None:
+        """The bytes are gone or damaged: no cache entry may hand the id out again,
+        so the next request for the recipe generates a new image."""
+        with self.sessions.begin() as session:
+            entries = CacheRepository(session).invalidate_image(image_id, self.clock.now())
+        log.error(
+            "a stored image is missing or damaged", extra={"image_id": image_id, "entries": entries}
+        )
 
     def cache_stats(self, page_size: int = 0, page_token: str = "") -> CacheStatsPage:
         violations = Violations()

@@ -10,12 +10,12 @@ from datetime import datetime
 from services.common.errors import InvalidArgument
 from services.common.prices import TokenUsage
 
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: "$" would accept a trailing newline
 
 
 def check_image_id(image_id: str) -> None:
     """InvalidArgument unless image_id can name an image."""
-    if not SHA256_HEX.match(image_id):
+    if not SHA256_HEX.fullmatch(image_id):
         raise InvalidArgument.field("image_id", "expected 64 lowercase hexadecimal characters")
 
 
