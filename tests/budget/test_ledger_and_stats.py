@@ -133,11 +133,16 @@ def test_a_duplicate_request_id_returns_the_stored_record_and_writes_nothing(
     assert usage_count(budget) == 1
 
 
-def test_another_users_request_id_is_permission_denied(budget, tokens) -> None:
-    record(budget, tokens.service(), **cache_hit("req-1", user_id="alice"))
-    with pytest.raises(grpc.RpcError) as raised:
-        record(budget, tokens.service(), **cache_hit("req-1", user_id="bob"))
-    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+def test_request_ids_are_each_users_own(budget, tokens) -> None:
+    """One user cannot pre-claim another's request id (issue 7): the same id
+    is another attempt when another user sends it."""
+    first = record(budget, tokens.service(), **cache_hit("req-1", user_id="alice"))
+    second = record(budget, tokens.service(), **cache_hit("req-1", user_id="bob"))
+    assert (first.duplicate, second.duplicate) == (False, False)
+    assert usage_count(budget) == 2
+    again = record(budget, tokens.service(), **cache_hit("req-1", user_id="bob"))
+    assert again.duplicate
+    assert usage_count(budget) == 2
 
 
 def test_a_user_token_cannot_write_the_ledger(budget, tokens) -> None:

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from services.budget.domain.limits import TierLimits
 from services.common.status import rich_details
@@ -318,3 +320,86 @@ def test_the_year_rolls_over_in_the_configured_zone(
             4_000,
             "Europe/Berlin",
         )
+
+
+def _records(budget, tokens, user: str = "u1"):  # type: ignore[no-untyped-def]
+    return list(
+        budget.stub.ListUsage(
+            pb.ListUsageRequest(user_id=user), metadata=tokens.admin()
+        ).usage_records
+    )
+
+
+def test_the_reaper_records_the_abandoned_attempt(budget, tokens, clock) -> None:
+    held = reserve(budget, tokens, 80_000, "crashed")
+    clock.advance(TTL + timedelta(seconds=1))
+    assert budget.app.reap_expired() == 1
+    [record] = _records(budget, tokens)
+    assert (record.request_id, record.outcome, record.cost_micros, record.success) == (
+        "crashed",
+        pb.USAGE_OUTCOME_ABANDONED,
+        0,
+        False,
+    )
+    assert record.reservation_id == held.reservation_id
+    stats = budget.stub.GetUsageStats(
+        pb.GetUsageStatsRequest(user_id="u1", period=pb.STATS_PERIOD_DAY), metadata=tokens.admin()
+    )
+    assert stats.total_generations == 1 and stats.total_cost_micros == 0
+    result = budget.stub.ReconcileLedger(pb.ReconcileLedgerRequest(), metadata=tokens.admin())
+    assert result.consistent, result.differences
+
+
+@pytest.mark.parametrize("late", ["commit", "release"])
+def test_a_late_settlement_amends_the_abandoned_record_keeping_one_record(
+    budget, tokens, clock, late: str
+) -> None:
+    held = reserve(budget, tokens, 80_000, "slow")
+    clock.advance(TTL + timedelta(seconds=1))
+    assert budget.app.reap_expired() == 1
+    usage = pb.UsageRecord(model="gpt-image-1", size="1024x1024", quality=2)
+    if late == "commit":
+        budget.stub.CommitReservation(
+            pb.CommitReservationRequest(
+                reservation_id=held.reservation_id, actual_cost_micros=42_000, usage=usage
+            ),
+            metadata=tokens.service(),
+        )
+        expected = (pb.USAGE_OUTCOME_GENERATED, 42_000)
+    else:
+        budget.stub.ReleaseReservation(
+            pb.ReleaseReservationRequest(reservation_id=held.reservation_id, usage=usage),
+            metadata=tokens.service(),
+        )
+        expected = (pb.USAGE_OUTCOME_FAILED, 0)
+    [record] = _records(budget, tokens)
+    assert (record.outcome, record.cost_micros) == expected
+    assert (record.request_id, record.reservation_id) == ("slow", held.reservation_id)
+    stats = budget.stub.GetUsageStats(
+        pb.GetUsageStatsRequest(user_id="u1", period=pb.STATS_PERIOD_DAY), metadata=tokens.admin()
+    )
+    assert stats.total_generations == 1 and stats.total_cost_micros == expected[1]
+    result = budget.stub.ReconcileLedger(pb.ReconcileLedgerRequest(), metadata=tokens.admin())
+    assert result.consistent, result.differences
+
+
+def test_the_ledger_allows_no_other_change(budget, tokens, clock) -> None:
+    """Only an abandoned record may be amended, and only into a settled one of
+    the same attempt; everything else stays append-only."""
+    held = reserve(budget, tokens, 80_000, "k1")
+    budget.stub.CommitReservation(
+        pb.CommitReservationRequest(reservation_id=held.reservation_id, actual_cost_micros=10),
+        metadata=tokens.service(),
+    )
+    reserve(budget, tokens, 80_000, "k2")
+    clock.advance(TTL + timedelta(seconds=1))
+    assert budget.app.reap_expired() == 1
+    for where, change in (
+        ("request_id = 'k1'", "cost_micros = 0"),
+        ("request_id = 'k2'", "user_id = 'someone-else'"),
+        ("request_id = 'k2'", "request_id = 'k3', outcome = 'generated'"),
+    ):
+        with pytest.raises(DBAPIError), budget.app.sessions.begin() as session:
+            session.execute(text(f"UPDATE budget_usage_records SET {change} WHERE {where}"))
+    with pytest.raises(DBAPIError), budget.app.sessions.begin() as session:
+        session.execute(text("DELETE FROM budget_usage_records WHERE request_id = 'k2'"))

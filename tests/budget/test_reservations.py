@@ -250,11 +250,17 @@ def test_the_same_key_returns_the_same_reservation_and_holds_nothing_more(budget
     assert (window.spent_micros, window.reserved_micros) == (40_000, 0)
 
 
-def test_another_users_key_is_permission_denied(budget, tokens) -> None:
-    reserve(budget, tokens, 50_000, "shared-key", user="alice")
-    code, _ = refusal(lambda: reserve(budget, tokens, 50_000, "shared-key", user="bob"))
-    assert code == grpc.StatusCode.PERMISSION_DENIED
-    assert counters(budget, "user", "day", TODAY, "bob").reserved_micros == 0
+def test_idempotency_keys_are_each_users_own(budget, tokens) -> None:
+    """One user cannot pre-claim another's key (issue 7): the same key from
+    another user is another reservation, and each user's retry is its own."""
+    alices = reserve(budget, tokens, 50_000, "shared-key", user="alice")
+    bobs = reserve(budget, tokens, 30_000, "shared-key", user="bob")
+    assert not bobs.replayed
+    assert bobs.reservation.reservation_id != alices.reservation.reservation_id
+    assert counters(budget, "user", "day", TODAY, "bob").reserved_micros == 30_000
+    again = reserve(budget, tokens, 30_000, "shared-key", user="bob")
+    assert again.replayed
+    assert again.reservation.reservation_id == bobs.reservation.reservation_id
 
 
 def test_commit_is_idempotent_and_charges_once(budget, tokens) -> None:

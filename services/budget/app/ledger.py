@@ -7,7 +7,7 @@ from services.budget.domain.usage import Outcome, Recorded, Usage, completed
 from services.budget.domain.validation import Violations
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
-from services.common.errors import FailedPrecondition, PermissionDenied
+from services.common.errors import FailedPrecondition
 
 ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
 
@@ -45,7 +45,7 @@ class Ledger:
         )
         with self._store.transaction() as tx:
             if tx.usage.store_usage(record):
-                if tx.reservations.load_by_key(record.request_id) is not None:
+                if tx.reservations.load_by_key(user_id, record.request_id) is not None:
                     # Raising rolls the insert back: the attempt held money, and
                     # its record is written when that reservation is settled.
                     raise FailedPrecondition(
@@ -55,9 +55,7 @@ class Ledger:
                         {"request_id": record.request_id},
                     )
                 return Recorded(record, duplicate=False)
-            existing = tx.usage.load_by_request_id(record.request_id)
+            existing = tx.usage.load_by_request_id(user_id, record.request_id)
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish
             raise RuntimeError(f"usage record {record.request_id!r} conflicted but is missing")
-        if existing.user_id != user_id:
-            raise PermissionDenied("this request_id belongs to another user's usage record")
         return Recorded(existing, duplicate=True)

@@ -1,5 +1,6 @@
-"""The TTL reaper: expires reservations nobody committed or released in time
-and gives their money back, so budget is never stuck behind a crashed caller.
+"""The TTL reaper: expires reservations nobody committed or released in time,
+gives their money back, so budget is never stuck behind a crashed caller, and
+records each as an abandoned attempt (a late commit or release amends it).
 
 Runs in a background thread (interval 0: never) and on demand. Safe in every
 replica at once: each expiry is one conditional UPDATE only one of them wins.
@@ -11,7 +12,8 @@ import logging
 from datetime import datetime
 
 from services.budget.domain.limits import held_window_keys
-from services.budget.domain.reservations import Settlement
+from services.budget.domain.reservations import Reservation, Settlement
+from services.budget.domain.usage import Outcome, Usage, completed
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
 from services.common.periodic import PeriodicJob
@@ -44,6 +46,9 @@ class Reaper:
             reservation = tx.reservations.expire_if_held(reservation_id, now)
             if reservation is None:
                 return False  # committed, released or reaped elsewhere meanwhile
+            # The attempt leaves its record now, not only when someone retries it;
+            # the ledger before the windows, the lock order of every use case.
+            tx.usage.store_usage(abandoned_attempt(reservation, now))
             tx.windows.settle(
                 held_window_keys(
                     reservation.user_id, reservation.day_start, reservation.month_start
@@ -70,3 +75,19 @@ class Reaper:
     @property
     def running(self) -> bool:
         return self._job.running
+
+
+def abandoned_attempt(reservation: Reservation, now: datetime) -> Usage:
+    """The ledger's record of an attempt whose reservation expired unsettled."""
+    return completed(
+        Usage(
+            error_message="the reservation expired before the attempt was settled; "
+            "its money was given back",
+        ),
+        default_outcome=Outcome.ABANDONED,
+        created_at=now,
+        request_id=reservation.idempotency_key,
+        user_id=reservation.user_id,
+        reservation_id=reservation.id,
+        cost_micros=0,
+    )

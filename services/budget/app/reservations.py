@@ -118,7 +118,7 @@ class Reservations:
         with self._store.transaction() as tx:
             context = tx.reservations.load_reserve_context(user_id, key)
             if context.existing_reservation_id is not None:
-                return _replay(tx.reservations.load_by_key(key), user_id)
+                return _replay(tx.reservations.load_by_key(user_id, key))
             if context.attempt_recorded:
                 # Its one record exists (a cache hit, a refusal); a generation
                 # under the same id could not be recorded with its spend.
@@ -137,7 +137,7 @@ class Reservations:
             reservation = self._new_reservation(user_id, amount, key, windows, now)
             if not tx.reservations.store_new_reservation(reservation):
                 # A concurrent first call with this key won; ours waited for it.
-                return _replay(tx.reservations.load_by_key(key), user_id)
+                return _replay(tx.reservations.load_by_key(user_id, key))
             _hold_in_windows(tx, windows, amount, now)
         return Reserved(reservation, replayed=False)
 
@@ -281,10 +281,11 @@ def _commit_settlement(reservation: Reservation, actual_cost_micros: int) -> Set
 
 def _store_spend(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> None:
     """The commit's record, in the commit's transaction: the spend is never
-    without its record. Should the key already name another record (only a
+    without its record. A late commit amends the reaper's abandoned record, so
+    the attempt keeps one record. Should the key name another record (only a
     RecordUsage racing this reservation's ReserveBudget can do that), the
     spend is recorded under the reservation's own id instead."""
-    if usage_store.store_usage(usage):
+    if usage_store.store_usage(usage) or usage_store.amend_abandoned(usage):
         return
     fallback = replace(usage, request_id=f"{SPEND_REQUEST_PREFIX}{reservation.id}")
     log.error(
@@ -301,7 +302,8 @@ def _store_spend(usage_store: UsageStore, reservation: Reservation, usage: Usage
 
 
 def _store_attempt(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> None:
-    if not usage_store.store_usage(usage):
+    """The release's record; a late release amends the reaper's abandoned record."""
+    if not usage_store.store_usage(usage) and not usage_store.amend_abandoned(usage):
         # A record with the key as request_id exists (a RecordUsage racing
         # the reservation); it stays the attempt's one record.
         log.info(
@@ -335,11 +337,9 @@ def _owned_fields(reservation: Reservation) -> dict[str, str]:
     }
 
 
-def _replay(existing: Reservation | None, user_id: str) -> Reserved:
+def _replay(existing: Reservation | None) -> Reserved:
     if existing is None:  # pragma: no cover - a key's reservation is never deleted
         raise RuntimeError("the reservation of a taken idempotency key is missing")
-    if existing.user_id != user_id:
-        raise PermissionDenied("this idempotency_key belongs to another user's reservation")
     return Reserved(existing, replayed=True)
 
 

@@ -22,6 +22,9 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     FALLBACK = "fallback"
     REFUSED = "refused"
+    # The reservation expired unsettled (the reaper's record); a late commit or
+    # release amends it into the attempt's settled record.
+    ABANDONED = "abandoned"
 
     @property
     def served_image(self) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -123,13 +124,16 @@ class ReservationRow(Base):
         CheckConstraint("state IN ('held', 'committed', 'released', 'expired')", name="state"),
         CheckConstraint("amount_micros > 0", name="amount_positive"),
         CheckConstraint("committed_micros >= 0", name="committed_not_negative"),
+        UniqueConstraint(
+            "user_id", "idempotency_key", name="uq_budget_reservations_user_id_idempotency_key"
+        ),
         # The reaper's scan: held reservations by expiry.
         Index("ix_budget_reservations_state_expires_at", "state", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
-    idempotency_key: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(ID_LENGTH))
     amount_micros: Mapped[int] = mapped_column(BigInteger())
     state: Mapped[str] = mapped_column(String(16))
     day_start: Mapped[date] = mapped_column(Date())
@@ -156,20 +160,26 @@ STATS_COLUMNS = (
 
 
 class UsageRow(Base):
-    """The append-only usage ledger: one row per attempt, unique by request_id.
+    """The append-only usage ledger: one row per attempt, unique by user and
+    request_id.
 
-    The database refuses UPDATE and DELETE of its rows (triggers, migration 0002).
+    The database refuses UPDATE and DELETE of its rows (triggers, migration
+    0002), but for one amendment: an abandoned record may become its attempt's
+    settled record (migration 0004).
     """
 
     __tablename__ = "budget_usage_records"
     __table_args__ = (
         CheckConstraint(
             "outcome IN ('generated', 'cache_hit_exact', 'cache_hit_similar', 'failed', "
-            "'fallback', 'refused')",
+            "'fallback', 'refused', 'abandoned')",
             name="outcome",
         ),
         CheckConstraint("cost_micros >= 0", name="cost_not_negative"),
         CheckConstraint("cost_saved_micros >= 0", name="cost_saved_not_negative"),
+        UniqueConstraint(
+            "user_id", "request_id", name="uq_budget_usage_records_user_id_request_id"
+        ),
         # Stats and ListUsage read one user's records in a time range. On
         # PostgreSQL the index also carries every column the stats aggregate,
         # so they are answered by an index-only scan of that user's range.
@@ -183,7 +193,7 @@ class UsageRow(Base):
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    request_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     recipe_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     prompt: Mapped[str] = mapped_column(Text())

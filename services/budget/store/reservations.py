@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Executable, Row, bindparam, exists, select, update
+from sqlalchemy import BindParameter, Executable, Row, and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from services.budget.domain.limits import LimitValues, UserSettings
@@ -58,18 +58,18 @@ class _Statements:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     key: BindParameter[str] = bindparam("key")
+    user: BindParameter[str] = bindparam("user_id")
+    # Keys are the user's own: another user's key of the same text is another key.
+    users_key = and_(RESERVATIONS.c.user_id == user, RESERVATIONS.c.idempotency_key == key)
     by_id = RESERVATIONS.c.id == bindparam("reservation_id")
     return _Statements(
         reserve_context=settings_select(
-            select(RESERVATIONS.c.id)
-            .where(RESERVATIONS.c.idempotency_key == key)
-            .scalar_subquery()
-            .label("existing_id"),
-            exists().where(USAGE.c.request_id == key).label("recorded"),
+            select(RESERVATIONS.c.id).where(users_key).scalar_subquery().label("existing_id"),
+            exists().where(USAGE.c.user_id == user, USAGE.c.request_id == key).label("recorded"),
         ),
         # Executed with every column as a parameter.
         add_reservation=insert_or_skip(
-            dialect, RESERVATIONS, RESERVATIONS.c.idempotency_key
+            dialect, RESERVATIONS, RESERVATIONS.c.user_id, RESERVATIONS.c.idempotency_key
         ).returning(RESERVATIONS.c.id),
         commit_if_open=update(RESERVATIONS)
         .where(by_id, RESERVATIONS.c.state.in_([HELD, EXPIRED]))
@@ -93,7 +93,7 @@ def _statements(dialect: str) -> _Statements:
         .values(state=EXPIRED, finished_at=bindparam("now"))
         .returning(*RESERVATIONS.c),
         by_id=select(RESERVATIONS).where(by_id),
-        by_key=select(RESERVATIONS).where(RESERVATIONS.c.idempotency_key == key),
+        by_key=select(RESERVATIONS).where(users_key),
     )
 
 
@@ -109,9 +109,13 @@ class ReservationStore:
             self._sql.reserve_context, {"user_id": user_id, "key": idempotency_key}
         ).first()
         if row is None:  # the system row was deleted by hand: configured limits
-            existing = self.load_by_key(idempotency_key)
+            existing = self.load_by_key(user_id, idempotency_key)
             recorded = self.session.scalar(
-                select(exists().where(USAGE.c.request_id == idempotency_key))
+                select(
+                    exists().where(
+                        USAGE.c.user_id == user_id, USAGE.c.request_id == idempotency_key
+                    )
+                )
             )
             return ReserveContext(
                 LimitsStore(self.session, self._dialect).load_user_settings(user_id),
@@ -128,7 +132,7 @@ class ReservationStore:
 
     def store_new_reservation(self, reservation: Reservation) -> bool:
         """Insert a new reservation; False (nothing written) when its
-        idempotency key is taken. A concurrent first call with the same key
+        idempotency key is taken (by this user). A concurrent first call with the same key
         waits here until the other transaction ends."""
         params = {
             "id": reservation.id,
@@ -150,8 +154,11 @@ class ReservationStore:
         row = self.session.execute(self._sql.by_id, {"reservation_id": reservation_id}).first()
         return _reservation(row) if row else None
 
-    def load_by_key(self, idempotency_key: str) -> Reservation | None:
-        row = self.session.execute(self._sql.by_key, {"key": idempotency_key}).first()
+    def load_by_key(self, user_id: str, idempotency_key: str) -> Reservation | None:
+        """The user's reservation of this idempotency key, if any."""
+        row = self.session.execute(
+            self._sql.by_key, {"user_id": user_id, "key": idempotency_key}
+        ).first()
         return _reservation(row) if row else None
 
     def commit_if_open(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 
-from sqlalchemy import Executable, literal, select, tuple_
+from sqlalchemy import Executable, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from services.budget.domain.usage import Cursor, Outcome, Usage, UsageSummary
@@ -48,7 +48,7 @@ _USAGE_FIELDS = (
 def _insert_usage(dialect: str) -> Executable:
     """Executed with every column as a parameter; RETURNING nothing on a conflict."""
     usage = table(UsageRow)
-    return insert_or_skip(dialect, usage, usage.c.request_id).returning(usage.c.id)
+    return insert_or_skip(dialect, usage, usage.c.user_id, usage.c.request_id).returning(usage.c.id)
 
 
 class UsageStore:
@@ -57,11 +57,32 @@ class UsageStore:
         self._insert = _insert_usage(dialect)
 
     def store_usage(self, usage: Usage) -> bool:
-        """Append a usage record; False (and nothing written) when its request_id exists."""
+        """Append a usage record; False (and nothing written) when the user has
+        a record of its request_id."""
         return self.session.execute(self._insert, _usage_values(usage)).first() is not None
 
-    def load_by_request_id(self, request_id: str) -> Usage | None:
-        row = self.session.scalar(select(UsageRow).where(UsageRow.request_id == request_id))
+    def amend_abandoned(self, usage: Usage) -> bool:
+        """Turn the user's abandoned record of usage.request_id (the reaper's)
+        into this one, the attempt's settled record; False when there is none.
+        The one change the append-only ledger allows (migration 0004)."""
+        values = _usage_values(usage)
+        amended = self.session.execute(
+            update(UsageRow)
+            .where(
+                UsageRow.user_id == usage.user_id,
+                UsageRow.request_id == usage.request_id,
+                UsageRow.reservation_id == values["reservation_id"],
+                UsageRow.outcome == Outcome.ABANDONED.value,
+            )
+            .values({k: v for k, v in values.items() if k not in ("request_id", "user_id")})
+            .returning(UsageRow.id)
+        ).first()
+        return amended is not None
+
+    def load_by_request_id(self, user_id: str, request_id: str) -> Usage | None:
+        row = self.session.scalar(
+            select(UsageRow).where(UsageRow.user_id == user_id, UsageRow.request_id == request_id)
+        )
         return _usage(row) if row else None
 
     def load_summary(

@@ -112,6 +112,11 @@ class _UsageOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageOut
     """The provider failed and the fallback image was served; nothing charged."""
     USAGE_OUTCOME_REFUSED: _UsageOutcome.ValueType  # 6
     """Refused before generation (over a limit); nothing charged."""
+    USAGE_OUTCOME_ABANDONED: _UsageOutcome.ValueType  # 7
+    """The reservation expired before its attempt was settled (the caller
+    crashed or lost BudgetService); the reaper gave its money back. A commit
+    that arrives later turns this record into the generated one.
+    """
 
 class UsageOutcome(_UsageOutcome, metaclass=_UsageOutcomeEnumTypeWrapper):
     """UsageOutcome is how an attempt ended."""
@@ -129,6 +134,11 @@ USAGE_OUTCOME_FALLBACK: UsageOutcome.ValueType  # 5
 """The provider failed and the fallback image was served; nothing charged."""
 USAGE_OUTCOME_REFUSED: UsageOutcome.ValueType  # 6
 """Refused before generation (over a limit); nothing charged."""
+USAGE_OUTCOME_ABANDONED: UsageOutcome.ValueType  # 7
+"""The reservation expired before its attempt was settled (the caller
+crashed or lost BudgetService); the reaper gave its money back. A commit
+that arrives later turns this record into the generated one.
+"""
 Global___UsageOutcome: _TypeAlias = UsageOutcome  # noqa: Y015
 
 class _StatsPeriod:
@@ -449,7 +459,9 @@ class ReserveBudgetRequest(_message.Message):
     user_id: _builtins.str
     amount_micros: _builtins.int
     idempotency_key: _builtins.str
-    """Required. One key per attempt; the ledger's request_id for the attempt."""
+    """Required. One key per attempt of this user; the ledger's request_id for
+    the attempt.
+    """
     def __init__(
         self,
         *,
@@ -617,7 +629,7 @@ class UsageRecord(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Unique per attempt."""
+    """Unique per attempt of a user (two users' ids never collide)."""
     user_id: _builtins.str
     recipe_id: _builtins.str
     prompt: _builtins.str

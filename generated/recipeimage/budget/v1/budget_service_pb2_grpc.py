@@ -152,7 +152,10 @@ class BudgetServiceServicer:
     def ReserveBudget(self, request, context):
         """ReserveBudget atomically holds amount_micros against every window of the
         user and of the system. Calling it again with the same idempotency_key
-        returns the same reservation and holds nothing more.
+        (for the same user: keys are each user's own) returns the same
+        reservation and holds nothing more. A reservation not settled within its
+        TTL expires, its money is given back, and its attempt is recorded with
+        outcome ABANDONED; a later retry with its key gets it back as EXPIRED.
 
         Errors: INVALID_ARGUMENT (amount not positive, key missing),
         RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
@@ -161,7 +164,6 @@ class BudgetServiceServicer:
         SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
         reserved_micros, requested_micros, window and limit_source; QuotaFailure;
         RetryInfo until the window resets),
-        PERMISSION_DENIED (the key belongs to another user's reservation),
         FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
         already has this key as its request_id; a new attempt needs a new key).
         """
@@ -199,8 +201,8 @@ class BudgetServiceServicer:
 
     def RecordUsage(self, request, context):
         """RecordUsage writes the usage record of an attempt that held no
-        reservation (a cache hit, a refusal). The record is unique by request_id:
-        a retry returns the stored record with duplicate set.
+        reservation (a cache hit, a refusal). The record is unique by user and
+        request_id: a retry returns the stored record with duplicate set.
 
         Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
         FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has

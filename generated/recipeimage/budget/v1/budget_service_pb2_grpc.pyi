@@ -60,7 +60,10 @@ class BudgetServiceStub:
     ReserveBudget: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.ReserveBudgetRequest, _budget_service_pb2.ReserveBudgetResponse]
     """ReserveBudget atomically holds amount_micros against every window of the
     user and of the system. Calling it again with the same idempotency_key
-    returns the same reservation and holds nothing more.
+    (for the same user: keys are each user's own) returns the same
+    reservation and holds nothing more. A reservation not settled within its
+    TTL expires, its money is given back, and its attempt is recorded with
+    outcome ABANDONED; a later retry with its key gets it back as EXPIRED.
 
     Errors: INVALID_ARGUMENT (amount not positive, key missing),
     RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
@@ -69,7 +72,6 @@ class BudgetServiceStub:
     SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
     reserved_micros, requested_micros, window and limit_source; QuotaFailure;
     RetryInfo until the window resets),
-    PERMISSION_DENIED (the key belongs to another user's reservation),
     FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
     already has this key as its request_id; a new attempt needs a new key).
     """
@@ -95,8 +97,8 @@ class BudgetServiceStub:
     """
     RecordUsage: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.RecordUsageRequest, _budget_service_pb2.RecordUsageResponse]
     """RecordUsage writes the usage record of an attempt that held no
-    reservation (a cache hit, a refusal). The record is unique by request_id:
-    a retry returns the stored record with duplicate set.
+    reservation (a cache hit, a refusal). The record is unique by user and
+    request_id: a retry returns the stored record with duplicate set.
 
     Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
     FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
@@ -201,7 +203,10 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     ReserveBudget: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.ReserveBudgetRequest, _budget_service_pb2.ReserveBudgetResponse]  # type: ignore[assignment]
     """ReserveBudget atomically holds amount_micros against every window of the
     user and of the system. Calling it again with the same idempotency_key
-    returns the same reservation and holds nothing more.
+    (for the same user: keys are each user's own) returns the same
+    reservation and holds nothing more. A reservation not settled within its
+    TTL expires, its money is given back, and its attempt is recorded with
+    outcome ABANDONED; a later retry with its key gets it back as EXPIRED.
 
     Errors: INVALID_ARGUMENT (amount not positive, key missing),
     RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
@@ -210,7 +215,6 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
     reserved_micros, requested_micros, window and limit_source; QuotaFailure;
     RetryInfo until the window resets),
-    PERMISSION_DENIED (the key belongs to another user's reservation),
     FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
     already has this key as its request_id; a new attempt needs a new key).
     """
@@ -236,8 +240,8 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     """
     RecordUsage: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.RecordUsageRequest, _budget_service_pb2.RecordUsageResponse]  # type: ignore[assignment]
     """RecordUsage writes the usage record of an attempt that held no
-    reservation (a cache hit, a refusal). The record is unique by request_id:
-    a retry returns the stored record with duplicate set.
+    reservation (a cache hit, a refusal). The record is unique by user and
+    request_id: a retry returns the stored record with duplicate set.
 
     Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
     FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
@@ -357,7 +361,10 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_budget_service_pb2.ReserveBudgetResponse, _abc.Awaitable[_budget_service_pb2.ReserveBudgetResponse]]:
         """ReserveBudget atomically holds amount_micros against every window of the
         user and of the system. Calling it again with the same idempotency_key
-        returns the same reservation and holds nothing more.
+        (for the same user: keys are each user's own) returns the same
+        reservation and holds nothing more. A reservation not settled within its
+        TTL expires, its money is given back, and its attempt is recorded with
+        outcome ABANDONED; a later retry with its key gets it back as EXPIRED.
 
         Errors: INVALID_ARGUMENT (amount not positive, key missing),
         RESOURCE_EXHAUSTED (over a limit; details: ErrorInfo with a reason of
@@ -366,7 +373,6 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
         reserved_micros, requested_micros, window and limit_source; QuotaFailure;
         RetryInfo until the window resets),
-        PERMISSION_DENIED (the key belongs to another user's reservation),
         FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
         already has this key as its request_id; a new attempt needs a new key).
         """
@@ -410,8 +416,8 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_service_pb2.RecordUsageResponse, _abc.Awaitable[_budget_service_pb2.RecordUsageResponse]]:
         """RecordUsage writes the usage record of an attempt that held no
-        reservation (a cache hit, a refusal). The record is unique by request_id:
-        a retry returns the stored record with duplicate set.
+        reservation (a cache hit, a refusal). The record is unique by user and
+        request_id: a retry returns the stored record with duplicate set.
 
         Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
         FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
