@@ -281,6 +281,30 @@ def test_a_final_refusal_abandons_the_row_and_says_so(
         assert len(ledger(budget)) == 1
 
 
+def test_a_commit_refused_for_its_text_is_recorded_without_it(
+    outage: Outage, fake: FakeOpenAI, tokens, caplog
+) -> None:
+    """Text BudgetService refuses (a NUL an older replica let through) must not
+    cost the ledger a paid generation's spend: the commit goes in without it."""
+    reply = generate_while_budget_goes_away(outage, fake, tokens, fake.success())
+    assert isinstance(reply, pb.GenerateImageResponse)
+    [row] = pending(outage.pair.app)
+    usage = replace(usage_from_json(row.usage), recipe_id="x\x00", prompt="a photo\x00")
+    with budget_back(outage) as (budget, replica):
+        settler = replica.app.use_cases.settler
+        with caplog.at_level("ERROR", logger="recipeimage.image.settlement"):
+            attempt = settler.attempt(
+                Settlement.commit(row.reservation_id, row.actual_cost_micros, usage)
+            )
+        assert attempt.error is None
+        assert any("without its text" in r.getMessage() for r in caplog.records)
+        [record] = ledger(budget)
+        assert (record.outcome, record.cost_micros) == ("generated", reply.cost_micros)
+        assert (record.recipe_id, record.prompt) == ("", "")
+        [reservation] = reservations(budget)
+        assert reservation.state == "committed"
+
+
 # ---- two settlers ---------------------------------------------------------------
 
 

@@ -15,12 +15,13 @@ nothing twice. A row BudgetService refused for good is logged at ERROR
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
-from services.common.errors import DomainError
+from services.common.errors import DomainError, InvalidArgument
 from services.image.app.ports import Budget
 from services.image.domain.settlement import (
     Attempt,
@@ -110,6 +111,16 @@ class Settler:
                 self.budget.release(settlement.reservation_id, settlement.usage)
         except Exception as error:
             outcome = settled_by(error)
+            bare = replace(settlement, usage=settlement.usage.without_text())
+            if _refused_for_its_text(settlement, outcome, error) and bare != settlement:
+                # The provider was paid: record the spend without the text
+                # BudgetService refused, rather than abandon it.
+                log.error(
+                    "BudgetService refused a commit's usage record; committing it without "
+                    "its text",
+                    extra={"reservation_id": settlement.reservation_id, "error": _message(error)},
+                )
+                return self.attempt(bare)
             _log_failed_attempt(settlement, outcome, error)
             self._update_row(settlement, outcome, _message(error))
             return Attempt(outcome, error)
@@ -160,6 +171,14 @@ class Settler:
                     return acknowledged
             if len(due) < BATCH_SIZE:
                 return acknowledged
+
+
+def _refused_for_its_text(settlement: Settlement, outcome: Settled, error: Exception) -> bool:
+    return (
+        outcome is Settled.ABANDONED
+        and settlement.kind is Kind.COMMIT
+        and isinstance(error, InvalidArgument)
+    )
 
 
 def _message(error: Exception) -> str:

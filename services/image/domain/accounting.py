@@ -6,7 +6,7 @@ them is app/ports.py; its gRPC client is adapters/budget_client.py.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class Outcome(enum.StrEnum):
@@ -41,6 +41,12 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     fallback_used: bool = False
+
+    def without_text(self) -> Usage:
+        """The record without the caller's free text (recipe id, prompt, error
+        message): what a ledger that refused that text still takes, so a paid
+        generation's spend is recorded all the same."""
+        return replace(self, recipe_id="", prompt="", error_message="")
 
 
 class ReservationState(enum.StrEnum):
