@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.common.auth import Authenticator, Principal, Role, require_role
 from services.common.bounds import check_request
@@ -71,7 +71,7 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., A
                         "principal": principal.subject if principal else None,
                     },
                 )
-            except OperationalError:
+            except (OperationalError, InterfaceError):
                 # A dropped connection, a killed backend, a locked SQLite file: the
                 # transaction rolled back (or, lost during COMMIT, applied once; every
                 # write is idempotent by its key), so a retry is safe.
