@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from services.budget.domain.limits import TierLimits
+from services.budget.domain.reservations import MAX_COMMIT_FACTOR
 from services.common.status import rich_details
 from tests.budget.conftest import T0, counters, reservation_states, usage_count
 from tests.support.budget_server import running_budget, tiers
@@ -403,3 +404,27 @@ def test_the_ledger_allows_no_other_change(budget, tokens, clock) -> None:
             session.execute(text(f"UPDATE budget_usage_records SET {change} WHERE {where}"))
     with pytest.raises(DBAPIError), budget.app.sessions.begin() as session:
         session.execute(text("DELETE FROM budget_usage_records WHERE request_id = 'k2'"))
+
+
+def test_a_commit_far_above_its_hold_is_charged_at_the_cap_and_logged(
+    budget, tokens, caplog
+) -> None:
+    """A provider reporting an absurd usage cannot wedge the windows: the
+    commit charges at most MAX_COMMIT_FACTOR times the hold, as overrun."""
+    held = reserve(budget, tokens, 50_000, "absurd")
+    with caplog.at_level("ERROR", logger="recipeimage.budget.reservations"):
+        reply = budget.stub.CommitReservation(
+            pb.CommitReservationRequest(
+                reservation_id=held.reservation_id, actual_cost_micros=900_000_000
+            ),
+            metadata=tokens.service(),
+        )
+    cap = 50_000 * MAX_COMMIT_FACTOR
+    assert reply.reservation.committed_micros == cap
+    assert any("capped" in r.getMessage() for r in caplog.records)
+    [record] = _records(budget, tokens)
+    assert record.cost_micros == cap
+    daily = counters(budget, "user", "day", TODAY, "u1")
+    assert (daily.spent_micros, daily.overrun_micros) == (cap, cap - 50_000)
+    result = budget.stub.ReconcileLedger(pb.ReconcileLedgerRequest(), metadata=tokens.admin())
+    assert result.consistent, result.differences

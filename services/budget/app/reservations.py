@@ -186,16 +186,28 @@ class Reservations:
                     {"reservation_id": current.id},
                 )
             _check_owner(reservation, only_user)
+            charged = reservation.committed_micros  # capped at MAX_COMMIT_FACTOR x the hold
             record = completed(
                 usage,
                 default_outcome=Outcome.GENERATED,
                 created_at=now,
-                cost_micros=actual_cost_micros,
+                cost_micros=charged,
                 **_owned_fields(reservation),
             )
-            settlement = _commit_settlement(reservation, actual_cost_micros)
+            settlement = _commit_settlement(reservation, charged)
             _store_spend(tx.usage, reservation, record)
             tx.windows.settle(_keys(reservation), settlement)
+        if charged < actual_cost_micros:
+            log.error(
+                "a commit far above its hold was capped",
+                extra={
+                    "reservation_id": reservation.id,
+                    "user_id": reservation.user_id,
+                    "held_micros": reservation.amount_micros,
+                    "reported_micros": actual_cost_micros,
+                    "charged_micros": charged,
+                },
+            )
         if settlement.overrun_micros:
             log.warning(
                 "commit beyond the hold",
@@ -203,12 +215,12 @@ class Reservations:
                     "reservation_id": reservation.id,
                     "user_id": reservation.user_id,
                     "held_micros": reservation.amount_micros,
-                    "actual_micros": actual_cost_micros,
+                    "actual_micros": charged,
                     "overrun_micros": settlement.overrun_micros,
                     "expired": reservation.overrun,
                 },
             )
-        return Committed(reservation, charged_micros=actual_cost_micros)
+        return Committed(reservation, charged_micros=charged)
 
     def release(
         self, reservation_id: str, usage: Usage, *, only_user: str | None, violations: Violations

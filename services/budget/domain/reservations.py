@@ -10,6 +10,12 @@ from datetime import date, datetime
 from services.budget.domain.limits import Limit, LimitValues, Tier
 from services.budget.domain.windows import Period, WindowKey
 
+# A commit charges at most this many times its hold. A hold is the most an
+# image can cost by the price table, so a provider-reported cost far above it
+# is a pricing or reporting error: charged up to the cap (the overrun is
+# counted and logged at ERROR), never free, never able to wedge the windows.
+MAX_COMMIT_FACTOR = 2
+
 
 class ReservationState(enum.StrEnum):
     HELD = "held"

@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Executable, Row, and_, bindparam, exists, select, update
+from sqlalchemy import (
+    BindParameter,
+    Executable,
+    Row,
+    and_,
+    bindparam,
+    case,
+    exists,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from services.budget.domain.limits import LimitValues, UserSettings
-from services.budget.domain.reservations import Reservation, ReservationState
+from services.budget.domain.reservations import MAX_COMMIT_FACTOR, Reservation, ReservationState
 from services.budget.store.limits import (
     LimitsStore,
     settings_select,
@@ -76,7 +86,13 @@ def _statements(dialect: str) -> _Statements:
         .values(
             state=COMMITTED,
             finished_at=bindparam("now"),
-            committed_micros=bindparam("committed"),
+            committed_micros=case(
+                (
+                    bindparam("committed") > RESERVATIONS.c.amount_micros * MAX_COMMIT_FACTOR,
+                    RESERVATIONS.c.amount_micros * MAX_COMMIT_FACTOR,
+                ),
+                else_=bindparam("committed"),
+            ),
             overrun=RESERVATIONS.c.state == EXPIRED,
         )
         .returning(*RESERVATIONS.c),
@@ -164,10 +180,10 @@ class ReservationStore:
     def commit_if_open(
         self, reservation_id: str, committed_micros: int, now: datetime
     ) -> Reservation | None:
-        """Commit a held or expired reservation in one conditional UPDATE; its
-        overrun flag says it had expired. None when it is in neither state (or
-        does not exist). A concurrent commit waits on the row, then finds it
-        committed and gets None."""
+        """Commit a held or expired reservation in one conditional UPDATE, at most
+        MAX_COMMIT_FACTOR times its hold; its overrun flag says it had expired.
+        None when it is in neither state (or does not exist). A concurrent
+        commit waits on the row, then finds it committed and gets None."""
         row = self.session.execute(
             self._sql.commit_if_open,
             {"reservation_id": reservation_id, "committed": committed_micros, "now": now},

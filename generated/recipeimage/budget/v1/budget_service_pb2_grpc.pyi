@@ -80,7 +80,9 @@ class BudgetServiceStub:
     writes the attempt's usage record in the same transaction. Idempotent: a
     second call returns the committed reservation and charges nothing more.
     A commit after the reservation expired still records the spend (the money
-    was spent) and marks it as an overrun.
+    was spent) and marks it as an overrun. A cost above twice the hold (a
+    pricing or reporting error: the hold is the most an image can cost) is
+    charged at twice the hold and logged at ERROR.
 
     Errors: INVALID_ARGUMENT (negative cost, bad usage fields), NOT_FOUND (no
     such reservation), FAILED_PRECONDITION (the reservation was released).
@@ -223,7 +225,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     writes the attempt's usage record in the same transaction. Idempotent: a
     second call returns the committed reservation and charges nothing more.
     A commit after the reservation expired still records the spend (the money
-    was spent) and marks it as an overrun.
+    was spent) and marks it as an overrun. A cost above twice the hold (a
+    pricing or reporting error: the hold is the most an image can cost) is
+    charged at twice the hold and logged at ERROR.
 
     Errors: INVALID_ARGUMENT (negative cost, bad usage fields), NOT_FOUND (no
     such reservation), FAILED_PRECONDITION (the reservation was released).
@@ -387,7 +391,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         writes the attempt's usage record in the same transaction. Idempotent: a
         second call returns the committed reservation and charges nothing more.
         A commit after the reservation expired still records the spend (the money
-        was spent) and marks it as an overrun.
+        was spent) and marks it as an overrun. A cost above twice the hold (a
+        pricing or reporting error: the hold is the most an image can cost) is
+        charged at twice the hold and logged at ERROR.
 
         Errors: INVALID_ARGUMENT (negative cost, bad usage fields), NOT_FOUND (no
         such reservation), FAILED_PRECONDITION (the reservation was released).
