@@ -116,8 +116,7 @@ class Settler:
                 # The provider was paid: record the spend without the text
                 # BudgetService refused, rather than abandon it.
                 log.error(
-                    "BudgetService refused a commit's usage record; committing it without "
-                    "its text",
+                    "BudgetService refused a commit's usage record; committing it without its text",
                     extra={"reservation_id": settlement.reservation_id, "error": _message(error)},
                 )
                 return self.attempt(bare)
