@@ -109,9 +109,10 @@ class ImageSettings:
             settlement_interval_seconds=env_float(
                 env, "RECIPEIMAGE_SETTLEMENT_INTERVAL_SECONDS", 10.0
             ),
-            # A lease older than this belongs to a crashed replica and is taken over.
+            # A generation's lease, renewed every third of this while it runs: one not
+            # renewed for this long belongs to a process that died and is taken over.
             generation_lease_seconds=env_float(
-                env, "RECIPEIMAGE_GENERATION_LEASE_SECONDS", 600.0, minimum=1.0
+                env, "RECIPEIMAGE_GENERATION_LEASE_SECONDS", 30.0, minimum=1.0
             ),
             # How long a request waits for an identical generation before making its own.
             single_flight_wait_seconds=env_float(

@@ -37,7 +37,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.price_table is None
     assert settings.similarity_threshold == 0.6
     assert settings.cache_purge_interval_seconds == 3600.0
-    assert settings.generation_lease_seconds == 600.0
+    assert settings.generation_lease_seconds == 30.0
     assert settings.single_flight_wait_seconds == 300.0
     assert settings.fallback_image is None
 

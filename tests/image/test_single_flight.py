@@ -1,7 +1,8 @@
 """Single flight: concurrent identical misses make one generation and one charge,
 from threads on one ImageService and across two ImageService replicas sharing a
 database, on SQLite and PostgreSQL. The generation is held at the fake OpenAI
-server until every request is in."""
+server until every request is in. A held lease is renewed while its generation
+runs, and the lease of a process killed mid-generation lapses within one TTL."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -27,10 +29,12 @@ from sqlalchemy import select
 from services.image.domain.cache_policy import cache_key
 from services.image.recipes.analyzer import analyze
 from services.image.recipes.prompts import build_prompt
-from services.image.settings import DEFAULT_MODEL
+from services.image.settings import DEFAULT_MODEL, ImageSettings
+from services.image.store.leases import LeaseRepository
 from services.image.store.models import GenerationLease
 from tests.conftest import TEST_SECRET
 from tests.image.conftest import SOUP, generate_request, ledger, reservation_states, user_daily
+from tests.support.budget_server import ManualClock
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.image_server import RunningPair, running_image, running_pair
 
@@ -252,12 +256,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class ReplicaProcess:
+    image: image_service_pb2_grpc.ImageServiceStub
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
 def replica_process(  # type: ignore[no-untyped-def]
     database_url: str, pair: RunningPair, fake: FakeOpenAI, scratch: Path
 ):
     """`recipeimage-image` in a process of its own on the pair's database, BudgetService
-    and image store: a replica as production runs one."""
+    and image store, with the default lease: a replica as production runs one."""
     port = free_port()
     env = {
         key: value
@@ -300,7 +310,7 @@ def replica_process(  # type: ignore[no-untyped-def]
                         "the replica did not start: " + (scratch / "replica.log").read_text()
                     ) from None
                 time.sleep(0.1)
-        yield image_service_pb2_grpc.ImageServiceStub(channel)
+        yield ReplicaProcess(image_service_pb2_grpc.ImageServiceStub(channel), process)
     finally:
         channel.close()
         process.send_signal(signal.SIGTERM)
@@ -329,7 +339,7 @@ def test_a_replica_in_another_process_shares_the_generation(
         replica_process(database_url, pair, fake, tmp_path) as other,
     ):
         users = [f"u{i}" for i in range(CALLERS)]
-        futures = call_all([pair.image, other], tokens, users)
+        futures = call_all([pair.image, other.image], tokens, users)
         assert fake.wait_for_requests(1, timeout=10)
         time.sleep(0.5)
         assert len(fake.requests) == 1
@@ -337,3 +347,101 @@ def test_a_replica_in_another_process_shares_the_generation(
         held.gate.set()
         replies = [f.result() for f in futures]
         assert_one_generation_and_one_charge(pair, tokens, fake, replies)
+
+
+def test_a_lease_is_renewed_only_by_its_owner(pair: RunningPair, clock) -> None:  # type: ignore[no-untyped-def]
+    ttl = timedelta(seconds=30)
+    start = clock.now()
+    with pair.app.sessions.begin() as session:
+        assert LeaseRepository(session).claim("k", "me", start, ttl)
+    later = clock.advance(timedelta(seconds=10))
+    with pair.app.sessions.begin() as session:
+        assert not LeaseRepository(session).renew("k", "another", later, ttl)
+    [lease] = leases(pair)
+    assert (lease.owner, lease.expires_at) == ("me", start + ttl)
+    with pair.app.sessions.begin() as session:
+        assert LeaseRepository(session).renew("k", "me", later, ttl)
+    [lease] = leases(pair)
+    assert (lease.owner, lease.expires_at) == ("me", later + ttl)
+
+
+def test_a_generation_longer_than_the_lease_keeps_it_renewed(
+    database_url, authenticator, fake: FakeOpenAI, tokens
+) -> None:
+    """A one-second lease and a two-second generation: the heartbeat keeps the
+    lease, so the identical request waits for the one image instead of taking
+    the lease over and paying for a second. The system clock: the heartbeat and
+    the waiter both run in real time."""
+    fake.script(fake.slow(2.0))
+    with running_pair(
+        database_url,
+        authenticator,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        openai_max_retries=0,
+        generation_lease_seconds=1.0,
+        single_flight_wait_seconds=10.0,
+    ) as pair:
+        first = pair.image.GenerateImage.future(
+            generate_request(), metadata=tokens.user("u1"), timeout=20
+        )
+        assert fake.wait_for_requests(1)
+        second = pair.image.GenerateImage.future(
+            generate_request(), metadata=tokens.user("u2"), timeout=20
+        )
+        time.sleep(1.5)  # past the lease's first expiry
+        [lease] = leases(pair)
+        assert lease.expires_at > lease.acquired_at + timedelta(seconds=1)  # renewed
+        replies = [first.result(), second.result()]
+        assert_one_generation_and_one_charge(pair, tokens, fake, replies)
+
+
+def test_the_lease_of_a_killed_replica_is_taken_over_within_one_ttl(
+    database_url, authenticator, fake: FakeOpenAI, tokens, tmp_path
+) -> None:
+    """A replica process with the default lease is killed mid-generation; an
+    identical request on another replica waits only until the lease's one TTL
+    has passed (on its injected clock), then generates and is charged once."""
+    ttl = timedelta(seconds=ImageSettings.from_env({}).generation_lease_seconds)
+    assert ttl <= timedelta(seconds=60)
+    fake.script(fake.held())  # never answered: its replica dies first
+    clock = ManualClock(datetime.now(UTC))
+    with (
+        running_pair(
+            database_url,
+            authenticator,
+            clock=clock,
+            provider="openai",
+            openai_base_url=fake.base_url,
+            openai_max_retries=0,
+            single_flight_wait_seconds=10.0,
+        ) as pair,
+        replica_process(database_url, pair, fake, tmp_path) as doomed,
+    ):
+        # Kept referenced: a collected future cancels its call.
+        _doomed_call = doomed.image.GenerateImage.future(
+            generate_request(), metadata=tokens.user("u1")
+        )
+        assert fake.wait_for_requests(1, timeout=10)
+        doomed.process.kill()
+        doomed.process.wait(10)
+        [lease] = leases(pair)
+        assert lease.expires_at - lease.acquired_at == ttl
+
+        clock.set(lease.acquired_at)
+        results: list[pb.GenerateImageResponse] = []
+        waiter = threading.Thread(
+            target=lambda: results.append(
+                pair.image.GenerateImage(generate_request(), metadata=tokens.user("u2"))
+            )
+        )
+        waiter.start()
+        time.sleep(0.3)
+        assert results == []  # the dead replica's lease is still live
+        clock.set(lease.acquired_at + ttl)
+        waiter.join(5)
+        [reply] = results
+        assert reply.source == pb.IMAGE_SOURCE_GENERATED
+        assert len(fake.requests) == 2
+        assert [(r.user_id, r.outcome) for r in ledger(pair)] == [("u2", "generated")]
+        assert leases(pair) == []

@@ -4,12 +4,18 @@ A request claims the generation lease of its cache key in the database
 (store/leases.py). One that finds the lease held waits, polling with a
 bounded backoff, for the winner's entry and serves it as an exact hit; if the
 lease is released without an entry it claims it; if the wait runs out it
-generates anyway. A lease of a crashed replica expires after its TTL.
+generates anyway.
+
+The lease is short (its TTL) and renewed by a heartbeat thread every third of
+the TTL while its generation runs: a generation of any length keeps it, and
+the lease of a process that died (or hung) lapses within one TTL and is taken
+over by a waiter.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +33,8 @@ log = logging.getLogger("recipeimage.image.generation")
 
 FIRST_POLL_SECONDS = 0.05
 LONGEST_POLL_SECONDS = 0.5
+# Renewals per TTL: a lease survives two missed or slow renewals in a row.
+RENEWALS_PER_TTL = 3
 
 
 class SingleFlight:
@@ -44,6 +52,7 @@ class SingleFlight:
         self.clock = clock
         self.lease_ttl = lease_ttl
         self.wait_seconds = wait_seconds
+        self.renew_seconds = lease_ttl.total_seconds() / RENEWALS_PER_TTL
 
     @contextmanager
     def turn_to_generate(self, lookup: Lookup) -> Iterator[Hit | None]:
@@ -57,16 +66,56 @@ class SingleFlight:
             if hit is not None:
                 yield hit
                 return
+        if not claimed:
+            yield None
+            return
         try:
-            # The winner of a lease released a moment ago may have left its entry.
-            yield self.cache.find(lookup) if claimed else None
+            with self._renewed(lookup.key, owner):
+                # The winner of a lease released a moment ago may have left its entry.
+                yield self.cache.find(lookup)
         finally:
-            if claimed:
-                self._release(lookup.key, owner)
+            self._release(lookup.key, owner)
 
     def _claim(self, key: str, owner: str) -> bool:
         with self.sessions.begin() as session:
             return LeaseRepository(session).claim(key, owner, self.clock.now(), self.lease_ttl)
+
+    @contextmanager
+    def _renewed(self, key: str, owner: str) -> Iterator[None]:
+        """Keep owner's lease on key renewed while the block runs."""
+        stop = threading.Event()
+        threading.Thread(
+            target=self._renew_until,
+            args=(key, owner, stop),
+            name=f"lease-heartbeat-{key[:12]}",
+            daemon=True,
+        ).start()
+        try:
+            yield
+        finally:
+            # Not joined: a renewal still running after this can only touch
+            # owner's row, which the release deletes (or already did).
+            stop.set()
+
+    def _renew_until(self, key: str, owner: str, stop: threading.Event) -> None:
+        while not stop.wait(self.renew_seconds):
+            try:
+                with self.sessions.begin() as session:
+                    kept = LeaseRepository(session).renew(
+                        key, owner, self.clock.now(), self.lease_ttl
+                    )
+            except Exception:
+                # The next beat tries again; the lease lasts until then.
+                log.exception("renewing a generation lease failed", extra={"cache_key": key})
+                continue
+            if not kept:
+                if not stop.is_set():
+                    # Taken over after this process stalled past the TTL: an identical
+                    # generation may run; the first cache entry stored wins.
+                    log.warning(
+                        "lost a generation lease while generating", extra={"cache_key": key}
+                    )
+                return
 
     def _release(self, key: str, owner: str) -> None:
         try:

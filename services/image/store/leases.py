@@ -1,12 +1,15 @@
 """Generation leases (single flight): one row per cache key being generated,
-claimed with one INSERT ... ON CONFLICT, so two replicas cannot both win.
-The repository works in the session it is given."""
+claimed with one INSERT ... ON CONFLICT, so two replicas cannot both win, and
+renewed by its owner's heartbeat with one conditional UPDATE. The repository
+works in the session it is given."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, or_, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from services.common.db import dialect_name, insert_for
@@ -35,6 +38,20 @@ class LeaseRepository:
             where=or_(GenerationLease.expires_at <= now, GenerationLease.owner == owner),
         ).returning(GenerationLease.owner)
         return self.session.execute(claim).scalar_one_or_none() == owner
+
+    def renew(self, key: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Extend owner's lease on key to now + ttl: True when owner still held it.
+        One UPDATE matching the owner, so a lease lost to another is never extended."""
+        # An UPDATE's result is a CursorResult (it has rowcount); execute() is typed wider.
+        result = cast(
+            CursorResult[Any],
+            self.session.execute(
+                update(GenerationLease)
+                .where(GenerationLease.cache_key == key, GenerationLease.owner == owner)
+                .values(expires_at=now + ttl)
+            ),
+        )
+        return result.rowcount == 1
 
     def release(self, key: str, owner: str) -> None:
         self.session.execute(

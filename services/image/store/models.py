@@ -105,8 +105,9 @@ class CacheTotals(Base):
 class GenerationLease(Base):
     """Who is generating the image for a cache key right now (single flight).
 
-    Claimed with one INSERT ... ON CONFLICT; a lease past expires_at belongs to
-    a replica that crashed or hung and may be taken over.
+    Claimed with one INSERT ... ON CONFLICT and renewed by its owner's heartbeat
+    while the generation runs; a lease past expires_at belongs to a process that
+    died or hung and may be taken over.
     """
 
     __tablename__ = "generation_leases"
