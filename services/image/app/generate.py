@@ -33,7 +33,7 @@ from services.common.clock import Clock
 from services.common.errors import DomainError, FailedPrecondition, QuotaExceeded
 from services.common.prices import PriceTable, estimate_prompt_tokens
 from services.image.app.cache_lookup import CacheLookup
-from services.image.app.image_keeper import ImageKeeper
+from services.image.app.image_keeper import ImageKeeper, PaidImage
 from services.image.app.in_flight import InFlight
 from services.image.app.ports import Budget, Provider
 from services.image.app.settler import Settler
@@ -135,7 +135,8 @@ class GenerateImage:
 
     def _serve_hit(self, hit: Hit, plan: Plan) -> GenerateResult:
         """Record the hit at BudgetService (cost 0, what it saved), then count it
-        on its entry, unless it retried an attempt already recorded."""
+        on its entry, unless it retried an attempt already recorded: a retry of
+        an attempt that generated is a replay of that attempt."""
         duplicate = self.budget.record_usage(
             replace(
                 plan.usage,
@@ -148,6 +149,10 @@ class GenerateImage:
         )
         if not duplicate:
             self.cache.count_hit(hit)
+            return _cached_result(hit, plan, saved=hit.saved_micros)
+        paid = self.keeper.image_paid_by(plan.usage.user_id, plan.usage.request_id)
+        if paid is not None:
+            return self._replay_paid_image(paid, plan)
         return _cached_result(hit, plan, saved=hit.saved_micros)
 
     def _reserve_and_generate(self, plan: Plan) -> GenerateResult:
@@ -255,19 +260,26 @@ class GenerateImage:
                 {"request_id": request_id},
             )
         if state is ReservationState.COMMITTED:
-            hit = self.cache.find(plan.lookup.exact_only())
-            if hit is not None:  # already paid for by the first attempt
-                return _cached_result(hit, plan, saved=0)
-            raise FailedPrecondition(
-                "an attempt with this request_id already completed; use a new request_id "
-                "to generate again",
-                "REQUEST_ALREADY_COMPLETED",
-                {"request_id": request_id},
-            )
+            paid = self.keeper.image_paid_by(plan.usage.user_id, request_id)
+            return self._replay_paid_image(paid, plan)
         raise FailedPrecondition(
             "an attempt with this request_id already failed; retry with a new request_id",
             "REQUEST_ALREADY_FAILED",
             {"request_id": request_id, "state": state.value},
+        )
+
+    def _replay_paid_image(self, paid: PaidImage | None, plan: Plan) -> GenerateResult:
+        """A retry of an attempt that generated and was paid for: served that
+        attempt's own image (cost 0, unrecorded) when it asks for the same image
+        and the entry still serves, else refused. Any other cached image under
+        the old request id would be an attempt with no usage record."""
+        if paid is not None and paid.hit is not None and paid.cache_key == plan.lookup.key:
+            return _cached_result(paid.hit, plan, saved=0)
+        raise FailedPrecondition(
+            "an attempt with this request_id already completed; use a new request_id "
+            "to generate again",
+            "REQUEST_ALREADY_COMPLETED",
+            {"request_id": plan.usage.request_id},
         )
 
 

@@ -2,12 +2,13 @@
 
 Bytes first, so a row never names a file that is not there. A generated image
 is stored with its cache entry and the pending commit of its cost in one
-transaction.
+transaction; the entry names the attempt (user, request id) that paid for it.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,13 +16,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.common.clock import Clock
 from services.image.adapters.image_store import ImageStore
 from services.image.app.settler import Settler
-from services.image.domain.cache_policy import Lookup
+from services.image.domain.cache_policy import Hit, Lookup
 from services.image.domain.images import GeneratedImage, StoredImage
 from services.image.domain.settlement import Settlement
 from services.image.recipes.similarity import match_key
 from services.image.store.cache import CacheRepository
 
 log = logging.getLogger("recipeimage.image.generation")
+
+
+@dataclass(frozen=True)
+class PaidImage:
+    """The cache entry an attempt's generation stored, and that entry as an exact
+    hit while it is live (None once it expired or was invalidated)."""
+
+    cache_key: str
+    hit: Hit | None
 
 
 class ImageKeeper:
@@ -89,6 +99,8 @@ class ImageKeeper:
                     "cost_micros": commit.actual_cost_micros,
                     "created_at": now,
                     "expires_at": now + self.cache_ttl,
+                    "created_by_user_id": usage.user_id,
+                    "created_by_request_id": usage.request_id,
                 },
                 now,
             )
@@ -97,3 +109,16 @@ class ImageKeeper:
             if not won:
                 log.info("cache entry raced; kept the first", extra={"cache_key": lookup.key})
             return image, self.settler.queue(session, commit)
+
+    def image_paid_by(self, user_id: str, request_id: str) -> PaidImage | None:
+        """The image attempt (user_id, request_id) generated and cached; None when
+        it cached none (it generated nothing, or another attempt's entry won)."""
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            repo = CacheRepository(session)
+            entry = repo.created_by(user_id, request_id)
+            if entry is None:
+                return None
+            live = entry.expires_at > now
+            hit = Hit(entry.id, repo.image_of(entry), False, 1.0, entry.cost_micros)
+            return PaidImage(entry.cache_key, hit if live else None)

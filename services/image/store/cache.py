@@ -43,6 +43,18 @@ class CacheRepository:
             select(CacheEntry).where(CacheEntry.cache_key == key, _live(now))
         ).one_or_none()
 
+    def created_by(self, user_id: str, request_id: str) -> CacheEntry | None:
+        """The entry the generation of attempt (user_id, request_id) stored, live
+        or not (one attempt generates at most once); None when it stored none."""
+        return self.session.scalars(
+            select(CacheEntry)
+            .where(
+                CacheEntry.created_by_user_id == user_id,
+                CacheEntry.created_by_request_id == request_id,
+            )
+            .limit(1)
+        ).one_or_none()
+
     def similar_candidates(
         self,
         match_key: str,

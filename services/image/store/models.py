@@ -82,9 +82,18 @@ class CacheEntry(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     last_hit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     invalidated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The attempt (user, request id) whose generation stored the entry: a retry of
+    # that request id is served this entry and no other. NULL before migration 0004.
+    created_by_user_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by_request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 Index("ix_cache_entries_image_id", CacheEntry.image_id)
+Index(
+    "ix_cache_entries_created_by",
+    CacheEntry.created_by_user_id,
+    CacheEntry.created_by_request_id,
+)
 Index("ix_cache_entries_match_key", CacheEntry.match_key, CacheEntry.expires_at)
 Index("ix_cache_entries_uses", CacheEntry.uses, CacheEntry.id)
 
