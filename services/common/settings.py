@@ -6,6 +6,7 @@ Every variable is listed with its default in the README's configuration table
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,16 @@ class Access:
     authenticator: Authenticator
     page_tokens: PageTokens
     grace_seconds: float
+    # Salts the end-user ids a provider sees (never a raw user id).
+    end_user_salt: bytes
 
     @classmethod
     def from_settings(cls, common: CommonSettings) -> Access:
-        """Both from the one token secret, so every replica accepts every replica's."""
+        """All from the one token secret, so every replica agrees with every other."""
+        secret = common.secret()
         return cls(
-            common.authenticator(), PageTokens.from_secret(common.secret()), common.grace_seconds
+            common.authenticator(),
+            PageTokens.from_secret(secret),
+            common.grace_seconds,
+            hmac.new(secret.encode(), b"recipeimage end users", "sha256").digest(),
         )

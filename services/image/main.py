@@ -147,6 +147,7 @@ def build_app(
             prices=prices,
             defaults=defaults,
             page_tokens=access.page_tokens,
+            end_user_salt=access.end_user_salt,
             clock=clock,
             fallback=fallback,
         )
@@ -222,6 +223,7 @@ def build_use_cases(
     prices: PriceTable,
     defaults: Defaults,
     page_tokens: PageTokens,
+    end_user_salt: bytes,
     clock: Clock,
     fallback: tuple[bytes, str] | None = None,
 ) -> ImageUseCases:
@@ -252,6 +254,7 @@ def build_use_cases(
         similarity_threshold=settings.similarity_threshold,
         fallback=keeper.store_image(*fallback) if fallback is not None else None,
         in_flight=in_flight,
+        end_user_salt=end_user_salt,
     )
     return ImageUseCases(
         in_flight=in_flight,

@@ -102,6 +102,7 @@ def world(database_url: str, tmp_path: Path, prices: PriceTable, authenticator) 
                 prices=prices,
                 defaults=Defaults(DEFAULT_MODEL, "1024x1024", "medium"),
                 page_tokens=PageTokens.from_secret(TEST_SECRET),
+                end_user_salt=b"test end users",
                 clock=clock,
             )
 

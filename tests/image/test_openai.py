@@ -13,14 +13,17 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 from services.common.errors import ContentRefused, DeadlineExceeded, QuotaExceeded, Unavailable
 from services.common.prices import TokenUsage
 from services.image.adapters.providers.openai_provider import OpenAIProvider
+from services.image.domain.end_users import end_user_id
 from services.image.settings import DEFAULT_MODEL
 from tests.image.conftest import (
+    CAKE,
     generate_request,
     ledger,
     refusal,
     reservation_states,
     user_daily,
 )
+from tests.support.access import TEST_END_USER_SALT
 from tests.support.fake_openai import DEFAULT_USAGE, FakeOpenAI, Scripted, image_for
 from tests.support.image_server import running_pair
 
@@ -398,3 +401,19 @@ def test_a_budget_refusal_is_not_answered_with_the_fallback(
         )
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert fake.requests == []
+
+
+def test_the_provider_sees_a_stable_salted_end_user_id_never_the_raw_one(
+    openai_pair, fake, tokens
+) -> None:
+    pair = openai_pair
+    pair.image.GenerateImage(generate_request(), metadata=tokens.user("alice@example.com"))
+    pair.image.GenerateImage(
+        generate_request(recipe=CAKE), metadata=tokens.user("alice@example.com")
+    )
+    beans = pb.Recipe(title="Baked beans", ingredients=["white beans", "tomato"])
+    pair.image.GenerateImage(generate_request(recipe=beans), metadata=tokens.user("bob"))
+    alice_1, alice_2, bob = (request.body.get("user") for request in fake.requests)
+    assert alice_1 == alice_2 and alice_1 != bob
+    assert alice_1 and "alice" not in alice_1 and "example" not in alice_1
+    assert alice_1 == end_user_id(TEST_END_USER_SALT, "alice@example.com")

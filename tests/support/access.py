@@ -7,6 +7,10 @@ from services.common.auth import Authenticator
 from services.common.paging import PageTokens
 from services.common.settings import Access
 
+TEST_END_USER_SALT = b"test end users"
+
 
 def access(authenticator: Authenticator, grace_seconds: float = 30.0) -> Access:
-    return Access(authenticator, PageTokens.from_secret("test page tokens"), grace_seconds)
+    return Access(
+        authenticator, PageTokens.from_secret("test page tokens"), grace_seconds, TEST_END_USER_SALT
+    )

@@ -41,6 +41,7 @@ from services.image.app.single_flight import SingleFlight
 from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
 from services.image.domain.cache_policy import Hit, Lookup, cache_key, quality_rank
 from services.image.domain.command import Defaults, GenerateCommand, ValidRequest, validate
+from services.image.domain.end_users import end_user_id
 from services.image.domain.failures import failure_message, fallback_reason_and_message, short
 from services.image.domain.images import StoredImage
 from services.image.domain.results import GenerateResult, Source
@@ -50,6 +51,9 @@ from services.image.recipes.prompts import build_prompt
 from services.image.recipes.similarity import effective_threshold, match_key
 
 log = logging.getLogger("recipeimage.image.generation")
+
+# BudgetService's reason for a record whose request id holds a reservation.
+ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class GenerateImage:
         similarity_threshold: float,
         fallback: StoredImage | None,
         in_flight: InFlight,
+        end_user_salt: bytes,
     ) -> None:
         self.prices = prices
         self.defaults = defaults
@@ -95,6 +100,7 @@ class GenerateImage:
         self.similarity_threshold = similarity_threshold
         self.fallback = fallback
         self.in_flight = in_flight
+        self.end_user_salt = end_user_salt
 
     def __call__(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
@@ -137,16 +143,22 @@ class GenerateImage:
         """Record the hit at BudgetService (cost 0, what it saved), then count it
         on its entry, unless it retried an attempt already recorded: a retry of
         an attempt that generated is a replay of that attempt."""
-        duplicate = self.budget.record_usage(
-            replace(
-                plan.usage,
-                outcome=Outcome.CACHE_HIT_SIMILAR if hit.similar else Outcome.CACHE_HIT_EXACT,
-                success=True,
-                cached=True,
-                cache_hit="similar" if hit.similar else "exact",
-                cost_saved_micros=hit.saved_micros,
-            )
+        served = replace(
+            plan.usage,
+            outcome=Outcome.CACHE_HIT_SIMILAR if hit.similar else Outcome.CACHE_HIT_EXACT,
+            success=True,
+            cached=True,
+            cache_hit="similar" if hit.similar else "exact",
+            cost_saved_micros=hit.saved_micros,
         )
+        try:
+            duplicate = self.budget.record_usage(served)
+        except FailedPrecondition as error:
+            if error.info.reason == ATTEMPT_HAS_RESERVATION:
+                # The request id's first attempt still holds money (its caller
+                # may have crashed): the documented answer for an attempt in flight.
+                raise _in_progress(plan.usage.request_id) from None
+            raise
         if not duplicate:
             self.cache.count_hit(hit)
             return _cached_result(hit, plan, saved=hit.saved_micros)
@@ -181,7 +193,11 @@ class GenerateImage:
         started = time.monotonic()
         try:
             generated = self.provider.generate(
-                usage.prompt, request.model, request.size, request.quality
+                usage.prompt,
+                request.model,
+                request.size,
+                request.quality,
+                end_user=end_user_id(self.end_user_salt, usage.user_id),
             )
         except Exception as exc:
             return self._release_after_failure(reservation, plan, exc, _elapsed_ms(started))
@@ -254,11 +270,7 @@ class GenerateImage:
         request_id = plan.usage.request_id
         state = reservation.state
         if state is ReservationState.HELD:
-            raise FailedPrecondition(
-                "an attempt with this request_id is still in progress; retry it later",
-                "REQUEST_IN_PROGRESS",
-                {"request_id": request_id},
-            )
+            raise _in_progress(request_id)
         if state is ReservationState.COMMITTED:
             paid = self.keeper.image_paid_by(plan.usage.user_id, request_id)
             return self._replay_paid_image(paid, plan)
@@ -281,6 +293,14 @@ class GenerateImage:
             "REQUEST_ALREADY_COMPLETED",
             {"request_id": plan.usage.request_id},
         )
+
+
+def _in_progress(request_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "an attempt with this request_id is still in progress; retry it later",
+        "REQUEST_IN_PROGRESS",
+        {"request_id": request_id},
+    )
 
 
 def _cached_result(hit: Hit, plan: Plan, *, saved: int) -> GenerateResult:

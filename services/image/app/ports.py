@@ -31,6 +31,11 @@ class Budget(Protocol):
 class Provider(Protocol):
     name: str
 
-    def generate(self, prompt: str, model: str, size: str, quality: str) -> GeneratedImage: ...
+    def generate(
+        self, prompt: str, model: str, size: str, quality: str, *, end_user: str = ""
+    ) -> GeneratedImage:
+        """end_user: a stable, salted hash of the user id, for the provider's
+        abuse monitoring (never the raw id); empty: none."""
+        ...
 
     def close(self) -> None: ...

@@ -23,7 +23,9 @@ WIDTH = 64
 class OfflineProvider:
     name = "offline"
 
-    def generate(self, prompt: str, model: str, size: str, quality: str) -> GeneratedImage:
+    def generate(
+        self, prompt: str, model: str, size: str, quality: str, *, end_user: str = ""
+    ) -> GeneratedImage:
         seed = hashlib.sha256("\n".join((model, size, quality, prompt)).encode("utf-8")).digest()
         width, height = _dimensions(size)
         return GeneratedImage(

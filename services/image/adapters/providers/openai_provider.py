@@ -61,10 +61,18 @@ class OpenAIProvider:
             ),
         )
 
-    def generate(self, prompt: str, model: str, size: str, quality: str) -> GeneratedImage:
+    def generate(
+        self, prompt: str, model: str, size: str, quality: str, *, end_user: str = ""
+    ) -> GeneratedImage:
         try:
             response = self._client.images.generate(
-                model=model, prompt=prompt, size=size, quality=_quality(quality), n=1
+                model=model,
+                prompt=prompt,
+                size=size,
+                quality=_quality(quality),
+                n=1,
+                # OpenAI's abuse monitoring tells end users apart by this id.
+                user=end_user or openai.omit,
             )
         except openai.APITimeoutError:
             raise DeadlineExceeded(
