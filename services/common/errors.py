@@ -120,3 +120,25 @@ class DeadlineExceeded(DomainError):
     def __init__(self, message: str, reason: str = "PROVIDER_TIMEOUT") -> None:
         super().__init__(message)
         self.info = Reasoned(reason)
+
+
+class RateLimited(QuotaExceeded):
+    """A rate rule refuses the request until exactly retry_after has passed:
+    its RetryInfo keeps the sub-second delay (a QuotaExceeded's is rounded up
+    to whole seconds)."""
+
+
+class DeniedWithReason(PermissionDenied):
+    """PERMISSION_DENIED with an ErrorInfo reason and metadata, and a RetryInfo
+    when waiting lifts it (retry_after; None: waiting does not)."""
+
+    def __init__(
+        self,
+        message: str,
+        reason: str,
+        metadata: dict[str, str] | None = None,
+        retry_after: timedelta | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.info = Reasoned(reason, metadata or {})
+        self.retry_after = retry_after

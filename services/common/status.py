@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from services.common.errors import (
     ContentRefused,
     DeadlineExceeded,
+    DeniedWithReason,
     DomainError,
     FailedPrecondition,
     FieldViolation,
@@ -26,6 +27,7 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    RateLimited,
     Unauthenticated,
     Unavailable,
 )
@@ -72,6 +74,10 @@ def to_status(error: DomainError) -> grpc.Status:
     elif isinstance(error, QuotaExceeded):
         code = code_pb2.RESOURCE_EXHAUSTED
         seconds = max(1, math.ceil(error.retry_after.total_seconds()))
+        delay = duration_pb2.Duration(seconds=seconds)
+        if isinstance(error, RateLimited):  # exactly when it would be admitted
+            delay = duration_pb2.Duration()
+            delay.FromTimedelta(max(error.retry_after, timedelta(microseconds=1)))
         details += [
             _error_info(error.info.reason, error.info.metadata),
             _pack(
@@ -83,8 +89,15 @@ def to_status(error: DomainError) -> grpc.Status:
                     ]
                 )
             ),
-            _pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))),
+            _pack(error_details_pb2.RetryInfo(retry_delay=delay)),
         ]
+    elif isinstance(error, DeniedWithReason):
+        code = code_pb2.PERMISSION_DENIED
+        details.append(_error_info(error.info.reason, error.info.metadata))
+        if error.retry_after is not None:
+            delay = duration_pb2.Duration()
+            delay.FromTimedelta(max(error.retry_after, timedelta(microseconds=1)))
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     else:
         code = next(c for kind, c in _SIMPLE_CODES.items() if isinstance(error, kind))
         info = getattr(error, "info", None)
