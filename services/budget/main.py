@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import grpc
+from prometheus_client import Counter
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.budget.app.admission import Admission, Gate, ShadowCounter
+from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
 from services.budget.app.paging import Pager
@@ -26,6 +29,7 @@ from services.budget.app.reaper import Reaper
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
+from services.budget.domain.admission import AdmissionPolicy
 from services.budget.domain.limits import LimitPolicy
 from services.budget.domain.reconciliation import Reconciliation
 from services.budget.servicer import SERVICE_NAME, BudgetServicer
@@ -93,6 +97,17 @@ def limit_policy(settings: BudgetSettings) -> LimitPolicy:
     )
 
 
+def shadow_counter(metrics: Metrics) -> ShadowCounter:
+    """Counts what rules in shadow mode would have refused, by rule."""
+    counter = Counter(
+        "recipeimage_rate_shadow_refusals_total",
+        "Calls a rate rule or cap in shadow mode would have refused (they went on).",
+        ["service", "rule"],
+        registry=metrics.registry,
+    )
+    return lambda rule: counter.labels(metrics.service, rule).inc()
+
+
 def build_servicer(
     settings: BudgetSettings,
     guard: Guard,
@@ -103,13 +118,17 @@ def build_servicer(
     """The use cases over one store, behind the gRPC edge."""
     policy = limit_policy(settings)
     pager = Pager(page_tokens)
+    gate = Gate(AdmissionPolicy(settings.admission), shadow_counter(guard.metrics))
+    ttl = timedelta(seconds=settings.reservation_ttl_seconds)
     return BudgetServicer(
         guard,
-        Reservations(store, policy, clock, timedelta(seconds=settings.reservation_ttl_seconds)),
+        Reservations(store, policy, clock, ttl, gate),
         Ledger(store, clock),
         Stats(store, clock, settings.time_zone, pager),
         Management(store, clock, policy, pager),
         Reconciler(store, settings.time_zone),
+        Admission(store, gate, policy.tier_of, clock),
+        Blocks(store, clock, pager),
     )
 
 

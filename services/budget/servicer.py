@@ -10,7 +10,9 @@ their own limits and usage and cap their own spending; only trusted callers
 (the image service, other internal backends, admins) hold, spend or record
 money: a user token must not be able to commit its own generation at cost
 zero. Tiers, overrides, system limits, the audit log and reconciliation are
-for admins.
+for admins; so are blocks and rate overrides. Admit is for trusted callers
+(ImageService asks it before every GenerateImage); a user sees its own rate
+rules and block in GetLimits but can never lift a block.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
 from services.budget import convert
+from services.budget.app.admission import Admission
+from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
 from services.budget.app.reconciliation import Reconciler
@@ -77,6 +81,8 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         stats: Stats,
         management: Management,
         reconciler: Reconciler,
+        admission: Admission,
+        blocks: Blocks,
     ) -> None:
         self.guard = guard
         self._reservations = reservations
@@ -84,6 +90,8 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self._stats = stats
         self._management = management
         self._reconciler = reconciler
+        self._admission = admission
+        self._blocks = blocks
 
     @rpc(ANY_ROLE)
     def GetLimits(
@@ -256,3 +264,55 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         since = optional_from_proto(violations, request, "start_time")
         violations.raise_if_any()
         return convert.reconciliation(self._reconciler.run(since), self._reconciler.zone)
+
+    # Admission control
+
+    @rpc(TRUSTED)
+    def Admit(
+        self, request: pb.AdmitRequest, context: Context, principal: Principal
+    ) -> pb.AdmitResponse:
+        user_id, violations = acting_for(principal, request.user_id)
+        states = self._admission.admit(user_id, violations)
+        return pb.AdmitResponse(rate_rules=[convert.rate_rule(state) for state in states])
+
+    @rpc(ADMIN_ONLY)
+    def BlockUser(
+        self, request: pb.BlockUserRequest, context: Context, principal: Principal
+    ) -> pb.BlockUserResponse:
+        user_id, violations = acting_for(principal, request.user_id)
+        expires_at = optional_from_proto(violations, request, "expire_time")
+        block = self._blocks.block_user(
+            actor(principal), user_id, request.reason, expires_at, violations
+        )
+        return pb.BlockUserResponse(block=convert.block(block))
+
+    @rpc(ADMIN_ONLY)
+    def UnblockUser(
+        self, request: pb.UnblockUserRequest, context: Context, principal: Principal
+    ) -> pb.UnblockUserResponse:
+        user_id, violations = acting_for(principal, request.user_id)
+        block = self._blocks.unblock_user(actor(principal), user_id, violations)
+        return pb.UnblockUserResponse(block=convert.block(block))
+
+    @rpc(ADMIN_ONLY)
+    def ListBlocks(
+        self, request: pb.ListBlocksRequest, context: Context, principal: Principal
+    ) -> pb.ListBlocksResponse:
+        page = self._blocks.list_blocks(page_size=request.page_size, page_token=request.page_token)
+        return convert.block_page(page)
+
+    @rpc(ADMIN_ONLY)
+    def SetUserRateLimits(
+        self, request: pb.SetUserRateLimitsRequest, context: Context, principal: Principal
+    ) -> pb.SetUserRateLimitsResponse:
+        user_id, violations = acting_for(principal, request.user_id)
+        settings = self._management.set_user_rate_limits(
+            actor(principal),
+            user_id,
+            convert.rate_limit_values_from_proto(request.overrides),
+            violations,
+        )
+        return pb.SetUserRateLimitsResponse(
+            user_id=settings.user_id,
+            overrides=convert.rate_limit_values(settings.rate_overrides),
+        )

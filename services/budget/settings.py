@@ -1,7 +1,9 @@
 """BudgetService settings: every environment variable it reads, next to its default.
 
 Tier limits are written as `daily=<micros>,monthly=<micros>,per_generation=<micros>`;
-a key left out keeps that tier's default.
+a tier's rate rules as `requests_per_minute=20,request_burst=10,
+generations_per_hour=30,max_concurrent_generations=2`; a key left out keeps
+that tier's default, and 0 disables a rule.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from services.budget.domain.admission import (
+    AdmissionSettings,
+    SystemRates,
+    TierRates,
+    parse_shadow,
+)
 from services.budget.domain.limits import Tier, TierLimits
 from services.common.config import (
     ConfigError,
@@ -26,6 +34,15 @@ _TIER_KEYS = {
     "daily": "daily_micros",
     "monthly": "monthly_micros",
     "per_generation": "per_generation_micros",
+}
+_RATE_KEYS = {
+    name: name
+    for name in (
+        "requests_per_minute",
+        "request_burst",
+        "generations_per_hour",
+        "max_concurrent_generations",
+    )
 }
 
 
@@ -46,6 +63,8 @@ class BudgetSettings:
     # 0: this process runs no reaper (another replica, or a test, reaps).
     reaper_interval_seconds: float
     time_zone: ZoneInfo
+    # Admission control: rate rules, concurrency caps, shadow mode.
+    admission: AdmissionSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -95,7 +114,57 @@ class BudgetSettings:
             time_zone=parse_time_zone(
                 "RECIPEIMAGE_BUDGET_TIME_ZONE", env_str(env, "RECIPEIMAGE_BUDGET_TIME_ZONE", "UTC")
             ),
+            admission=admission_settings(env),
         )
+
+
+def admission_settings(env: Mapping[str, str]) -> AdmissionSettings:
+    """Each tier's rate rules and cap, the system's, and the shadowed rules."""
+    tiers = {
+        Tier.FREE: parse_tier_rates(
+            env,
+            "RECIPEIMAGE_RATE_FREE",
+            "requests_per_minute=20,request_burst=10,generations_per_hour=30,"
+            "max_concurrent_generations=2",
+        ),
+        Tier.PREMIUM: parse_tier_rates(
+            env,
+            "RECIPEIMAGE_RATE_PREMIUM",
+            "requests_per_minute=60,request_burst=20,generations_per_hour=120,"
+            "max_concurrent_generations=4",
+        ),
+        Tier.PRO: parse_tier_rates(
+            env,
+            "RECIPEIMAGE_RATE_PRO",
+            "requests_per_minute=120,request_burst=40,generations_per_hour=600,"
+            "max_concurrent_generations=8",
+        ),
+    }
+    system = SystemRates(
+        requests_per_second=env_int(env, "RECIPEIMAGE_SYSTEM_REQUESTS_PER_SECOND", 100),
+        request_burst=env_int(env, "RECIPEIMAGE_SYSTEM_REQUEST_BURST", 200),
+        generations_per_minute=env_int(env, "RECIPEIMAGE_SYSTEM_GENERATIONS_PER_MINUTE", 50),
+        max_concurrent_generations=env_int(
+            env, "RECIPEIMAGE_SYSTEM_MAX_CONCURRENT_GENERATIONS", 50
+        ),
+    )
+    raw_shadow = env_str(env, "RECIPEIMAGE_RATE_SHADOW", "")
+    try:
+        shadow = parse_shadow(raw_shadow)
+    except ValueError:
+        raise ConfigError(
+            f"RECIPEIMAGE_RATE_SHADOW={raw_shadow!r}: use all, or a comma list of user_requests, "
+            "user_generations, system_requests, system_generations, user_concurrency, "
+            "system_concurrency"
+        ) from None
+    return AdmissionSettings(tiers, system, shadow)
+
+
+def parse_tier_rates(env: Mapping[str, str], name: str, default: str) -> TierRates:
+    """`requests_per_minute=..,request_burst=..,generations_per_hour=..,
+    max_concurrent_generations=..`; a key left out keeps its value from default."""
+    values = _parse_pairs(name, default, {}, _RATE_KEYS)
+    return TierRates(**_parse_pairs(name, env_str(env, name, default), values, _RATE_KEYS))
 
 
 def parse_tier_limits(env: Mapping[str, str], name: str, default: str) -> TierLimits:
@@ -106,16 +175,21 @@ def parse_tier_limits(env: Mapping[str, str], name: str, default: str) -> TierLi
 
 
 def _parse_limits(name: str, raw: str, defaults: dict[str, int]) -> dict[str, int]:
+    return _parse_pairs(name, raw, defaults, _TIER_KEYS)
+
+
+def _parse_pairs(
+    name: str, raw: str, defaults: dict[str, int], keys: Mapping[str, str]
+) -> dict[str, int]:
     values = dict(defaults)
     seen: set[str] = set()
     for part in (p.strip() for p in raw.split(",")):
         if not part:
             continue
         key, sep, number = (s.strip() for s in part.partition("="))
-        if not sep or key not in _TIER_KEYS:
+        if not sep or key not in keys:
             raise ConfigError(
-                f"{name}: {part!r} is not one of daily=<micros>, monthly=<micros>, "
-                "per_generation=<micros>"
+                f"{name}: {part!r} is not one of " + ", ".join(f"{k}=<n>" for k in keys)
             )
         if key in seen:
             raise ConfigError(f"{name}: {key} is given twice")
@@ -126,8 +200,8 @@ def _parse_limits(name: str, raw: str, defaults: dict[str, int]) -> dict[str, in
             raise ConfigError(f"{name}: {key}={number!r} is not an integer") from None
         if value < 0:
             raise ConfigError(f"{name}: {key}={value} is negative")
-        values[_TIER_KEYS[key]] = value
-    missing = set(_TIER_KEYS.values()) - set(values)
+        values[keys[key]] = value
+    missing = set(keys.values()) - set(values)
     if missing:  # only the defaults can lack a key
         raise ConfigError(f"{name}: missing {', '.join(sorted(missing))}")
     return values

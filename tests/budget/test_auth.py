@@ -29,7 +29,13 @@ ALL_CALLS = [
     ("SetSystemLimits", pb.SetSystemLimitsRequest(daily_limit_micros=1)),
     ("ListAuditLog", pb.ListAuditLogRequest()),
     ("ReconcileLedger", pb.ReconcileLedgerRequest()),
+    ("Admit", pb.AdmitRequest(user_id="u1")),
+    ("BlockUser", pb.BlockUserRequest(user_id="u1", reason="spam")),
+    ("UnblockUser", pb.UnblockUserRequest(user_id="u1")),
+    ("ListBlocks", pb.ListBlocksRequest()),
+    ("SetUserRateLimits", pb.SetUserRateLimitsRequest(user_id="u1")),
 ]
+ADMISSION_CALLS = ("Admit", "BlockUser", "UnblockUser", "ListBlocks", "SetUserRateLimits")
 
 
 def test_every_rpc_of_the_service_is_listed_here() -> None:
@@ -161,3 +167,21 @@ def test_service_and_admin_tokens_name_the_user(budget, tokens) -> None:
         with pytest.raises(grpc.RpcError) as raised:
             budget.stub.GetLimits(pb.GetLimitsRequest(), metadata=metadata)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("method", ADMISSION_CALLS)
+def test_a_user_token_cannot_admit_block_unblock_or_set_rates_even_for_itself(
+    budget, tokens, method
+) -> None:
+    """Admit is for trusted callers (a user must not spend its own quota
+    checks or skip them); blocks and rate overrides are for admins."""
+    request_ = dict(ALL_CALLS)[method]
+    with pytest.raises(grpc.RpcError) as raised:
+        getattr(budget.stub, method)(request_, metadata=tokens.user("u1"))
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    if method != "Admit":
+        with pytest.raises(grpc.RpcError) as raised:
+            getattr(budget.stub, method)(request_, metadata=tokens.service())
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    listed = budget.stub.ListBlocks(pb.ListBlocksRequest(), metadata=tokens.admin())
+    assert list(listed.blocks) == []

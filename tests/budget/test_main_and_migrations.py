@@ -35,6 +35,8 @@ BUDGET_TABLES = {
     "budget_system_limits",
     "budget_audit_log",
     "budget_usage_daily",
+    "budget_rate_states",
+    "budget_blocks",
 }
 
 

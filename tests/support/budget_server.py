@@ -6,7 +6,9 @@ service's tests that talk to it.
 
 It binds 127.0.0.1:0 (the OS picks the port), serves no metrics and runs no
 background reaper unless asked (reaper_interval_seconds=...): tests reap with
-budget.app.reap_expired(now). Any BudgetSettings field can be overridden.
+budget.app.reap_expired(now). Admission control's rate rules and caps are all
+disabled unless asked (admission=admission(...)), so a test of money is not
+refused for its pace. Any BudgetSettings field can be overridden.
 
 budget_processes() starts real BudgetService processes instead (the
 recipeimage-budget entry point), configured through RECIPEIMAGE_ variables,
@@ -30,6 +32,14 @@ from pathlib import Path
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
+from services.budget.domain.admission import (
+    NO_ADMISSION,
+    NO_TIER_RATES,
+    AdmissionSettings,
+    RuleName,
+    SystemRates,
+    TierRates,
+)
 from services.budget.domain.limits import DEFAULT_TIERS, Tier, TierLimits
 from services.budget.main import BudgetApp, build_app
 from services.budget.settings import BudgetSettings
@@ -73,6 +83,32 @@ def tiers(**overrides: TierLimits) -> dict[Tier, TierLimits]:
     return result
 
 
+def admission(
+    free: TierRates = NO_TIER_RATES,
+    system: SystemRates | None = None,
+    shadow: frozenset[RuleName] = frozenset(),
+    **tier_rates: TierRates,
+) -> AdmissionSettings:
+    """Admission settings for a test: the free tier's rates (and others' by
+    name), the system's (default: all disabled), the shadowed rules."""
+    tiers = {tier: NO_TIER_RATES for tier in Tier} | {Tier.FREE: free}
+    tiers |= {Tier(name): rates for name, rates in tier_rates.items()}
+    return AdmissionSettings(tiers, system or SystemRates(0, 0, 0, 0), shadow)
+
+
+# Every admission rule disabled, for budget_processes' environment.
+NO_ADMISSION_ENV = {
+    **{
+        f"RECIPEIMAGE_RATE_{tier.name}": "requests_per_minute=0,request_burst=0,"
+        "generations_per_hour=0,max_concurrent_generations=0"
+        for tier in Tier
+    },
+    "RECIPEIMAGE_SYSTEM_REQUESTS_PER_SECOND": "0",
+    "RECIPEIMAGE_SYSTEM_GENERATIONS_PER_MINUTE": "0",
+    "RECIPEIMAGE_SYSTEM_MAX_CONCURRENT_GENERATIONS": "0",
+}
+
+
 @dataclass
 class RunningBudget:
     app: BudgetApp
@@ -102,6 +138,7 @@ def budget_settings(database_url: str, **overrides: object) -> BudgetSettings:
         reaper_interval_seconds=0.0,
         max_workers=32,
         db_pool_size=5,
+        admission=NO_ADMISSION,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
@@ -173,7 +210,8 @@ def budget_processes(
     count: int, database_url: str, secret: str, env: Mapping[str, str] | None = None
 ) -> Iterator[list[BudgetProcess]]:
     """`count` real BudgetService processes on one database, each on its own
-    OS-picked port, started together; SIGTERM and waited for at the end."""
+    OS-picked port, started together; SIGTERM and waited for at the end.
+    Admission's rules are disabled unless env sets them."""
     base = {key: value for key, value in os.environ.items() if not key.startswith("RECIPEIMAGE_")}
     base |= {
         "RECIPEIMAGE_BUDGET_ADDRESS": "127.0.0.1:0",
@@ -184,6 +222,7 @@ def budget_processes(
         "RECIPEIMAGE_SHUTDOWN_GRACE_SECONDS": "1",
         "RECIPEIMAGE_REAPER_INTERVAL_SECONDS": "0",
         "RECIPEIMAGE_LOG_LEVEL": "INFO",
+        **NO_ADMISSION_ENV,
         **dict(env or {}),
     }
     with ExitStack() as stack:

@@ -17,6 +17,7 @@ from services.budget.domain.audit import Actor, AuditAction, AuditEntry, AuditPa
 from services.budget.domain.limits import (
     LimitPolicy,
     LimitValues,
+    RateLimitValues,
     SystemLimitsView,
     Tier,
     UserSettings,
@@ -29,6 +30,10 @@ from services.common.clock import Clock
 
 def _user_snapshot(settings: UserSettings) -> AuditSnapshot:
     return AuditSnapshot(tier=settings.tier, overrides=settings.overrides, cap=settings.cap)
+
+
+def _rate_snapshot(settings: UserSettings) -> AuditSnapshot:
+    return AuditSnapshot(rate_overrides=settings.rate_overrides)
 
 
 def _before_id(position: Mapping[str, object]) -> int:
@@ -83,12 +88,28 @@ class Management:
             actor, user_id, AuditAction.SET_SPEND_CAP, lambda s: replace(s, cap=cap)
         )
 
+    def set_user_rate_limits(
+        self, actor: Actor, user_id: str, overrides: RateLimitValues, violations: Violations
+    ) -> UserSettings:
+        """Replace the user's rate overrides: an unset value clears that override."""
+        for name, value in overrides.as_dict().items():
+            violations.positive(f"overrides.{name}", value)
+        violations.raise_if_any()
+        return self._store_user_change(
+            actor,
+            user_id,
+            AuditAction.SET_USER_RATE_LIMITS,
+            lambda s: replace(s, rate_overrides=overrides),
+            _rate_snapshot,
+        )
+
     def _store_user_change(
         self,
         actor: Actor,
         user_id: str,
         action: AuditAction,
         change: Callable[[UserSettings], UserSettings],
+        snapshot: Callable[[UserSettings], AuditSnapshot] = _user_snapshot,
     ) -> UserSettings:
         """Lock the user's settings, store the change and its audit entry (a
         change that changes nothing stores neither)."""
@@ -99,9 +120,7 @@ class Management:
             if after != before:
                 tx.limits.store_user_settings(after, now)
                 tx.audit.store_entry(
-                    AuditEntry.new(
-                        actor, action, user_id, _user_snapshot(before), _user_snapshot(after), now
-                    )
+                    AuditEntry.new(actor, action, user_id, snapshot(before), snapshot(after), now)
                 )
         return after
 

@@ -21,9 +21,12 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from services.budget.app.admission import Gate
 from services.budget.domain.limits import (
     PER_GENERATION_LIMIT_EXCEEDED,
     LimitPolicy,
+    LimitValues,
+    UserSettings,
     WindowLimit,
     held_window_keys,
     refusal_reason,
@@ -64,16 +67,31 @@ class Reservations:
     `only_user` is a user caller's own id (it may settle only its own
     reservations); None for a trusted caller."""
 
-    def __init__(self, store: BudgetStore, policy: LimitPolicy, clock: Clock, ttl: timedelta):
+    def __init__(
+        self, store: BudgetStore, policy: LimitPolicy, clock: Clock, ttl: timedelta, gate: Gate
+    ):
         self._store = store
         self._policy = policy
         self._clock = clock
         self._ttl = ttl
+        self._gate = gate
 
     # Reading the windows
 
     def limits(self, user_id: str) -> LimitsView:
-        return self._load_view(user_id, self._clock.now())
+        """The windows, and admission's rules, cap and block (GetLimits)."""
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            user, system, block = tx.blocks.load_context(user_id, now)
+            view = self._view(tx, user, system, now)
+            rates, concurrency = self._gate.snapshot(tx, user, view.tier, now)
+        return replace(
+            view,
+            rate_rules=rates,
+            concurrency=concurrency,
+            block=block,
+            rate_overrides=user.rate_overrides,
+        )
 
     def check(self, user_id: str, amount_micros: int, violations: Violations) -> BudgetCheck:
         violations.positive("amount_micros", amount_micros)
@@ -89,11 +107,16 @@ class Reservations:
     def _load_view(self, user_id: str, now: datetime) -> LimitsView:
         with self._store.transaction() as tx:
             user, system = tx.limits.load_limit_settings(user_id)
-            limits = self._policy.effective(user, system)
-            windows = self._policy.windows(limits, now)
-            counters = tx.windows.load_counters(w.key for w in windows)
+            return self._view(tx, user, system, now)
+
+    def _view(
+        self, tx: Transaction, user: UserSettings, system: LimitValues, now: datetime
+    ) -> LimitsView:
+        limits = self._policy.effective(user, system)
+        windows = self._policy.windows(limits, now)
+        counters = tx.windows.load_counters(w.key for w in windows)
         return LimitsView(
-            user_id=user_id,
+            user_id=user.user_id,
             tier=limits.tier,
             per_generation=limits.per_generation,
             windows=[_state(w, counters[w.key]) for w in windows],
@@ -113,8 +136,10 @@ class Reservations:
 
     def _hold(self, user_id: str, amount: int, key: str, now: datetime) -> Reserved:
         """One transaction: one SELECT of what applies, the reservation's INSERT,
-        then one conditional upsert of the four windows in lock order. A refusal
-        raises inside the transaction, so it rolls back whole and holds nothing."""
+        admission's rules (when any is enabled: one conditional upsert of the
+        generation rates' keys, one count of the held), then one conditional
+        upsert of the four windows in lock order. A refusal raises inside the
+        transaction, so it rolls back whole and holds nothing."""
         with self._store.transaction() as tx:
             context = tx.reservations.load_reserve_context(user_id, key)
             if context.existing_reservation_id is not None:
@@ -138,6 +163,8 @@ class Reservations:
             if not tx.reservations.store_new_reservation(reservation):
                 # A concurrent first call with this key won; ours waited for it.
                 return _replay(tx.reservations.load_by_key(user_id, key))
+            # Generation rates and concurrency caps: a replay never gets here.
+            self._gate.take_generation(tx, context.user, limits.tier, now)
             _hold_in_windows(tx, windows, amount, now)
         return Reserved(reservation, replayed=False)
 

@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.budget.domain.limits import LimitValues, Tier
+from services.budget.domain.blocks import Block
+from services.budget.domain.limits import LimitValues, RateLimitValues, Tier
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class AuditAction(enum.StrEnum):
     SET_USER_LIMITS = "set_user_limits"
     SET_SPEND_CAP = "set_spend_cap"
     SET_SYSTEM_LIMITS = "set_system_limits"
+    BLOCK_USER = "block_user"
+    UNBLOCK_USER = "unblock_user"
+    SET_USER_RATE_LIMITS = "set_user_rate_limits"
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,16 @@ class AuditSnapshot:
 
     For a user: tier (None: the default), overrides and caps. For the system:
     the admin-set limits (daily and monthly; None: the configured ones).
+    For BlockUser and UnblockUser: the user's block in force (None: none).
+    For SetUserRateLimits: the user's rate overrides.
     """
 
     tier: Tier | None = None
     overrides: LimitValues | None = None
     cap: LimitValues | None = None
     system: LimitValues | None = None
+    block: Block | None = None
+    rate_overrides: RateLimitValues | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -93,14 +93,38 @@ NO_LIMITS = LimitValues()
 
 
 @dataclass(frozen=True)
+class RateLimitValues:
+    """An admin's per-user overrides of the tier's values; None keeps the tier's."""
+
+    requests_per_minute: int | None = None
+    request_burst: int | None = None
+    generations_per_hour: int | None = None
+    max_concurrent_generations: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        """The values that are set (for the audit log)."""
+        found = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in found.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, int] | None) -> RateLimitValues:
+        return cls(**dict(values or {}))
+
+
+NO_RATE_OVERRIDES = RateLimitValues()
+
+
+@dataclass(frozen=True)
 class UserSettings:
     """What is stored for a user: its tier (None: the default), an admin's
-    overrides and its own caps."""
+    overrides and its own caps, an admin's rate overrides."""
 
     user_id: str
     tier: Tier | None = None
     overrides: LimitValues = field(default=NO_LIMITS)
     cap: LimitValues = field(default=NO_LIMITS)
+    # An admin's overrides of the tier's rate rules and concurrency cap.
+    rate_overrides: RateLimitValues = field(default=NO_RATE_OVERRIDES)
 
 
 @dataclass(frozen=True)

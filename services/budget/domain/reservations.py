@@ -4,10 +4,18 @@ use cases take and return."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from services.budget.domain.limits import Limit, LimitValues, Tier
+from services.budget.domain.admission import CapState, RateState
+from services.budget.domain.blocks import Block
+from services.budget.domain.limits import (
+    NO_RATE_OVERRIDES,
+    Limit,
+    LimitValues,
+    RateLimitValues,
+    Tier,
+)
 from services.budget.domain.windows import Period, WindowKey
 
 # A commit charges at most this many times its hold. A hold is the most an
@@ -85,6 +93,12 @@ class LimitsView:
     windows: list[WindowState]
     overrides: LimitValues
     cap: LimitValues
+    # Admission: the rate rules with what is left, the concurrency cap, the
+    # block in force and an admin's rate overrides.
+    rate_rules: list[RateState] = field(default_factory=list)
+    concurrency: CapState | None = None
+    block: Block | None = None
+    rate_overrides: RateLimitValues = NO_RATE_OVERRIDES
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
-from services.budget.domain.limits import LimitValues, Tier
+from services.budget.domain.blocks import Block, BlockSource
+from services.budget.domain.limits import LimitValues, RateLimitValues, Tier
 from services.budget.store.models import AuditRow
 
 
@@ -60,7 +63,48 @@ def snapshot_json(snapshot: AuditSnapshot) -> str:
     ):
         if values is not None:
             document[name] = values.as_dict()
+    if snapshot.rate_overrides is not None:
+        document["rate_overrides"] = snapshot.rate_overrides.as_dict()
+    if snapshot.block is not None:
+        document["block"] = _block_json(snapshot.block)
     return json.dumps(document, sort_keys=True)
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _block_json(block: Block) -> dict[str, Any]:
+    return {
+        "id": block.id,
+        "user_id": block.user_id,
+        "reason": block.reason,
+        "source": block.source.value,
+        "created_at": _instant(block.created_at),
+        "expires_at": _instant(block.expires_at),
+        "created_by": block.created_by,
+        "level": block.level,
+    }
+
+
+def _block_from_json(document: dict[str, Any]) -> Block:
+    def instant(name: str) -> datetime | None:
+        value = document.get(name)
+        return datetime.fromisoformat(value) if value else None
+
+    created_at = instant("created_at")
+    if created_at is None:  # pragma: no cover - always written
+        raise ValueError("an audited block without created_at")
+    return Block(
+        id=int(document["id"]),
+        user_id=document["user_id"],
+        reason=document["reason"],
+        source=BlockSource(document["source"]),
+        created_at=created_at,
+        expires_at=instant("expires_at"),
+        created_by=document["created_by"],
+        level=int(document.get("level", 0)),
+    )
 
 
 def snapshot_from_json(text: str) -> AuditSnapshot:
@@ -74,6 +118,12 @@ def snapshot_from_json(text: str) -> AuditSnapshot:
         overrides=values("overrides"),
         cap=values("cap"),
         system=values("system"),
+        block=_block_from_json(document["block"]) if "block" in document else None,
+        rate_overrides=(
+            RateLimitValues.from_dict(document["rate_overrides"])
+            if "rate_overrides" in document
+            else None
+        ),
     )
 
 

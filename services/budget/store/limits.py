@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Executable, Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from services.budget.domain.limits import LimitValues, Tier, UserSettings
+from services.budget.domain.limits import LimitValues, RateLimitValues, Tier, UserSettings
 from services.budget.store.models import SystemLimitsRow, UserRow, insert_or_skip, table
 
 USERS = table(UserRow)
@@ -26,6 +26,10 @@ USER_COLUMNS = (
     USERS.c.cap_daily_micros,
     USERS.c.cap_monthly_micros,
     USERS.c.cap_per_generation_micros,
+    USERS.c.override_requests_per_minute,
+    USERS.c.override_request_burst,
+    USERS.c.override_generations_per_hour,
+    USERS.c.override_max_concurrent_generations,
 )
 
 
@@ -70,6 +74,12 @@ def user_settings_of(user_id: str, row: Any) -> UserSettings:
         ),
         cap=LimitValues(
             row.cap_daily_micros, row.cap_monthly_micros, row.cap_per_generation_micros
+        ),
+        rate_overrides=RateLimitValues(
+            row.override_requests_per_minute,
+            row.override_request_burst,
+            row.override_generations_per_hour,
+            row.override_max_concurrent_generations,
         ),
     )
 
@@ -121,6 +131,12 @@ class LimitsStore:
                 cap_daily_micros=settings.cap.daily_micros,
                 cap_monthly_micros=settings.cap.monthly_micros,
                 cap_per_generation_micros=settings.cap.per_generation_micros,
+                override_requests_per_minute=settings.rate_overrides.requests_per_minute,
+                override_request_burst=settings.rate_overrides.request_burst,
+                override_generations_per_hour=settings.rate_overrides.generations_per_hour,
+                override_max_concurrent_generations=(
+                    settings.rate_overrides.max_concurrent_generations
+                ),
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)

@@ -48,6 +48,13 @@ _USER_LIMIT_COLUMNS = (
     "cap_monthly_micros",
     "cap_per_generation_micros",
 )
+# An admin's overrides of the tier's rate rules and cap; NULL: the tier's.
+RATE_OVERRIDE_COLUMNS = (
+    "override_requests_per_minute",
+    "override_request_burst",
+    "override_generations_per_hour",
+    "override_max_concurrent_generations",
+)
 
 
 class UserRow(Base):
@@ -62,6 +69,10 @@ class UserRow(Base):
             CheckConstraint(f"{column} >= 0", name=f"{column}_not_negative")
             for column in _USER_LIMIT_COLUMNS
         ),
+        *(
+            CheckConstraint(f"{column} > 0", name=f"{column}_positive")
+            for column in RATE_OVERRIDE_COLUMNS
+        ),
     )
 
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -74,6 +85,10 @@ class UserRow(Base):
     cap_daily_micros: Mapped[int | None] = mapped_column(BigInteger())
     cap_monthly_micros: Mapped[int | None] = mapped_column(BigInteger())
     cap_per_generation_micros: Mapped[int | None] = mapped_column(BigInteger())
+    override_requests_per_minute: Mapped[int | None] = mapped_column(BigInteger())
+    override_request_burst: Mapped[int | None] = mapped_column(BigInteger())
+    override_generations_per_hour: Mapped[int | None] = mapped_column(BigInteger())
+    override_max_concurrent_generations: Mapped[int | None] = mapped_column(BigInteger())
 
 
 class SystemLimitsRow(Base):
@@ -129,6 +144,9 @@ class ReservationRow(Base):
         ),
         # The reaper's scan: held reservations by expiry.
         Index("ix_budget_reservations_state_expires_at", "state", "expires_at"),
+        # A user's generations in flight (its held reservations), counted
+        # under its concurrency cap.
+        Index("ix_budget_reservations_user_id_state", "user_id", "state"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -257,7 +275,8 @@ class AuditRow(Base):
     __tablename__ = "budget_audit_log"
     __table_args__ = (
         CheckConstraint(
-            "action IN ('set_user_tier', 'set_user_limits', 'set_spend_cap', 'set_system_limits')",
+            "action IN ('set_user_tier', 'set_user_limits', 'set_spend_cap', "
+            "'set_system_limits', 'block_user', 'unblock_user', 'set_user_rate_limits')",
             name="action",
         ),
         Index("ix_budget_audit_log_target_user_id_id", "target_user_id", "id"),
@@ -272,6 +291,41 @@ class AuditRow(Base):
     target_user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     before_json: Mapped[str] = mapped_column(Text())
     after_json: Mapped[str] = mapped_column(Text())
+
+
+class RateStateRow(Base):
+    """GCRA's one value a rate rule's key: its theoretical arrival time, in
+    microseconds since the epoch. Keys: "user_requests:<user>",
+    "user_generations:<user>", "system_requests", "system_generations"."""
+
+    __tablename__ = "budget_rate_states"
+
+    key: Mapped[str] = mapped_column(String(ID_LENGTH + 32), primary_key=True)
+    tat: Mapped[int] = mapped_column(BigInteger())
+
+
+class BlockRow(Base):
+    """Users' blocks, kept when lifted or expired. In force: not lifted and not
+    expired; at most one a user (BlockUser lifts the one it replaces)."""
+
+    __tablename__ = "budget_blocks"
+    __table_args__ = (
+        CheckConstraint("source IN ('admin', 'automatic')", name="source"),
+        CheckConstraint("level >= 0", name="level_not_negative"),
+        Index("ix_budget_blocks_user_id_lifted_at", "user_id", "lifted_at"),
+        Index("ix_budget_blocks_lifted_at_id", "lifted_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    reason: Mapped[str] = mapped_column(Text())
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    level: Mapped[int] = mapped_column(Integer(), server_default=text("0"))
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
 
 
 metadata = Base.metadata

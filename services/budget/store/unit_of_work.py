@@ -10,7 +10,9 @@ from functools import cached_property
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.budget.store.audit import AuditStore
+from services.budget.store.blocks import BlockStore
 from services.budget.store.limits import LimitsStore
+from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
 from services.budget.store.reservations import ReservationStore
 from services.budget.store.usage import UsageStore
@@ -44,6 +46,14 @@ class Transaction:
     @cached_property
     def audit(self) -> AuditStore:
         return AuditStore(self.session)
+
+    @cached_property
+    def rates(self) -> RateStore:
+        return RateStore(self.session)
+
+    @cached_property
+    def blocks(self) -> BlockStore:
+        return BlockStore(self.session, self.dialect)
 
 
 class BudgetStore:

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from recipeimage.budget.v1 import admission_pb2 as _admission_pb2
 from recipeimage.common.v1 import image_quality_pb2 as _image_quality_pb2
 import builtins as _builtins
 import sys
@@ -178,6 +179,9 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_SET_USER_LIMITS: _AuditAction.ValueType  # 2
     AUDIT_ACTION_SET_SPEND_CAP: _AuditAction.ValueType  # 3
     AUDIT_ACTION_SET_SYSTEM_LIMITS: _AuditAction.ValueType  # 4
+    AUDIT_ACTION_BLOCK_USER: _AuditAction.ValueType  # 5
+    AUDIT_ACTION_UNBLOCK_USER: _AuditAction.ValueType  # 6
+    AUDIT_ACTION_SET_USER_RATE_LIMITS: _AuditAction.ValueType  # 7
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """AuditAction is the kind of change an audit entry records."""
@@ -187,6 +191,9 @@ AUDIT_ACTION_SET_USER_TIER: AuditAction.ValueType  # 1
 AUDIT_ACTION_SET_USER_LIMITS: AuditAction.ValueType  # 2
 AUDIT_ACTION_SET_SPEND_CAP: AuditAction.ValueType  # 3
 AUDIT_ACTION_SET_SYSTEM_LIMITS: AuditAction.ValueType  # 4
+AUDIT_ACTION_BLOCK_USER: AuditAction.ValueType  # 5
+AUDIT_ACTION_UNBLOCK_USER: AuditAction.ValueType  # 6
+AUDIT_ACTION_SET_USER_RATE_LIMITS: AuditAction.ValueType  # 7
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final
@@ -315,6 +322,10 @@ class GetLimitsResponse(_message.Message):
     PER_GENERATION_LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
     OVERRIDES_FIELD_NUMBER: _builtins.int
     SPEND_CAP_FIELD_NUMBER: _builtins.int
+    RATE_RULES_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    BLOCK_FIELD_NUMBER: _builtins.int
+    RATE_OVERRIDES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     tier: Global___UserTier.ValueType
     per_generation_limit_micros: _builtins.int
@@ -332,6 +343,24 @@ class GetLimitsResponse(_message.Message):
     def spend_cap(self) -> Global___LimitValues:
         """The caps the user set on itself; shown even when a lower limit binds."""
 
+    @_builtins.property
+    def rate_rules(self) -> _containers.RepeatedCompositeFieldContainer[_admission_pb2.RateRule]:
+        """Each rate rule that applies to the user, with its remaining allowance
+        and when it refills.
+        """
+
+    @_builtins.property
+    def concurrency(self) -> _admission_pb2.ConcurrencyCap:
+        """How many generations the user may have in flight, and has."""
+
+    @_builtins.property
+    def block(self) -> _admission_pb2.Block:
+        """The user's block, when one is in force."""
+
+    @_builtins.property
+    def rate_overrides(self) -> _admission_pb2.RateLimitValues:
+        """An admin's overrides of the tier's rate rules and concurrency cap."""
+
     def __init__(
         self,
         *,
@@ -342,10 +371,14 @@ class GetLimitsResponse(_message.Message):
         per_generation_limit_source: _builtins.str = ...,
         overrides: Global___LimitValues | None = ...,
         spend_cap: Global___LimitValues | None = ...,
+        rate_rules: _abc.Iterable[_admission_pb2.RateRule] | None = ...,
+        concurrency: _admission_pb2.ConcurrencyCap | None = ...,
+        block: _admission_pb2.Block | None = ...,
+        rate_overrides: _admission_pb2.RateLimitValues | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "concurrency", b"concurrency", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "per_generation_limit_micros", b"per_generation_limit_micros", "per_generation_limit_source", b"per_generation_limit_source", "spend_cap", b"spend_cap", "tier", b"tier", "user_id", b"user_id", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "concurrency", b"concurrency", "overrides", b"overrides", "per_generation_limit_micros", b"per_generation_limit_micros", "per_generation_limit_source", b"per_generation_limit_source", "rate_overrides", b"rate_overrides", "rate_rules", b"rate_rules", "spend_cap", b"spend_cap", "tier", b"tier", "user_id", b"user_id", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1333,6 +1366,8 @@ class AuditSnapshot(_message.Message):
     OVERRIDES_FIELD_NUMBER: _builtins.int
     SPEND_CAP_FIELD_NUMBER: _builtins.int
     SYSTEM_LIMITS_FIELD_NUMBER: _builtins.int
+    BLOCK_FIELD_NUMBER: _builtins.int
+    RATE_OVERRIDES_FIELD_NUMBER: _builtins.int
     tier: Global___UserTier.ValueType
     """For a user: its stored tier (UNSPECIFIED: the default), overrides, caps."""
     @_builtins.property
@@ -1345,6 +1380,14 @@ class AuditSnapshot(_message.Message):
         configured ones).
         """
 
+    @_builtins.property
+    def block(self) -> _admission_pb2.Block:
+        """For BlockUser and UnblockUser: the user's block (unset: none)."""
+
+    @_builtins.property
+    def rate_overrides(self) -> _admission_pb2.RateLimitValues:
+        """For SetUserRateLimits: the user's rate overrides."""
+
     def __init__(
         self,
         *,
@@ -1352,10 +1395,12 @@ class AuditSnapshot(_message.Message):
         overrides: Global___LimitValues | None = ...,
         spend_cap: Global___LimitValues | None = ...,
         system_limits: Global___LimitValues | None = ...,
+        block: _admission_pb2.Block | None = ...,
+        rate_overrides: _admission_pb2.RateLimitValues | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1470,3 +1515,228 @@ class LedgerDifference(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LedgerDifference: _TypeAlias = LedgerDifference  # noqa: Y015
+
+@_typing.final
+class AdmitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdmitRequest: _TypeAlias = AdmitRequest  # noqa: Y015
+
+@_typing.final
+class AdmitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATE_RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rate_rules(self) -> _containers.RepeatedCompositeFieldContainer[_admission_pb2.RateRule]:
+        """The request rules as they stand after this call."""
+
+    def __init__(
+        self,
+        *,
+        rate_rules: _abc.Iterable[_admission_pb2.RateRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rate_rules", b"rate_rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdmitResponse: _TypeAlias = AdmitResponse  # noqa: Y015
+
+@_typing.final
+class BlockUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    reason: _builtins.str
+    """Required: why, shown to the user in GetLimits and in the refusal."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the block ends; unset: until UnblockUser."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockUserRequest: _TypeAlias = BlockUserRequest  # noqa: Y015
+
+@_typing.final
+class BlockUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def block(self) -> _admission_pb2.Block: ...
+    def __init__(
+        self,
+        *,
+        block: _admission_pb2.Block | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockUserResponse: _TypeAlias = BlockUserResponse  # noqa: Y015
+
+@_typing.final
+class UnblockUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnblockUserRequest: _TypeAlias = UnblockUserRequest  # noqa: Y015
+
+@_typing.final
+class UnblockUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def block(self) -> _admission_pb2.Block:
+        """The block that was lifted."""
+
+    def __init__(
+        self,
+        *,
+        block: _admission_pb2.Block | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnblockUserResponse: _TypeAlias = UnblockUserResponse  # noqa: Y015
+
+@_typing.final
+class ListBlocksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBlocksRequest: _TypeAlias = ListBlocksRequest  # noqa: Y015
+
+@_typing.final
+class ListBlocksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCKS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def blocks(self) -> _containers.RepeatedCompositeFieldContainer[_admission_pb2.Block]: ...
+    def __init__(
+        self,
+        *,
+        blocks: _abc.Iterable[_admission_pb2.Block] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBlocksResponse: _TypeAlias = ListBlocksResponse  # noqa: Y015
+
+@_typing.final
+class SetUserRateLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def overrides(self) -> _admission_pb2.RateLimitValues:
+        """The new overrides; an unset field clears that override."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        overrides: _admission_pb2.RateLimitValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserRateLimitsRequest: _TypeAlias = SetUserRateLimitsRequest  # noqa: Y015
+
+@_typing.final
+class SetUserRateLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def overrides(self) -> _admission_pb2.RateLimitValues: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        overrides: _admission_pb2.RateLimitValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overrides", b"overrides", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserRateLimitsResponse: _TypeAlias = SetUserRateLimitsResponse  # noqa: Y015

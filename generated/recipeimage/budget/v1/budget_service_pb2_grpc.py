@@ -112,6 +112,31 @@ class BudgetServiceStub:
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerResponse.FromString,
                 _registered_method=True)
+        self.Admit = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/Admit',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.AdmitRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.AdmitResponse.FromString,
+                _registered_method=True)
+        self.BlockUser = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/BlockUser',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.BlockUserRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.BlockUserResponse.FromString,
+                _registered_method=True)
+        self.UnblockUser = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/UnblockUser',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.UnblockUserRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.UnblockUserResponse.FromString,
+                _registered_method=True)
+        self.ListBlocks = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ListBlocks',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListBlocksRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListBlocksResponse.FromString,
+                _registered_method=True)
+        self.SetUserRateLimits = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SetUserRateLimits',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class BudgetServiceServicer:
@@ -163,7 +188,11 @@ class BudgetServiceServicer:
         MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
         SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
         reserved_micros, requested_micros, window and limit_source; QuotaFailure;
-        RetryInfo until the window resets),
+        RetryInfo until the window resets; or a generation rate or concurrency
+        cap: reason GENERATION_RATE_LIMITED or SYSTEM_RATE_LIMITED with metadata
+        rule, limit, period_seconds and burst and RetryInfo exactly when it would
+        be admitted, or CONCURRENCY_LIMIT_EXCEEDED or
+        SYSTEM_CONCURRENCY_LIMIT_EXCEEDED with metadata limit and in_flight),
         FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
         already has this key as its request_id; a new attempt needs a new key).
         """
@@ -312,6 +341,68 @@ class BudgetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Admit(self, request, context):
+        """Admit decides whether a user's GenerateImage call may go on, before any
+        analysis, cache lookup or reservation: the user's block, then the
+        per-user and system request rates (RATE_RULE_KIND_USER_REQUESTS,
+        RATE_RULE_KIND_SYSTEM_REQUESTS), in one transaction. A refused call
+        consumes no quota. Rules in shadow mode are counted and logged, never
+        enforced. Needs a service or admin token: ImageService calls it for every
+        GenerateImage.
+
+        Errors: PERMISSION_DENIED (reason USER_BLOCKED; metadata block_reason,
+        block_source and expire_time when it ends; RetryInfo until then),
+        RESOURCE_EXHAUSTED (reason RATE_LIMITED or SYSTEM_RATE_LIMITED; metadata
+        rule, limit, period_seconds and burst; QuotaFailure; RetryInfo exactly
+        when the call would be admitted: retry then, not sooner).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BlockUser(self, request, context):
+        """BlockUser blocks a user's GenerateImage calls, with a reason and an
+        optional end; a block given again replaces the user's current one. Admin
+        only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id or reason missing, an end in the past).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockUser(self, request, context):
+        """UnblockUser lifts a user's block, an admin's or an automatic one. Admin
+        only; audited. A user can never lift its own block.
+
+        Errors: INVALID_ARGUMENT (user_id missing), NOT_FOUND (no block in force).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBlocks(self, request, context):
+        """ListBlocks pages through the blocks in force, newest first (AIP-158).
+        Admin only.
+
+        Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+        malformed or was issued for other request fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserRateLimits(self, request, context):
+        """SetUserRateLimits replaces an admin's overrides of a user's rate rules
+        and concurrency cap: each field given overrides the tier's value, each
+        field left unset clears its override. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BudgetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -384,6 +475,31 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.ReconcileLedger,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerResponse.SerializeToString,
+            ),
+            'Admit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Admit,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.AdmitRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.AdmitResponse.SerializeToString,
+            ),
+            'BlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.BlockUser,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.BlockUserRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.BlockUserResponse.SerializeToString,
+            ),
+            'UnblockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockUser,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.UnblockUserRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.UnblockUserResponse.SerializeToString,
+            ),
+            'ListBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlocks,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListBlocksRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListBlocksResponse.SerializeToString,
+            ),
+            'SetUserRateLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserRateLimits,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -772,6 +888,141 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/ReconcileLedger',
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ReconcileLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Admit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/Admit',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.AdmitRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.AdmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/BlockUser',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.BlockUserRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.BlockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/UnblockUser',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.UnblockUserRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.UnblockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ListBlocks',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListBlocksRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.ListBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserRateLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SetUserRateLimits',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,7 +71,11 @@ class BudgetServiceStub:
     MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
     SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
     reserved_micros, requested_micros, window and limit_source; QuotaFailure;
-    RetryInfo until the window resets),
+    RetryInfo until the window resets; or a generation rate or concurrency
+    cap: reason GENERATION_RATE_LIMITED or SYSTEM_RATE_LIMITED with metadata
+    rule, limit, period_seconds and burst and RetryInfo exactly when it would
+    be admitted, or CONCURRENCY_LIMIT_EXCEEDED or
+    SYSTEM_CONCURRENCY_LIMIT_EXCEEDED with metadata limit and in_flight),
     FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
     already has this key as its request_id; a new attempt needs a new key).
     """
@@ -172,6 +176,48 @@ class BudgetServiceStub:
 
     Errors: none beyond the common ones.
     """
+    Admit: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.AdmitRequest, _budget_service_pb2.AdmitResponse]
+    """Admit decides whether a user's GenerateImage call may go on, before any
+    analysis, cache lookup or reservation: the user's block, then the
+    per-user and system request rates (RATE_RULE_KIND_USER_REQUESTS,
+    RATE_RULE_KIND_SYSTEM_REQUESTS), in one transaction. A refused call
+    consumes no quota. Rules in shadow mode are counted and logged, never
+    enforced. Needs a service or admin token: ImageService calls it for every
+    GenerateImage.
+
+    Errors: PERMISSION_DENIED (reason USER_BLOCKED; metadata block_reason,
+    block_source and expire_time when it ends; RetryInfo until then),
+    RESOURCE_EXHAUSTED (reason RATE_LIMITED or SYSTEM_RATE_LIMITED; metadata
+    rule, limit, period_seconds and burst; QuotaFailure; RetryInfo exactly
+    when the call would be admitted: retry then, not sooner).
+    """
+    BlockUser: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.BlockUserRequest, _budget_service_pb2.BlockUserResponse]
+    """BlockUser blocks a user's GenerateImage calls, with a reason and an
+    optional end; a block given again replaces the user's current one. Admin
+    only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id or reason missing, an end in the past).
+    """
+    UnblockUser: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.UnblockUserRequest, _budget_service_pb2.UnblockUserResponse]
+    """UnblockUser lifts a user's block, an admin's or an automatic one. Admin
+    only; audited. A user can never lift its own block.
+
+    Errors: INVALID_ARGUMENT (user_id missing), NOT_FOUND (no block in force).
+    """
+    ListBlocks: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.ListBlocksRequest, _budget_service_pb2.ListBlocksResponse]
+    """ListBlocks pages through the blocks in force, newest first (AIP-158).
+    Admin only.
+
+    Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+    malformed or was issued for other request fields).
+    """
+    SetUserRateLimits: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.SetUserRateLimitsRequest, _budget_service_pb2.SetUserRateLimitsResponse]
+    """SetUserRateLimits replaces an admin's overrides of a user's rate rules
+    and concurrency cap: each field given overrides the tier's value, each
+    field left unset clears its override. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
+    """
 
 @_typing.type_check_only
 class BudgetServiceAsyncStub(BudgetServiceStub):
@@ -216,7 +262,11 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
     SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
     reserved_micros, requested_micros, window and limit_source; QuotaFailure;
-    RetryInfo until the window resets),
+    RetryInfo until the window resets; or a generation rate or concurrency
+    cap: reason GENERATION_RATE_LIMITED or SYSTEM_RATE_LIMITED with metadata
+    rule, limit, period_seconds and burst and RetryInfo exactly when it would
+    be admitted, or CONCURRENCY_LIMIT_EXCEEDED or
+    SYSTEM_CONCURRENCY_LIMIT_EXCEEDED with metadata limit and in_flight),
     FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
     already has this key as its request_id; a new attempt needs a new key).
     """
@@ -317,6 +367,48 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
 
     Errors: none beyond the common ones.
     """
+    Admit: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.AdmitRequest, _budget_service_pb2.AdmitResponse]  # type: ignore[assignment]
+    """Admit decides whether a user's GenerateImage call may go on, before any
+    analysis, cache lookup or reservation: the user's block, then the
+    per-user and system request rates (RATE_RULE_KIND_USER_REQUESTS,
+    RATE_RULE_KIND_SYSTEM_REQUESTS), in one transaction. A refused call
+    consumes no quota. Rules in shadow mode are counted and logged, never
+    enforced. Needs a service or admin token: ImageService calls it for every
+    GenerateImage.
+
+    Errors: PERMISSION_DENIED (reason USER_BLOCKED; metadata block_reason,
+    block_source and expire_time when it ends; RetryInfo until then),
+    RESOURCE_EXHAUSTED (reason RATE_LIMITED or SYSTEM_RATE_LIMITED; metadata
+    rule, limit, period_seconds and burst; QuotaFailure; RetryInfo exactly
+    when the call would be admitted: retry then, not sooner).
+    """
+    BlockUser: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.BlockUserRequest, _budget_service_pb2.BlockUserResponse]  # type: ignore[assignment]
+    """BlockUser blocks a user's GenerateImage calls, with a reason and an
+    optional end; a block given again replaces the user's current one. Admin
+    only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id or reason missing, an end in the past).
+    """
+    UnblockUser: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.UnblockUserRequest, _budget_service_pb2.UnblockUserResponse]  # type: ignore[assignment]
+    """UnblockUser lifts a user's block, an admin's or an automatic one. Admin
+    only; audited. A user can never lift its own block.
+
+    Errors: INVALID_ARGUMENT (user_id missing), NOT_FOUND (no block in force).
+    """
+    ListBlocks: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.ListBlocksRequest, _budget_service_pb2.ListBlocksResponse]  # type: ignore[assignment]
+    """ListBlocks pages through the blocks in force, newest first (AIP-158).
+    Admin only.
+
+    Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+    malformed or was issued for other request fields).
+    """
+    SetUserRateLimits: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.SetUserRateLimitsRequest, _budget_service_pb2.SetUserRateLimitsResponse]  # type: ignore[assignment]
+    """SetUserRateLimits replaces an admin's overrides of a user's rate rules
+    and concurrency cap: each field given overrides the tier's value, each
+    field left unset clears its override. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
+    """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
     """BudgetService decides who may spend how much on image generation. Money is
@@ -376,7 +468,11 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         MONTHLY_LIMIT_EXCEEDED, SYSTEM_DAILY_LIMIT_EXCEEDED or
         SYSTEM_MONTHLY_LIMIT_EXCEEDED and metadata limit_micros, spent_micros,
         reserved_micros, requested_micros, window and limit_source; QuotaFailure;
-        RetryInfo until the window resets),
+        RetryInfo until the window resets; or a generation rate or concurrency
+        cap: reason GENERATION_RATE_LIMITED or SYSTEM_RATE_LIMITED with metadata
+        rule, limit, period_seconds and burst and RetryInfo exactly when it would
+        be admitted, or CONCURRENCY_LIMIT_EXCEEDED or
+        SYSTEM_CONCURRENCY_LIMIT_EXCEEDED with metadata limit and in_flight),
         FAILED_PRECONDITION (reason ATTEMPT_ALREADY_RECORDED: a usage record
         already has this key as its request_id; a new attempt needs a new key).
         """
@@ -542,6 +638,78 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
+        """
+
+    @_abc_1.abstractmethod
+    def Admit(
+        self,
+        request: _budget_service_pb2.AdmitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.AdmitResponse, _abc.Awaitable[_budget_service_pb2.AdmitResponse]]:
+        """Admit decides whether a user's GenerateImage call may go on, before any
+        analysis, cache lookup or reservation: the user's block, then the
+        per-user and system request rates (RATE_RULE_KIND_USER_REQUESTS,
+        RATE_RULE_KIND_SYSTEM_REQUESTS), in one transaction. A refused call
+        consumes no quota. Rules in shadow mode are counted and logged, never
+        enforced. Needs a service or admin token: ImageService calls it for every
+        GenerateImage.
+
+        Errors: PERMISSION_DENIED (reason USER_BLOCKED; metadata block_reason,
+        block_source and expire_time when it ends; RetryInfo until then),
+        RESOURCE_EXHAUSTED (reason RATE_LIMITED or SYSTEM_RATE_LIMITED; metadata
+        rule, limit, period_seconds and burst; QuotaFailure; RetryInfo exactly
+        when the call would be admitted: retry then, not sooner).
+        """
+
+    @_abc_1.abstractmethod
+    def BlockUser(
+        self,
+        request: _budget_service_pb2.BlockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.BlockUserResponse, _abc.Awaitable[_budget_service_pb2.BlockUserResponse]]:
+        """BlockUser blocks a user's GenerateImage calls, with a reason and an
+        optional end; a block given again replaces the user's current one. Admin
+        only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id or reason missing, an end in the past).
+        """
+
+    @_abc_1.abstractmethod
+    def UnblockUser(
+        self,
+        request: _budget_service_pb2.UnblockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.UnblockUserResponse, _abc.Awaitable[_budget_service_pb2.UnblockUserResponse]]:
+        """UnblockUser lifts a user's block, an admin's or an automatic one. Admin
+        only; audited. A user can never lift its own block.
+
+        Errors: INVALID_ARGUMENT (user_id missing), NOT_FOUND (no block in force).
+        """
+
+    @_abc_1.abstractmethod
+    def ListBlocks(
+        self,
+        request: _budget_service_pb2.ListBlocksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.ListBlocksResponse, _abc.Awaitable[_budget_service_pb2.ListBlocksResponse]]:
+        """ListBlocks pages through the blocks in force, newest first (AIP-158).
+        Admin only.
+
+        Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+        malformed or was issued for other request fields).
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserRateLimits(
+        self,
+        request: _budget_service_pb2.SetUserRateLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.SetUserRateLimitsResponse, _abc.Awaitable[_budget_service_pb2.SetUserRateLimitsResponse]]:
+        """SetUserRateLimits replaces an admin's overrides of a user's rate rules
+        and concurrency cap: each field given overrides the tier's value, each
+        field left unset clears its override. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

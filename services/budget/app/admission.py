@@ -1,0 +1,158 @@
+"""Admission control: Admit (the user's block, then the request rates), and
+the gate ReserveBudget passes inside its own transaction (the generation
+rates and the concurrency caps).
+
+Each rule is one key's TAT, taken in one conditional upsert with the other
+rules of the same call (the user's key first, then the system's: the lock
+order). A refusal raises inside the transaction, so it rolls back whole: a
+refused call moves no TAT and holds nothing. A rule in shadow mode that would
+refuse is counted and logged ("would refuse") and the call goes on; its TAT
+stays where it was, never past what an admitted call would move it to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from services.budget.domain.admission import (
+    AdmissionPolicy,
+    CapState,
+    RateRule,
+    RateState,
+    RuleName,
+    concurrency_refusal,
+    rate_key,
+    rate_refusal,
+    rate_state,
+    to_micros,
+)
+from services.budget.domain.blocks import blocked_refusal
+from services.budget.domain.limits import Tier, UserSettings
+from services.budget.domain.validation import Violations
+from services.budget.store.rates import Take
+from services.budget.store.unit_of_work import BudgetStore, Transaction
+from services.common.clock import Clock
+from services.common.errors import QuotaExceeded
+
+log = logging.getLogger("recipeimage.budget.admission")
+
+# A key taken only for its row lock (a cap without a rate rule): never refuses.
+_LOCK_ONLY_TOLERANCE = 2**62
+
+ShadowCounter = Callable[[str], None]
+
+
+def _take(rule: RateRule) -> Take:
+    return Take(rule.key, rule.interval_micros, rule.tolerance_micros)
+
+
+class Gate:
+    """The rate rules and caps, evaluated in a caller's transaction."""
+
+    def __init__(self, policy: AdmissionPolicy, count_shadow: ShadowCounter) -> None:
+        self.policy = policy
+        self._count_shadow = count_shadow
+
+    def _would_refuse(self, name: RuleName, refusal: QuotaExceeded) -> None:
+        self._count_shadow(name.value)
+        log.warning(
+            "would refuse",
+            extra={"rule": name.value, "subject": refusal.subject, "reason": refusal.info.reason},
+        )
+
+    def take_rates(
+        self, tx: Transaction, rules: list[RateRule], now: datetime, locks: list[Take]
+    ) -> list[RateState]:
+        """Take a call from each rule (and lock the extra keys), in one
+        statement; raise the first enforced rule's refusal."""
+        ordered = sorted([*map(_take, rules), *locks], key=lambda t: t.key.startswith("system"))
+        admitted = tx.rates.take(ordered, to_micros(now))
+        refused = [rule.key for rule in rules if rule.key not in admitted]
+        current = tx.rates.load_tats(refused) if refused else {}
+        states = []
+        for rule in rules:
+            tat = admitted.get(rule.key)
+            if tat is None:
+                tat = current.get(rule.key, to_micros(now))
+                refusal = rate_refusal(rule, tat, now)
+                if not rule.shadow:
+                    raise refusal
+                self._would_refuse(rule.name, refusal)
+            states.append(rate_state(rule, tat, now))
+        return states
+
+    def take_requests(
+        self, tx: Transaction, user: UserSettings, tier: Tier, now: datetime
+    ) -> list[RateState]:
+        rules = self.policy.request_rules(user.user_id, tier, user.rate_overrides)
+        return self.take_rates(tx, rules, now, [])
+
+    def take_generation(
+        self, tx: Transaction, user: UserSettings, tier: Tier, now: datetime
+    ) -> None:
+        """ReserveBudget's rules for a new reservation (already inserted, so
+        it is counted among the held): generation rates, then the caps."""
+        rules = self.policy.generation_rules(user.user_id, tier, user.rate_overrides)
+        user_cap = self.policy.user_cap(user.user_id, tier, user.rate_overrides)
+        system_cap = self.policy.system_cap()
+        named = {rule.name for rule in rules}
+        locks = [
+            Take(rate_key(name, user.user_id), 0, _LOCK_ONLY_TOLERANCE)
+            for name, cap in (
+                (RuleName.USER_GENERATIONS, user_cap),
+                (RuleName.SYSTEM_GENERATIONS, system_cap),
+            )
+            if cap is not None and name not in named
+        ]
+        self.take_rates(tx, rules, now, locks)
+        if user_cap is None and system_cap is None:
+            return
+        user_count, system_count = tx.rates.count_in_flight(user.user_id)
+        for cap, count in ((user_cap, user_count), (system_cap, system_count)):
+            if cap is not None and count > cap.limit:  # the count includes this one
+                refusal = concurrency_refusal(cap, count - 1)
+                if not cap.shadow:
+                    raise refusal
+                self._would_refuse(cap.name, refusal)
+
+    def snapshot(
+        self, tx: Transaction, user: UserSettings, tier: Tier, now: datetime
+    ) -> tuple[list[RateState], CapState | None]:
+        """Every rate rule that applies to the user with what is left of it,
+        and its concurrency cap with its generations in flight: one query."""
+        overrides = user.rate_overrides
+        rules = [
+            *self.policy.request_rules(user.user_id, tier, overrides),
+            *self.policy.generation_rules(user.user_id, tier, overrides),
+        ]
+        tats, in_flight = tx.rates.load_snapshot(user.user_id, [rule.key for rule in rules])
+        cap = self.policy.user_cap(user.user_id, tier, overrides)
+        return (
+            [rate_state(rule, tats.get(rule.key), now) for rule in rules],
+            CapState(cap, in_flight) if cap is not None else None,
+        )
+
+
+class Admission:
+    """Admit: may this user's GenerateImage call go on?"""
+
+    def __init__(
+        self, store: BudgetStore, gate: Gate, tier_of: Callable[[Tier | None], Tier], clock: Clock
+    ) -> None:
+        self._store = store
+        self._gate = gate
+        self._tier_of = tier_of
+        self._clock = clock
+
+    def admit(self, user_id: str, violations: Violations) -> list[RateState]:
+        """The user's block first, then the request rates, in one transaction."""
+        violations.identifier("user_id", user_id)
+        violations.raise_if_any()
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            user, _, block = tx.blocks.load_context(user_id, now)
+            if block is not None:
+                raise blocked_refusal(block, now)
+            return self._gate.take_requests(tx, user, self._tier_of(user.tier), now)
