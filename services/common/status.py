@@ -143,16 +143,18 @@ def from_rpc_error(error: grpc.RpcError, service: str) -> DomainError:
     info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
     reason = info.reason if info else ""
     metadata = dict(info.metadata) if info else {}
+    retry = next((d for d in details if isinstance(d, error_details_pb2.RetryInfo)), None)
+    retry_after = retry.retry_delay.ToTimedelta() if retry else None
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        retry = next((d for d in details if isinstance(d, error_details_pb2.RetryInfo)), None)
         quota = next((d for d in details if isinstance(d, error_details_pb2.QuotaFailure)), None)
-        return QuotaExceeded(
+        # A sub-second RetryInfo is a rate rule's exact admission time: keep it exact.
+        exact = retry_after is not None and retry_after.microseconds != 0
+        kind = RateLimited if exact else QuotaExceeded
+        return kind(
             text,
             reason=reason or "RESOURCE_EXHAUSTED",
             subject=quota.violations[0].subject if quota and quota.violations else service,
-            retry_after=timedelta(seconds=retry.retry_delay.ToTimedelta().total_seconds())
-            if retry
-            else timedelta(seconds=1),
+            retry_after=retry_after or timedelta(seconds=1),
             metadata=metadata,
         )
     if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -163,6 +165,8 @@ def from_rpc_error(error: grpc.RpcError, service: str) -> DomainError:
             )
         return InvalidArgument.field("request", text)
     if code == grpc.StatusCode.PERMISSION_DENIED:
+        if reason:  # e.g. USER_BLOCKED: pass its details on intact
+            return DeniedWithReason(text, reason, metadata, retry_after)
         return PermissionDenied(text)
     if code == grpc.StatusCode.UNAUTHENTICATED:
         # Our own credentials were refused: a configuration fault, not the caller's.

@@ -79,6 +79,13 @@ class BudgetClient:
         self._settle_attempts = max(1, settle_attempts)
         self._settle_backoff = settle_backoff_seconds
 
+    def admit(self, user_id: str) -> None:
+        self._call(
+            self._stub.Admit,
+            pb.AdmitRequest(user_id=user_id),
+            "nothing was looked up, generated or charged",
+        )
+
     def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation:
         response = self._call(
             self._stub.ReserveBudget,

@@ -1,6 +1,7 @@
 """GenerateImage, top to bottom. Plain Python: no gRPC, no SQL here.
 
-1. Validate (nothing charged on bad input); analyze the recipe and build the
+1. Validate (nothing charged on bad input); ask BudgetService to admit the
+   call (a blocked user, a request rate); analyze the recipe and build the
    prompt (unless the caller gave one).
 2. Cache: a live exact entry; then, when the caller allows it and the prompt
    was built, an image of the same dish. A hit is recorded at BudgetService
@@ -42,7 +43,12 @@ from services.image.domain.accounting import Outcome, Reservation, ReservationSt
 from services.image.domain.cache_policy import Hit, Lookup, cache_key, quality_rank
 from services.image.domain.command import Defaults, GenerateCommand, ValidRequest, validate
 from services.image.domain.end_users import end_user_id
-from services.image.domain.failures import failure_message, fallback_reason_and_message, short
+from services.image.domain.failures import (
+    blamed_on_input,
+    failure_message,
+    fallback_reason_and_message,
+    short,
+)
 from services.image.domain.images import StoredImage
 from services.image.domain.results import GenerateResult, Source
 from services.image.domain.settlement import Settlement
@@ -104,6 +110,8 @@ class GenerateImage:
 
     def __call__(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
+        # Admission (block, request rates) before any work: a refused call costs nothing.
+        self.budget.admit(command.user_id)
         plan = self._plan(command, request)
         hit = self.cache.find(plan.lookup)
         if hit is not None:
@@ -243,6 +251,7 @@ class GenerateImage:
         the fallback image when there is one, else pass the error on."""
         if not isinstance(error, DomainError):
             log.exception("the image provider failed unexpectedly", exc_info=error)
+        error = blamed_on_input(error, caller_prompt=not plan.built_prompt)
         failed = replace(
             plan.usage,
             outcome=Outcome.FAILED,

@@ -16,6 +16,11 @@ class Budget(Protocol):
     Unavailable when BudgetService cannot be reached.
     """
 
+    def admit(self, user_id: str) -> None:
+        """Let a GenerateImage call go on, or raise why not: the user's block
+        (PermissionDenied) or a request rate (QuotaExceeded)."""
+        ...
+
     def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation: ...
 
     def commit(self, reservation_id: str, actual_cost_micros: int, usage: Usage) -> None: ...

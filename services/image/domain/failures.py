@@ -3,7 +3,7 @@ shown the fallback image instead. Plain Python."""
 
 from __future__ import annotations
 
-from services.common.errors import DomainError
+from services.common.errors import ContentRefused, DomainError
 
 MAX_ERROR_MESSAGE_CHARS = 500
 
@@ -30,3 +30,20 @@ def fallback_reason_and_message(error: Exception) -> tuple[str, str]:
 def _reason(error: DomainError) -> str:
     reason = getattr(getattr(error, "info", None), "reason", "")
     return reason if isinstance(reason, str) else ""
+
+
+def blamed_on_input(error: Exception, caller_prompt: bool) -> Exception:
+    """A provider's refusal of a request as invalid is the caller's to fix when
+    the caller wrote the prompt: INVALID_ARGUMENT with reason INPUT_REJECTED
+    (and a streak of them is an abuse signal at BudgetService). Any other
+    error is returned as it is."""
+    if caller_prompt and _reason_of(error) == "PROVIDER_INVALID_REQUEST":
+        return ContentRefused(
+            "the image provider refused this prompt as invalid; change the prompt and try again",
+            reason="INPUT_REJECTED",
+        )
+    return error
+
+
+def _reason_of(error: Exception) -> str:
+    return _reason(error) if isinstance(error, DomainError) else ""

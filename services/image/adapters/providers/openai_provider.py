@@ -39,6 +39,10 @@ OpenAIQuality = Literal["low", "medium", "high", "xhigh", "max", "auto", "standa
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
+# The reason of a provider's HTTP 400 that is not a content-policy refusal.
+INVALID_REQUEST = "PROVIDER_INVALID_REQUEST"
+
+
 class OpenAIProvider:
     name = "openai"
 
@@ -137,7 +141,18 @@ def _status_error(exc: openai.APIStatusError) -> Exception:
             f"the image provider failed (HTTP {status}); try again later",
             reason="PROVIDER_UNAVAILABLE",
         )
-    # 401/403/404 and other 400s: our credentials or request are wrong, not the caller's.
+    if status == 400:
+        # A request the provider finds invalid: the service's fault for a prompt
+        # it built, the caller's for a prompt it gave (GenerateImage tells them apart).
+        log.warning(
+            "openai refused the request as invalid",
+            extra={"code": code, "error": exc.message, "request_id": exc.request_id},
+        )
+        return Unavailable(
+            "the image provider refused the request as invalid (HTTP 400)",
+            reason=INVALID_REQUEST,
+        )
+    # 401/403/404: our credentials or setup are wrong, not the caller's.
     log.error(
         "openai refused the request",
         extra={"status": status, "code": code, "error": exc.message, "request_id": exc.request_id},
