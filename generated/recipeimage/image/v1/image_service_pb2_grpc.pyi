@@ -49,13 +49,19 @@ class ImageServiceStub:
     Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
     refused the prompt under its content policy; details: ErrorInfo
     CONTENT_POLICY_VIOLATION with the provider's code in metadata
-    provider_code; not retried), FAILED_PRECONDITION (a retired
+    provider_code; not retried; or it refused the caller's own prompt as
+    invalid: INPUT_REJECTED), PERMISSION_DENIED (the user is blocked: ErrorInfo
+    USER_BLOCKED with block_reason and expire_time, RetryInfo until it ends),
+    FAILED_PRECONDITION (a retired
     model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
     REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
-    RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
-    retries, or the provider's quota is used up; details: ErrorInfo with
-    PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
-    QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+    RESOURCE_EXHAUSTED (over a budget limit, a rate rule or a concurrency cap,
+    the provider's rate limit after retries, or the provider's quota is used
+    up; details: ErrorInfo with PROVIDER_RATE_LIMITED or
+    PROVIDER_QUOTA_EXHAUSTED or BudgetService's reason (RATE_LIMITED,
+    GENERATION_RATE_LIMITED, SYSTEM_RATE_LIMITED: retry at RetryInfo;
+    CONCURRENCY_LIMIT_EXCEEDED: retry when a generation ends; a budget limit:
+    retry when its window resets), QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
     cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
     (the provider timed out; nothing charged). With a fallback image
     configured, a provider failure is answered with the fallback instead
@@ -112,13 +118,19 @@ class ImageServiceAsyncStub(ImageServiceStub):
     Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
     refused the prompt under its content policy; details: ErrorInfo
     CONTENT_POLICY_VIOLATION with the provider's code in metadata
-    provider_code; not retried), FAILED_PRECONDITION (a retired
+    provider_code; not retried; or it refused the caller's own prompt as
+    invalid: INPUT_REJECTED), PERMISSION_DENIED (the user is blocked: ErrorInfo
+    USER_BLOCKED with block_reason and expire_time, RetryInfo until it ends),
+    FAILED_PRECONDITION (a retired
     model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
     REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
-    RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
-    retries, or the provider's quota is used up; details: ErrorInfo with
-    PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
-    QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+    RESOURCE_EXHAUSTED (over a budget limit, a rate rule or a concurrency cap,
+    the provider's rate limit after retries, or the provider's quota is used
+    up; details: ErrorInfo with PROVIDER_RATE_LIMITED or
+    PROVIDER_QUOTA_EXHAUSTED or BudgetService's reason (RATE_LIMITED,
+    GENERATION_RATE_LIMITED, SYSTEM_RATE_LIMITED: retry at RetryInfo;
+    CONCURRENCY_LIMIT_EXCEEDED: retry when a generation ends; a budget limit:
+    retry when its window resets), QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
     cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
     (the provider timed out; nothing charged). With a fallback image
     configured, a provider failure is answered with the fallback instead
@@ -178,13 +190,19 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (bad field; details: BadRequest; or the provider
         refused the prompt under its content policy; details: ErrorInfo
         CONTENT_POLICY_VIOLATION with the provider's code in metadata
-        provider_code; not retried), FAILED_PRECONDITION (a retired
+        provider_code; not retried; or it refused the caller's own prompt as
+        invalid: INPUT_REJECTED), PERMISSION_DENIED (the user is blocked: ErrorInfo
+        USER_BLOCKED with block_reason and expire_time, RetryInfo until it ends),
+        FAILED_PRECONDITION (a retired
         model; details: ErrorInfo MODEL_RETIRED; or a request_id already used:
         REQUEST_IN_PROGRESS, REQUEST_ALREADY_COMPLETED, REQUEST_ALREADY_FAILED),
-        RESOURCE_EXHAUSTED (over a budget limit, the provider's rate limit after
-        retries, or the provider's quota is used up; details: ErrorInfo with
-        PROVIDER_RATE_LIMITED or PROVIDER_QUOTA_EXHAUSTED or the budget reason,
-        QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
+        RESOURCE_EXHAUSTED (over a budget limit, a rate rule or a concurrency cap,
+        the provider's rate limit after retries, or the provider's quota is used
+        up; details: ErrorInfo with PROVIDER_RATE_LIMITED or
+        PROVIDER_QUOTA_EXHAUSTED or BudgetService's reason (RATE_LIMITED,
+        GENERATION_RATE_LIMITED, SYSTEM_RATE_LIMITED: retry at RetryInfo;
+        CONCURRENCY_LIMIT_EXCEEDED: retry when a generation ends; a budget limit:
+        retry when its window resets), QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
         cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
         (the provider timed out; nothing charged). With a fallback image
         configured, a provider failure is answered with the fallback instead
