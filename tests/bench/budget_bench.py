@@ -21,6 +21,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from recipeimage.common.v1 import image_quality_pb2
 
+from services.budget.domain.admission import SystemRates, TierRates
 from services.budget.domain.limits import Tier, TierLimits
 from services.budget.main import build_app
 from services.common.auth import Authenticator, Role
@@ -28,7 +29,7 @@ from services.common.db import create_db_engine
 from services.common.migrations import upgrade
 from tests.bench.harness import Measurement, drive, report
 from tests.support.access import access
-from tests.support.budget_server import budget_settings
+from tests.support.budget_server import admission, budget_settings
 from tests.support.databases import PostgresDatabases, _conninfo, postgres_admin_url
 
 CALLERS = 16
@@ -116,6 +117,10 @@ def _measure(url: str, baseline: Measurement) -> None:
         tiers={tier: UNLIMITED for tier in Tier},
         system_daily_limit_micros=10**15,
         system_monthly_limit_micros=10**15,
+        # The request rules on (each caller a user of its own), never refusing.
+        admission=admission(
+            free=TierRates(10**6, 10**6, 0, 0), system=SystemRates(10**6, 10**6, 0, 0)
+        ),
     )
     app = build_app(settings, access(authenticator))
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
@@ -123,6 +128,15 @@ def _measure(url: str, baseline: Measurement) -> None:
     service = (("authorization", f"Bearer {authenticator.mint(Role.SERVICE, 'bench', 7200)}"),)
     try:
         print(report(_pairs(stub, service), baseline), flush=True)
+        admit = drive(
+            f"Admit (user and system request rules), {CALLERS} callers",
+            lambda caller, _i: stub.Admit(
+                pb.AdmitRequest(user_id=f"admit-{caller}"), metadata=service, timeout=30
+            ),
+            callers=CALLERS,
+            seconds=STATS_SECONDS,
+        )
+        print(report(admit, baseline), flush=True)
         started = time.perf_counter()
         heaviest, typical = _load(url)
         print(

@@ -24,6 +24,7 @@ import psycopg
 from recipeimage.common.v1 import image_quality_pb2
 from recipeimage.image.v1 import image_service_pb2 as pb
 
+from services.budget.domain.admission import SystemRates, TierRates
 from services.budget.domain.limits import Tier, TierLimits
 from services.common.auth import Authenticator, Role
 from services.common.db import create_db_engine, create_sessions
@@ -34,6 +35,7 @@ from services.image.settings import DEFAULT_MODEL
 from services.image.store.cache import CacheRepository
 from tests.bench.harness import Measurement, drive, report
 from tests.image.conftest import dish_pairs
+from tests.support.budget_server import admission
 from tests.support.databases import PostgresDatabases, _conninfo, migrate_all, postgres_admin_url
 from tests.support.image_server import running_pair
 
@@ -132,6 +134,10 @@ def _measure(url: str, baseline: Measurement) -> None:
                 "system_daily_limit_micros": 10**15,
                 "system_monthly_limit_micros": 10**15,
                 "db_pool_size": 20,
+                # Admission on (every hit is admitted first), never refusing.
+                "admission": admission(
+                    free=TierRates(10**6, 10**6, 0, 0), system=SystemRates(10**6, 10**6, 0, 0)
+                ),
             },
             max_workers=32,
             db_pool_size=20,
