@@ -20,6 +20,7 @@ from recipeimage.budget.v1 import budget_service_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.budget.app.abuse import AbuseWatch, BlockCounter
 from services.budget.app.admission import Admission, Gate, ShadowCounter
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
@@ -108,6 +109,17 @@ def shadow_counter(metrics: Metrics) -> ShadowCounter:
     return lambda rule: counter.labels(metrics.service, rule).inc()
 
 
+def block_counter(metrics: Metrics) -> BlockCounter:
+    """Counts automatic blocks, by trigger."""
+    counter = Counter(
+        "recipeimage_abuse_blocks_total",
+        "Users blocked automatically by an abuse trigger.",
+        ["service", "trigger"],
+        registry=metrics.registry,
+    )
+    return lambda trigger: counter.labels(metrics.service, trigger).inc()
+
+
 def build_servicer(
     settings: BudgetSettings,
     guard: Guard,
@@ -120,14 +132,15 @@ def build_servicer(
     pager = Pager(page_tokens)
     gate = Gate(AdmissionPolicy(settings.admission), shadow_counter(guard.metrics))
     ttl = timedelta(seconds=settings.reservation_ttl_seconds)
+    abuse = AbuseWatch(settings.abuse, block_counter(guard.metrics))
     return BudgetServicer(
         guard,
-        Reservations(store, policy, clock, ttl, gate),
-        Ledger(store, clock),
+        Reservations(store, policy, clock, ttl, gate, abuse),
+        Ledger(store, clock, abuse),
         Stats(store, clock, settings.time_zone, pager),
         Management(store, clock, policy, pager),
         Reconciler(store, settings.time_zone),
-        Admission(store, gate, policy.tier_of, clock),
+        Admission(store, gate, policy.tier_of, clock, abuse),
         Blocks(store, clock, pager),
     )
 

@@ -15,6 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from services.budget.domain.abuse import (
+    DEFAULT_DURATIONS,
+    DEFAULT_ESCALATION_DAYS,
+    AbuseSettings,
+    Trigger,
+    TriggerRule,
+)
 from services.budget.domain.admission import (
     AdmissionSettings,
     SystemRates,
@@ -65,6 +72,8 @@ class BudgetSettings:
     time_zone: ZoneInfo
     # Admission control: rate rules, concurrency caps, shadow mode.
     admission: AdmissionSettings
+    # Abuse prevention: the triggers of automatic blocks, their durations.
+    abuse: AbuseSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -115,7 +124,49 @@ class BudgetSettings:
                 "RECIPEIMAGE_BUDGET_TIME_ZONE", env_str(env, "RECIPEIMAGE_BUDGET_TIME_ZONE", "UTC")
             ),
             admission=admission_settings(env),
+            abuse=abuse_settings(env),
         )
+
+
+# Each trigger's threshold and window (seconds) settings, with their
+# defaults; a threshold of 0 disables the trigger.
+_TRIGGER_SETTINGS = {
+    Trigger.CONTENT_POLICY_STREAK: (
+        ("RECIPEIMAGE_ABUSE_CONTENT_POLICY_STREAK", 5),
+        ("RECIPEIMAGE_ABUSE_CONTENT_POLICY_WINDOW_SECONDS", 3600),
+    ),
+    Trigger.INPUT_REJECTED_STREAK: (
+        ("RECIPEIMAGE_ABUSE_INPUT_REJECTED_STREAK", 5),
+        ("RECIPEIMAGE_ABUSE_INPUT_REJECTED_WINDOW_SECONDS", 3600),
+    ),
+    Trigger.IGNORED_RATE_LIMITS: (
+        ("RECIPEIMAGE_ABUSE_RATE_LIMIT_REFUSALS", 30),
+        ("RECIPEIMAGE_ABUSE_RATE_LIMIT_WINDOW_SECONDS", 60),
+    ),
+    Trigger.CACHE_BUSTING: (
+        ("RECIPEIMAGE_ABUSE_CACHE_BUSTING_PROMPTS", 5),
+        ("RECIPEIMAGE_ABUSE_CACHE_BUSTING_WINDOW_SECONDS", 3600),
+    ),
+}
+
+
+def abuse_settings(env: Mapping[str, str]) -> AbuseSettings:
+    """Each trigger's threshold and window, the blocks' durations by level,
+    and how long without an automatic block resets the level."""
+    rules = {
+        trigger: TriggerRule(env_int(env, *threshold), env_int(env, *window, minimum=1))
+        for trigger, (threshold, window) in _TRIGGER_SETTINGS.items()
+    }
+    name = "RECIPEIMAGE_ABUSE_BLOCK_DURATIONS"
+    raw = env_str(env, name, ",".join(map(str, DEFAULT_DURATIONS)))
+    try:
+        durations = tuple(int(part.strip().replace("_", "")) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: a comma list of seconds, e.g. 900,3600,86400") from None
+    if any(seconds <= 0 for seconds in durations):
+        raise ConfigError(f"{name}={raw!r}: every duration must be at least 1 second")
+    escalation = env_int(env, "RECIPEIMAGE_ABUSE_ESCALATION_DAYS", DEFAULT_ESCALATION_DAYS)
+    return AbuseSettings(rules, durations, escalation)
 
 
 def admission_settings(env: Mapping[str, str]) -> AdmissionSettings:

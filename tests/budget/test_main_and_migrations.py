@@ -37,6 +37,7 @@ BUDGET_TABLES = {
     "budget_usage_daily",
     "budget_rate_states",
     "budget_blocks",
+    "budget_abuse_streaks",
 }
 
 

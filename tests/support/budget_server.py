@@ -8,7 +8,9 @@ It binds 127.0.0.1:0 (the OS picks the port), serves no metrics and runs no
 background reaper unless asked (reaper_interval_seconds=...): tests reap with
 budget.app.reap_expired(now). Admission control's rate rules and caps are all
 disabled unless asked (admission=admission(...)), so a test of money is not
-refused for its pace. Any BudgetSettings field can be overridden.
+refused for its pace; so are the abuse triggers (abuse=AbuseSettings(...)), so
+a test of failures is not blocked for them. Any BudgetSettings field can be
+overridden.
 
 budget_processes() starts real BudgetService processes instead (the
 recipeimage-budget entry point), configured through RECIPEIMAGE_ variables,
@@ -32,6 +34,7 @@ from pathlib import Path
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
+from services.budget.domain.abuse import NO_ABUSE
 from services.budget.domain.admission import (
     NO_ADMISSION,
     NO_TIER_RATES,
@@ -96,8 +99,17 @@ def admission(
     return AdmissionSettings(tiers, system or SystemRates(0, 0, 0, 0), shadow)
 
 
-# Every admission rule disabled, for budget_processes' environment.
+# Every admission rule and abuse trigger disabled, for budget_processes' environment.
 NO_ADMISSION_ENV = {
+    **{
+        f"RECIPEIMAGE_ABUSE_{threshold}": "0"
+        for threshold in (
+            "CONTENT_POLICY_STREAK",
+            "INPUT_REJECTED_STREAK",
+            "RATE_LIMIT_REFUSALS",
+            "CACHE_BUSTING_PROMPTS",
+        )
+    },
     **{
         f"RECIPEIMAGE_RATE_{tier.name}": "requests_per_minute=0,request_burst=0,"
         "generations_per_hour=0,max_concurrent_generations=0"
@@ -139,6 +151,7 @@ def budget_settings(database_url: str, **overrides: object) -> BudgetSettings:
         max_workers=32,
         db_pool_size=5,
         admission=NO_ADMISSION,
+        abuse=NO_ABUSE,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from services.budget.app.abuse import AbuseWatch
+from services.budget.domain.abuse import RATE_LIMITED
 from services.budget.domain.admission import (
     AdmissionPolicy,
     CapState,
@@ -34,7 +36,7 @@ from services.budget.domain.validation import Violations
 from services.budget.store.rates import Take
 from services.budget.store.unit_of_work import BudgetStore, Transaction
 from services.common.clock import Clock
-from services.common.errors import QuotaExceeded
+from services.common.errors import QuotaExceeded, RateLimited
 
 log = logging.getLogger("recipeimage.budget.admission")
 
@@ -139,20 +141,33 @@ class Admission:
     """Admit: may this user's GenerateImage call go on?"""
 
     def __init__(
-        self, store: BudgetStore, gate: Gate, tier_of: Callable[[Tier | None], Tier], clock: Clock
+        self,
+        store: BudgetStore,
+        gate: Gate,
+        tier_of: Callable[[Tier | None], Tier],
+        clock: Clock,
+        abuse: AbuseWatch,
     ) -> None:
         self._store = store
         self._gate = gate
         self._tier_of = tier_of
         self._clock = clock
+        self._abuse = abuse
 
     def admit(self, user_id: str, violations: Violations) -> list[RateState]:
-        """The user's block first, then the request rates, in one transaction."""
+        """The user's block first, then the request rates, in one transaction.
+        A refusal by the user's request rate rolls that transaction back whole
+        and is then counted toward the ignored_rate_limits trigger."""
         violations.identifier("user_id", user_id)
         violations.raise_if_any()
         now = self._clock.now()
-        with self._store.transaction() as tx:
-            user, _, block = tx.blocks.load_context(user_id, now)
-            if block is not None:
-                raise blocked_refusal(block, now)
-            return self._gate.take_requests(tx, user, self._tier_of(user.tier), now)
+        try:
+            with self._store.transaction() as tx:
+                user, _, block = tx.blocks.load_context(user_id, now)
+                if block is not None:
+                    raise blocked_refusal(block, now)
+                return self._gate.take_requests(tx, user, self._tier_of(user.tier), now)
+        except RateLimited as refusal:
+            if refusal.info.reason == RATE_LIMITED:
+                self._abuse.rate_limit_refused(self._store, user_id, now)
+            raise

@@ -3,6 +3,7 @@ enters the append-only ledger, once per request_id."""
 
 from __future__ import annotations
 
+from services.budget.app.abuse import AbuseWatch
 from services.budget.domain.usage import Outcome, Recorded, Usage, completed
 from services.budget.domain.validation import Violations
 from services.budget.store.unit_of_work import BudgetStore
@@ -31,18 +32,18 @@ def _check_unreserved(violations: Violations, usage: Usage) -> None:
 
 
 class Ledger:
-    def __init__(self, store: BudgetStore, clock: Clock) -> None:
+    def __init__(self, store: BudgetStore, clock: Clock, abuse: AbuseWatch) -> None:
         self._store = store
         self._clock = clock
+        self._abuse = abuse
 
     def record(self, user_id: str, usage: Usage, violations: Violations) -> Recorded:
         """Record usage for user_id (the edge resolved it; `violations` holds
         what the edge found wrong already)."""
         _check_unreserved(violations, usage)
         violations.raise_if_any()
-        record = completed(
-            usage, default_outcome=Outcome.FAILED, created_at=self._clock.now(), user_id=user_id
-        )
+        now = self._clock.now()
+        record = completed(usage, default_outcome=Outcome.FAILED, created_at=now, user_id=user_id)
         with self._store.transaction() as tx:
             if tx.usage.store_usage(record):
                 if tx.reservations.load_by_key(user_id, record.request_id) is not None:
@@ -54,6 +55,7 @@ class Ledger:
                         ATTEMPT_HAS_RESERVATION,
                         {"request_id": record.request_id},
                     )
+                self._abuse.after_record(tx, record, now)
                 return Recorded(record, duplicate=False)
             existing = tx.usage.load_by_request_id(user_id, record.request_id)
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish

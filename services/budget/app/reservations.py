@@ -21,6 +21,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from services.budget.app.abuse import AbuseWatch
 from services.budget.app.admission import Gate
 from services.budget.domain.limits import (
     PER_GENERATION_LIMIT_EXCEEDED,
@@ -68,13 +69,20 @@ class Reservations:
     reservations); None for a trusted caller."""
 
     def __init__(
-        self, store: BudgetStore, policy: LimitPolicy, clock: Clock, ttl: timedelta, gate: Gate
+        self,
+        store: BudgetStore,
+        policy: LimitPolicy,
+        clock: Clock,
+        ttl: timedelta,
+        gate: Gate,
+        abuse: AbuseWatch,
     ):
         self._store = store
         self._policy = policy
         self._clock = clock
         self._ttl = ttl
         self._gate = gate
+        self._abuse = abuse
 
     # Reading the windows
 
@@ -223,6 +231,7 @@ class Reservations:
             )
             settlement = _commit_settlement(reservation, charged)
             _store_spend(tx.usage, reservation, record)
+            self._abuse.after_record(tx, record, now)  # cache busting, before the windows
             tx.windows.settle(_keys(reservation), settlement)
         if charged < actual_cost_micros:
             log.error(
@@ -287,7 +296,8 @@ class Reservations:
                 cost_micros=0,
                 **_owned_fields(reservation),
             )
-            _store_attempt(tx.usage, reservation, record)
+            if _store_attempt(tx.usage, reservation, record):
+                self._abuse.after_record(tx, record, now)  # streaks, before the windows
             if unhold:
                 tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0))
         return reservation
@@ -340,15 +350,18 @@ def _store_spend(usage_store: UsageStore, reservation: Reservation, usage: Usage
         raise RuntimeError(f"usage record {fallback.request_id!r} exists")
 
 
-def _store_attempt(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> None:
-    """The release's record; a late release amends the reaper's abandoned record."""
-    if not usage_store.store_usage(usage) and not usage_store.amend_abandoned(usage):
-        # A record with the key as request_id exists (a RecordUsage racing
-        # the reservation); it stays the attempt's one record.
-        log.info(
-            "attempt already recorded",
-            extra={"reservation_id": reservation.id, "request_id": usage.request_id},
-        )
+def _store_attempt(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> bool:
+    """The release's record; a late release amends the reaper's abandoned
+    record. False when another record of the attempt stays its one record."""
+    if usage_store.store_usage(usage) or usage_store.amend_abandoned(usage):
+        return True
+    # A record with the key as request_id exists (a RecordUsage racing the
+    # reservation); it stays the attempt's one record.
+    log.info(
+        "attempt already recorded",
+        extra={"reservation_id": reservation.id, "request_id": usage.request_id},
+    )
+    return False
 
 
 def _load_owned(store: ReservationStore, reservation_id: str, only_user: str | None) -> Reservation:

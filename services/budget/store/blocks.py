@@ -106,6 +106,16 @@ class BlockStore:
         ).first()
         return _block(row) if row else None
 
+    def load_last_automatic(self, user_id: str) -> Block | None:
+        """The user's newest automatic block, in force or not."""
+        row = self.session.execute(
+            select(BLOCKS)
+            .where(BLOCKS.c.user_id == user_id, BLOCKS.c.source == BlockSource.AUTOMATIC.value)
+            .order_by(BLOCKS.c.id.desc())
+            .limit(1)
+        ).first()
+        return _block(row) if row else None
+
     def store_new(self, block: Block) -> Block:
         """Add a block; returns it with the id the database gave it."""
         row = self.session.execute(

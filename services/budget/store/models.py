@@ -208,6 +208,16 @@ class UsageRow(Base):
             "id",
             postgresql_include=list(STATS_COLUMNS),
         ),
+        # Cache busting: a user's generated records of one prompt fingerprint
+        # in a time range (only generated records have one).
+        Index(
+            "ix_budget_usage_records_user_id_prompt_fingerprint_created_at",
+            "user_id",
+            "prompt_fingerprint",
+            "created_at",
+            postgresql_where=text("prompt_fingerprint IS NOT NULL"),
+            sqlite_where=text("prompt_fingerprint IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
@@ -235,6 +245,8 @@ class UsageRow(Base):
         String(32), ForeignKey("budget_reservations.id")
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A generated record's prompt without its noise, hashed (domain.abuse).
+    prompt_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class UsageDailyRow(Base):
@@ -326,6 +338,22 @@ class BlockRow(Base):
     level: Mapped[int] = mapped_column(Integer(), server_default=text("0"))
     lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     lifted_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class AbuseStreakRow(Base):
+    """A user's count toward one abuse trigger (kind, domain.abuse): events
+    since window_start, the last at last_at. For cache_busting, window_start
+    is when the trigger last blocked the user (records before it are not
+    counted again) and the row is only a lock."""
+
+    __tablename__ = "budget_abuse_streaks"
+    __table_args__ = (CheckConstraint("events >= 0", name="events_not_negative"),)
+
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer())
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 metadata = Base.metadata

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.budget.store.abuse import AbuseStore
 from services.budget.store.audit import AuditStore
 from services.budget.store.blocks import BlockStore
 from services.budget.store.limits import LimitsStore
@@ -54,6 +55,10 @@ class Transaction:
     @cached_property
     def blocks(self) -> BlockStore:
         return BlockStore(self.session, self.dialect)
+
+    @cached_property
+    def abuse(self) -> AbuseStore:
+        return AbuseStore(self.session)
 
 
 class BudgetStore:

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Executable, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from services.budget.domain.abuse import fingerprint_of
 from services.budget.domain.usage import Cursor, Outcome, Usage, UsageSummary
 from services.budget.store.models import AutoId, UsageRow, insert_or_skip, table
 from services.budget.store.usage_summary import load_usage_summary
@@ -124,6 +125,7 @@ def _usage_values(usage: Usage) -> dict[str, object]:
     values: dict[str, object] = {name: getattr(usage, name) for name in _USAGE_FIELDS}
     values["outcome"] = usage.outcome.value
     values["reservation_id"] = usage.reservation_id or None
+    values["prompt_fingerprint"] = fingerprint_of(usage)
     return values
 
 
