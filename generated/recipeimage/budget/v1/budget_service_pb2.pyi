@@ -1325,7 +1325,9 @@ class AuditEntry(_message.Message):
     AFTER_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     actor: _builtins.str
-    """The token's subject and role ("user", "service" or "admin")."""
+    """The token's subject and role ("user", "service" or "admin"); for an
+    automatic block, the trigger's name and "system".
+    """
     actor_role: _builtins.str
     action: Global___AuditAction.ValueType
     target_user_id: _builtins.str
