@@ -6,16 +6,13 @@ from __future__ import annotations
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from recipeimage.budget.v1 import admission_pb2 as apb
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
 
-from services.budget.domain.admission import CapState, RateState, RuleName
+from services.budget import convert_admission as admission
 from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
-from services.budget.domain.blocks import Block, BlockPage, BlockSource
 from services.budget.domain.limits import (
     LimitValues,
-    RateLimitValues,
     SystemLimitsView,
     Tier,
     UserSettings,
@@ -54,16 +51,6 @@ _PERIODS_FROM_PROTO = protoenum.from_proto(StatsPeriod, pb.StatsPeriod, "STATS_P
 _AUDIT_ACTIONS = cast(
     dict[AuditAction, pb.AuditAction.ValueType],
     protoenum.to_proto(AuditAction, pb.AuditAction, "AUDIT_ACTION_"),
-)
-_RULE_KINDS = {
-    RuleName.USER_REQUESTS: apb.RATE_RULE_KIND_USER_REQUESTS,
-    RuleName.USER_GENERATIONS: apb.RATE_RULE_KIND_USER_GENERATIONS,
-    RuleName.SYSTEM_REQUESTS: apb.RATE_RULE_KIND_SYSTEM_REQUESTS,
-    RuleName.SYSTEM_GENERATIONS: apb.RATE_RULE_KIND_SYSTEM_GENERATIONS,
-}
-_BLOCK_SOURCES = cast(
-    dict[BlockSource, apb.BlockSource.ValueType],
-    protoenum.to_proto(BlockSource, apb.BlockSource, "BLOCK_SOURCE_"),
 )
 # WINDOW_KIND_USER_DAILY ... by the window's name (user_daily ...).
 _WINDOW_KINDS = {
@@ -128,79 +115,10 @@ def limits(view: LimitsView) -> pb.GetLimitsResponse:
         windows=[window(w) for w in view.windows],
         overrides=limit_values(view.overrides),
         spend_cap=limit_values(view.cap),
-        rate_rules=[rate_rule(state) for state in view.rate_rules],
-        concurrency=concurrency(view.concurrency),
-        block=block(view.block),
-        rate_overrides=rate_limit_values(view.rate_overrides),
-    )
-
-
-def rate_rule(state: RateState) -> apb.RateRule:
-    rule = state.rule
-    message = apb.RateRule(
-        kind=_RULE_KINDS[rule.name],
-        limit=rule.limit,
-        period_seconds=rule.period_seconds,
-        burst=rule.burst,
-        remaining=state.remaining,
-        full_time=timestamp(state.full_time),
-        source=rule.source,
-        shadow=rule.shadow,
-    )
-    if state.next_time is not None:
-        message.next_time.CopyFrom(timestamp(state.next_time))
-    return message
-
-
-def concurrency(state: CapState | None) -> apb.ConcurrencyCap | None:
-    if state is None:
-        return None
-    return apb.ConcurrencyCap(
-        limit=state.cap.limit, in_flight=state.in_flight, source=state.cap.source
-    )
-
-
-def block(value: Block | None) -> apb.Block | None:
-    if value is None:
-        return None
-    message = apb.Block(
-        user_id=value.user_id,
-        reason=value.reason,
-        source=_BLOCK_SOURCES[value.source],
-        create_time=timestamp(value.created_at),
-        created_by=value.created_by,
-        level=value.level,
-    )
-    if value.expires_at is not None:
-        message.expire_time.CopyFrom(timestamp(value.expires_at))
-    return message
-
-
-def block_page(value: BlockPage) -> pb.ListBlocksResponse:
-    return pb.ListBlocksResponse(
-        blocks=[message for b in value.blocks if (message := block(b)) is not None],
-        next_page_token=value.next_page_token,
-    )
-
-
-def rate_limit_values(value: RateLimitValues | None) -> apb.RateLimitValues:
-    message = apb.RateLimitValues()
-    for name, number in (value.as_dict() if value is not None else {}).items():
-        setattr(message, name, number)
-    return message
-
-
-def rate_limit_values_from_proto(message: apb.RateLimitValues) -> RateLimitValues:
-    """Unset fields stay None (proto3 optional)."""
-
-    def value(name: str) -> int | None:
-        return int(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
-
-    return RateLimitValues(
-        requests_per_minute=value("requests_per_minute"),
-        request_burst=value("request_burst"),
-        generations_per_hour=value("generations_per_hour"),
-        max_concurrent_generations=value("max_concurrent_generations"),
+        rate_rules=[admission.rate_rule(state) for state in view.rate_rules],
+        concurrency=admission.concurrency(view.concurrency),
+        block=admission.block(view.block),
+        rate_overrides=admission.rate_limit_values(view.rate_overrides),
     )
 
 
@@ -231,11 +149,11 @@ def _snapshot(value: AuditSnapshot) -> pb.AuditSnapshot:
     ):
         if values is not None:
             getattr(message, field).CopyFrom(limit_values(values))
-    audited = block(value.block)
+    audited = admission.block(value.block)
     if audited is not None:
         message.block.CopyFrom(audited)
     if value.rate_overrides is not None:
-        message.rate_overrides.CopyFrom(rate_limit_values(value.rate_overrides))
+        message.rate_overrides.CopyFrom(admission.rate_limit_values(value.rate_overrides))
     return message
 
 

@@ -21,7 +21,7 @@ import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
-from services.budget import convert
+from services.budget import convert, convert_admission
 from services.budget.app.admission import Admission
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
@@ -273,7 +273,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
     ) -> pb.AdmitResponse:
         user_id, violations = acting_for(principal, request.user_id)
         states = self._admission.admit(user_id, violations)
-        return pb.AdmitResponse(rate_rules=[convert.rate_rule(state) for state in states])
+        return pb.AdmitResponse(rate_rules=[convert_admission.rate_rule(state) for state in states])
 
     @rpc(ADMIN_ONLY)
     def BlockUser(
@@ -284,7 +284,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         block = self._blocks.block_user(
             actor(principal), user_id, request.reason, expires_at, violations
         )
-        return pb.BlockUserResponse(block=convert.block(block))
+        return pb.BlockUserResponse(block=convert_admission.block(block))
 
     @rpc(ADMIN_ONLY)
     def UnblockUser(
@@ -292,14 +292,14 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
     ) -> pb.UnblockUserResponse:
         user_id, violations = acting_for(principal, request.user_id)
         block = self._blocks.unblock_user(actor(principal), user_id, violations)
-        return pb.UnblockUserResponse(block=convert.block(block))
+        return pb.UnblockUserResponse(block=convert_admission.block(block))
 
     @rpc(ADMIN_ONLY)
     def ListBlocks(
         self, request: pb.ListBlocksRequest, context: Context, principal: Principal
     ) -> pb.ListBlocksResponse:
         page = self._blocks.list_blocks(page_size=request.page_size, page_token=request.page_token)
-        return convert.block_page(page)
+        return convert_admission.block_page(page)
 
     @rpc(ADMIN_ONLY)
     def SetUserRateLimits(
@@ -309,10 +309,10 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         settings = self._management.set_user_rate_limits(
             actor(principal),
             user_id,
-            convert.rate_limit_values_from_proto(request.overrides),
+            convert_admission.rate_limit_values_from_proto(request.overrides),
             violations,
         )
         return pb.SetUserRateLimitsResponse(
             user_id=settings.user_id,
-            overrides=convert.rate_limit_values(settings.rate_overrides),
+            overrides=convert_admission.rate_limit_values(settings.rate_overrides),
         )

@@ -23,6 +23,12 @@ from datetime import datetime, timedelta
 
 from services.budget.app.abuse import AbuseWatch
 from services.budget.app.admission import Gate
+from services.budget.app.settlement_records import (
+    commit_settlement,
+    log_commit_anomalies,
+    store_attempt,
+    store_spend,
+)
 from services.budget.domain.limits import (
     PER_GENERATION_LIMIT_EXCEEDED,
     LimitPolicy,
@@ -49,7 +55,6 @@ from services.budget.domain.validation import Violations
 from services.budget.domain.windows import Span, WindowKey
 from services.budget.store.reservations import ReservationStore
 from services.budget.store.unit_of_work import BudgetStore, Transaction
-from services.budget.store.usage import UsageStore
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, NotFound, PermissionDenied
 
@@ -59,7 +64,6 @@ RESERVATION_RELEASED = "RESERVATION_RELEASED"
 RESERVATION_COMMITTED = "RESERVATION_COMMITTED"
 ATTEMPT_ALREADY_RECORDED = "ATTEMPT_ALREADY_RECORDED"
 # The request_id of a commit's record when the key names another record.
-SPEND_REQUEST_PREFIX = "reservation:"
 
 
 class Reservations:
@@ -229,33 +233,11 @@ class Reservations:
                 cost_micros=charged,
                 **_owned_fields(reservation),
             )
-            settlement = _commit_settlement(reservation, charged)
-            _store_spend(tx.usage, reservation, record)
+            settlement = commit_settlement(reservation, charged)
+            store_spend(tx.usage, reservation, record)
             self._abuse.after_record(tx, record, now)  # cache busting, before the windows
             tx.windows.settle(_keys(reservation), settlement)
-        if charged < actual_cost_micros:
-            log.error(
-                "a commit far above its hold was capped",
-                extra={
-                    "reservation_id": reservation.id,
-                    "user_id": reservation.user_id,
-                    "held_micros": reservation.amount_micros,
-                    "reported_micros": actual_cost_micros,
-                    "charged_micros": charged,
-                },
-            )
-        if settlement.overrun_micros:
-            log.warning(
-                "commit beyond the hold",
-                extra={
-                    "reservation_id": reservation.id,
-                    "user_id": reservation.user_id,
-                    "held_micros": reservation.amount_micros,
-                    "actual_micros": charged,
-                    "overrun_micros": settlement.overrun_micros,
-                    "expired": reservation.overrun,
-                },
-            )
+        log_commit_anomalies(reservation, actual_cost_micros, settlement)
         return Committed(reservation, charged_micros=charged)
 
     def release(
@@ -296,7 +278,7 @@ class Reservations:
                 cost_micros=0,
                 **_owned_fields(reservation),
             )
-            if _store_attempt(tx.usage, reservation, record):
+            if store_attempt(tx.usage, reservation, record):
                 self._abuse.after_record(tx, record, now)  # streaks, before the windows
             if unhold:
                 tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0))
@@ -316,52 +298,6 @@ def _hold_in_windows(
         if window.key not in granted:
             counters = tx.windows.load_counters([window.key])[window.key]
             raise window_refusal(window, counters, amount, now)
-
-
-def _commit_settlement(reservation: Reservation, actual_cost_micros: int) -> Settlement:
-    """An expired reservation's hold went back to the windows already; the
-    money was spent all the same, so the spend is recorded, and what no hold
-    covered is counted as overrun."""
-    if reservation.overrun:  # it had expired
-        return Settlement(0, actual_cost_micros, actual_cost_micros)
-    uncovered = max(0, actual_cost_micros - reservation.amount_micros)
-    return Settlement(reservation.amount_micros, actual_cost_micros, uncovered)
-
-
-def _store_spend(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> None:
-    """The commit's record, in the commit's transaction: the spend is never
-    without its record. A late commit amends the reaper's abandoned record, so
-    the attempt keeps one record. Should the key name another record (only a
-    RecordUsage racing this reservation's ReserveBudget can do that), the
-    spend is recorded under the reservation's own id instead."""
-    if usage_store.store_usage(usage) or usage_store.amend_abandoned(usage):
-        return
-    fallback = replace(usage, request_id=f"{SPEND_REQUEST_PREFIX}{reservation.id}")
-    log.error(
-        "the attempt's request_id names another usage record; spend recorded under the "
-        "reservation's id",
-        extra={
-            "reservation_id": reservation.id,
-            "request_id": usage.request_id,
-            "recorded_as": fallback.request_id,
-        },
-    )
-    if not usage_store.store_usage(fallback):  # pragma: no cover - ids are unique
-        raise RuntimeError(f"usage record {fallback.request_id!r} exists")
-
-
-def _store_attempt(usage_store: UsageStore, reservation: Reservation, usage: Usage) -> bool:
-    """The release's record; a late release amends the reaper's abandoned
-    record. False when another record of the attempt stays its one record."""
-    if usage_store.store_usage(usage) or usage_store.amend_abandoned(usage):
-        return True
-    # A record with the key as request_id exists (a RecordUsage racing the
-    # reservation); it stays the attempt's one record.
-    log.info(
-        "attempt already recorded",
-        extra={"reservation_id": reservation.id, "request_id": usage.request_id},
-    )
-    return False
 
 
 def _load_owned(store: ReservationStore, reservation_id: str, only_user: str | None) -> Reservation:
