@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import grpc
-from prometheus_client import Counter
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -100,24 +99,20 @@ def limit_policy(settings: BudgetSettings) -> LimitPolicy:
 
 def shadow_counter(metrics: Metrics) -> ShadowCounter:
     """Counts what rules in shadow mode would have refused, by rule."""
-    counter = Counter(
+    return metrics.counter_by(
         "recipeimage_rate_shadow_refusals_total",
         "Calls a rate rule or cap in shadow mode would have refused (they went on).",
-        ["service", "rule"],
-        registry=metrics.registry,
+        "rule",
     )
-    return lambda rule: counter.labels(metrics.service, rule).inc()
 
 
 def block_counter(metrics: Metrics) -> BlockCounter:
     """Counts automatic blocks, by trigger."""
-    counter = Counter(
+    return metrics.counter_by(
         "recipeimage_abuse_blocks_total",
         "Users blocked automatically by an abuse trigger.",
-        ["service", "trigger"],
-        registry=metrics.registry,
+        "trigger",
     )
-    return lambda trigger: counter.labels(metrics.service, trigger).inc()
 
 
 def build_servicer(

@@ -6,6 +6,8 @@ serves it over HTTP; tests build their own without serving.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 
@@ -54,6 +56,11 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+
+    def counter_by(self, name: str, documentation: str, label: str) -> Callable[[str], None]:
+        """A counter of this service by one label: call it with the label's value."""
+        counter = Counter(name, documentation, ["service", label], registry=self.registry)
+        return lambda value: counter.labels(self.service, value).inc()
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.rpc_total.labels(self.service, method, code).inc()
