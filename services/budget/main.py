@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.budget.app.abuse import AbuseWatch, BlockCounter
 from services.budget.app.admission import Admission, Gate, ShadowCounter
 from services.budget.app.blocks import Blocks
+from services.budget.app.held import HELD_GAUGES, HeldNow
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
 from services.budget.app.paging import Pager
@@ -115,6 +116,12 @@ def block_counter(metrics: Metrics) -> BlockCounter:
     )
 
 
+def watch(metrics: Metrics, engine: Engine, store: BudgetStore) -> None:
+    """Gauges read at each scrape: the connection pool, and what is held now."""
+    metrics.watch_pool(engine.pool)
+    metrics.gauges_on_scrape(HELD_GAUGES, HeldNow(store).read)
+
+
 def build_servicer(
     settings: BudgetSettings,
     guard: Guard,
@@ -167,7 +174,16 @@ def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = No
     except BaseException:
         engine.dispose()
         raise
-    reaper = Reaper(store, clock, settings.reaper_interval_seconds)
+    watch(guard.metrics, engine, store)
+    reaper = Reaper(
+        store,
+        clock,
+        settings.reaper_interval_seconds,
+        guard.metrics.counter(
+            "recipeimage_reservations_expired_total",
+            "Reservations the reaper expired (not committed or released within the TTL).",
+        ),
+    )
     app = BudgetApp(settings, engine, sessions, guard.metrics, servicer, reaper, server)
     try:
         guard.metrics.serve(settings.metrics_port, settings.metrics_address)

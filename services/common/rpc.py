@@ -62,6 +62,7 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., A
                 response = method(self, request, context, principal)
             except DomainError as error:
                 status = to_status(error)
+                _count_refusal(guard, name, error)
                 log.info(
                     "rpc refused",
                     extra={
@@ -93,3 +94,12 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., A
         return handler
 
     return decorate
+
+
+def _count_refusal(guard: Guard, method: str, error: DomainError) -> None:
+    """Count a refusal that names its reason (ErrorInfo): a fixed set of
+    UPPER_SNAKE values from the code, never anything a caller sent."""
+    info = getattr(error, "info", None)
+    reason = getattr(info, "reason", None)
+    if isinstance(reason, str) and reason:
+        guard.metrics.observe_refusal(method, reason)

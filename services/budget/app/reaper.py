@@ -9,6 +9,7 @@ replica at once: each expiry is one conditional UPDATE only one of them wins.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from services.budget.domain.limits import held_window_keys
@@ -24,9 +25,16 @@ REAP_BATCH = 100
 
 
 class Reaper:
-    def __init__(self, store: BudgetStore, clock: Clock, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        store: BudgetStore,
+        clock: Clock,
+        interval_seconds: float,
+        count_expired: Callable[[float], None] = lambda _: None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._count_expired = count_expired
         self._job = PeriodicJob("budget-reaper", interval_seconds, self.reap_expired, log)
 
     def reap_expired(self, now: datetime | None = None, batch: int = REAP_BATCH) -> int:
@@ -37,7 +45,10 @@ class Reaper:
         while True:
             with self._store.transaction() as tx:
                 due = tx.reservations.load_due_ids(now, batch)
-            expired += sum(self._expire(reservation_id, now) for reservation_id in due)
+            reaped = sum(self._expire(reservation_id, now) for reservation_id in due)
+            if reaped:
+                self._count_expired(reaped)
+            expired += reaped
             if len(due) < batch:
                 return expired
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    func,
     select,
     update,
 )
@@ -210,6 +211,16 @@ class ReservationStore:
                 .limit(limit)
             )
         )
+
+    def held_totals(self) -> tuple[int, int]:
+        """How many reservations are held now, and their micros: one read of the
+        (state, expires_at) index's held range plus the rows' amounts."""
+        row = self.session.execute(
+            select(func.count(), func.coalesce(func.sum(RESERVATIONS.c.amount_micros), 0)).where(
+                RESERVATIONS.c.state == HELD
+            )
+        ).one()
+        return int(row[0]), int(row[1])
 
     def expire_if_held(self, reservation_id: str, now: datetime) -> Reservation | None:
         """Mark a due held reservation expired; None when it is no longer held.
