@@ -47,9 +47,11 @@ from services.image.app.cache_lookup import CacheLookup
 from services.image.app.generate import GenerateImage
 from services.image.app.image_keeper import ImageKeeper
 from services.image.app.in_flight import InFlight
+from services.image.app.measured_provider import MeasuredProvider
+from services.image.app.meters import GenerationMeters, ProviderMeters
 from services.image.app.ports import Budget, Provider
 from services.image.app.queries import ImageQueries
-from services.image.app.settler import Settler
+from services.image.app.settler import BACKLOG_GAUGES, Settler
 from services.image.app.single_flight import SingleFlight
 from services.image.app.use_cases import ImageUseCases
 from services.image.domain.command import Defaults
@@ -133,6 +135,7 @@ def build_app(
         on_failure.callback(channel.close)
         prepare_database("image", engine, settings.database_url)
         metrics = Metrics("image")
+        metrics.watch_pool(engine.pool)
         sessions = create_sessions(engine)
         use_cases = build_use_cases(
             settings,
@@ -143,14 +146,16 @@ def build_app(
                 ServiceToken(authenticator),
                 deadline_seconds=settings.budget_deadline_seconds,
             ),
-            provider=provider,
+            provider=MeasuredProvider(provider, provider_meters(metrics)),
             prices=prices,
             defaults=defaults,
             page_tokens=access.page_tokens,
             end_user_salt=access.end_user_salt,
             clock=clock,
             fallback=fallback,
+            meters=generation_meters(metrics),
         )
+        metrics.gauges_on_scrape(BACKLOG_GAUGES, use_cases.settler.backlog)
         purger, settler = build_jobs(settings, use_cases)
         on_failure.callback(settler.stop)
         on_failure.callback(purger.stop)
@@ -174,6 +179,51 @@ def build_app(
     )
     return ImageApp(
         server, use_cases, sessions, settings, metrics, purger, settler, engine, channel, provider
+    )
+
+
+def generation_meters(metrics: Metrics) -> GenerationMeters:
+    """GenerateImage's cache and single-flight figures, as Prometheus metrics."""
+    return GenerationMeters(
+        cache_hit=metrics.counter_by(
+            "recipeimage_image_cache_hits_total",
+            "GenerateImage calls served from the cache, by kind (exact, similar).",
+            "kind",
+        ),
+        cache_miss=metrics.counter(
+            "recipeimage_image_cache_misses_total",
+            "GenerateImage calls the cache had no image for.",
+        ),
+        cache_lookup_seconds=metrics.seconds_histogram(
+            "recipeimage_image_cache_lookup_seconds",
+            "Time of one cache lookup (exact, then similar when asked), in seconds.",
+        ),
+        single_flight_wait=metrics.counter_by(
+            "recipeimage_image_single_flight_waits_total",
+            "Misses that waited for an identical generation in progress, by outcome "
+            "(served, claimed, timed_out).",
+            "outcome",
+        ),
+        single_flight_wait_seconds=metrics.seconds_histogram(
+            "recipeimage_image_single_flight_wait_seconds",
+            "How long a miss waited for an identical generation, in seconds.",
+        ),
+    )
+
+
+def provider_meters(metrics: Metrics) -> ProviderMeters:
+    """The image provider's latency and failures, as Prometheus metrics."""
+    return ProviderMeters(
+        seconds=metrics.seconds_histogram(
+            "recipeimage_image_provider_seconds",
+            "Time of one generation at the provider (its retries included), in seconds.",
+        ),
+        error=metrics.counter_by(
+            "recipeimage_image_provider_errors_total",
+            "Generations the provider failed, by reason (PROVIDER_TIMEOUT, "
+            "CONTENT_POLICY_VIOLATION, PROVIDER_RATE_LIMITED, ...).",
+            "reason",
+        ),
     )
 
 
@@ -226,6 +276,7 @@ def build_use_cases(
     end_user_salt: bytes,
     clock: Clock,
     fallback: tuple[bytes, str] | None = None,
+    meters: GenerationMeters | None = None,
 ) -> ImageUseCases:
     """The use cases and their collaborators, wired. Stores the fallback image
     (its bytes and content type), when there is one, so GetImage serves it."""
@@ -248,6 +299,7 @@ def build_use_cases(
             clock,
             lease_ttl=timedelta(seconds=settings.generation_lease_seconds),
             wait_seconds=settings.single_flight_wait_seconds,
+            meters=meters,
         ),
         keeper=keeper,
         settler=settler,
@@ -255,6 +307,7 @@ def build_use_cases(
         fallback=keeper.store_image(*fallback) if fallback is not None else None,
         in_flight=in_flight,
         end_user_salt=end_user_salt,
+        meters=meters,
     )
     return ImageUseCases(
         in_flight=in_flight,

@@ -36,6 +36,7 @@ from services.common.prices import PriceTable, estimate_prompt_tokens
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.image_keeper import ImageKeeper, PaidImage
 from services.image.app.in_flight import InFlight
+from services.image.app.meters import GenerationMeters
 from services.image.app.ports import Budget, Provider
 from services.image.app.settler import Settler
 from services.image.app.single_flight import SingleFlight
@@ -93,6 +94,7 @@ class GenerateImage:
         fallback: StoredImage | None,
         in_flight: InFlight,
         end_user_salt: bytes,
+        meters: GenerationMeters | None = None,
     ) -> None:
         self.prices = prices
         self.defaults = defaults
@@ -107,13 +109,14 @@ class GenerateImage:
         self.fallback = fallback
         self.in_flight = in_flight
         self.end_user_salt = end_user_salt
+        self.meters = meters or GenerationMeters()
 
     def __call__(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
         # Admission (block, request rates) before any work: a refused call costs nothing.
         self.budget.admit(command.user_id)
         plan = self._plan(command, request)
-        hit = self.cache.find(plan.lookup)
+        hit = self._look_up(plan.lookup)
         if hit is not None:
             return self._serve_hit(hit, plan)
         with self.single_flight.turn_to_generate(plan.lookup) as winners_hit:
@@ -121,6 +124,16 @@ class GenerateImage:
                 return self._serve_hit(winners_hit, plan)
             with self.in_flight.track():
                 return self._reserve_and_generate(plan)
+
+    def _look_up(self, lookup: Lookup) -> Hit | None:
+        started = time.perf_counter()
+        hit = self.cache.find(lookup)
+        self.meters.cache_lookup_seconds(time.perf_counter() - started)
+        if hit is None:
+            self.meters.cache_miss(1)
+        else:
+            self.meters.cache_hit("similar" if hit.similar else "exact")
+        return hit
 
     def _plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
         context = analyze(command.recipe)

@@ -36,6 +36,15 @@ log = logging.getLogger("recipeimage.image.settlement")
 
 BATCH_SIZE = 50
 
+SETTLEMENTS_PENDING = "recipeimage_image_settlements_pending"
+SETTLEMENT_OLDEST_AGE = "recipeimage_image_settlement_oldest_age_seconds"
+SETTLEMENTS_ABANDONED = "recipeimage_image_settlements_abandoned"
+BACKLOG_GAUGES = {
+    SETTLEMENTS_PENDING: "Commits and releases BudgetService has not acknowledged yet.",
+    SETTLEMENT_OLDEST_AGE: "Age in seconds of the oldest unacknowledged settlement (0: none).",
+    SETTLEMENTS_ABANDONED: "Settlements BudgetService refused for good, kept for reconciling.",
+}
+
 
 class Settler:
     """Writes the outbox rows, makes the attempts, and settles what is due."""
@@ -44,6 +53,17 @@ class Settler:
         self.sessions = sessions
         self.budget = budget
         self.clock = clock
+
+    def backlog(self) -> dict[str, float]:
+        """The outbox for the monitoring gauges (read at each scrape)."""
+        with self.sessions.begin() as session:
+            pending, oldest, abandoned = SettlementRepository(session).backlog()
+        age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        return {
+            SETTLEMENTS_PENDING: pending,
+            SETTLEMENT_OLDEST_AGE: max(age, 0.0),
+            SETTLEMENTS_ABANDONED: abandoned,
+        }
 
     # -- the request path
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
 from services.image.app.cache_lookup import CacheLookup
+from services.image.app.meters import GenerationMeters
 from services.image.domain.cache_policy import Hit, Lookup
 from services.image.store.leases import LeaseRepository
 
@@ -46,12 +47,14 @@ class SingleFlight:
         *,
         lease_ttl: timedelta,
         wait_seconds: float,
+        meters: GenerationMeters | None = None,
     ) -> None:
         self.sessions = sessions
         self.cache = cache
         self.clock = clock
         self.lease_ttl = lease_ttl
         self.wait_seconds = wait_seconds
+        self.meters = meters or GenerationMeters()
         self.renew_seconds = lease_ttl.total_seconds() / RENEWALS_PER_TTL
 
     @contextmanager
@@ -62,7 +65,7 @@ class SingleFlight:
         owner = uuid.uuid4().hex
         claimed = self._claim(lookup.key, owner)
         if not claimed:
-            hit, claimed = self._wait_for_winner(lookup, owner)
+            hit, claimed = self._measured_wait(lookup, owner)
             if hit is not None:
                 yield hit
                 return
@@ -75,6 +78,14 @@ class SingleFlight:
                 yield self.cache.find(lookup)
         finally:
             self._release(lookup.key, owner)
+
+    def _measured_wait(self, lookup: Lookup, owner: str) -> tuple[Hit | None, bool]:
+        started = time.monotonic()
+        hit, claimed = self._wait_for_winner(lookup, owner)
+        self.meters.single_flight_wait_seconds(time.monotonic() - started)
+        outcome = "served" if hit is not None else "claimed" if claimed else "timed_out"
+        self.meters.single_flight_wait(outcome)
+        return hit, claimed
 
     def _claim(self, key: str, owner: str) -> bool:
         with self.sessions.begin() as session:

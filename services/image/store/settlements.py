@@ -13,7 +13,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,19 @@ class SettlementRepository:
             .values(next_attempt_at=now + backoff(attempts), last_error=error[:MAX_ERROR_CHARS])
             .execution_options(synchronize_session=False)
         )
+
+    def backlog(self) -> tuple[int, datetime | None, int]:
+        """Live rows, the oldest live row's created_at, and abandoned rows: one
+        read of the outbox (small: rows live until BudgetService acknowledges)."""
+        live = PendingSettlement.abandoned_at.is_(None)
+        row = self.session.execute(
+            select(
+                func.count().filter(live),
+                func.min(PendingSettlement.created_at).filter(live),
+                func.count().filter(PendingSettlement.abandoned_at.is_not(None)),
+            )
+        ).one()
+        return int(row[0]), row[1], int(row[2])
 
     def abandon(self, row_id: int, error: str, now: datetime) -> None:
         self.session.execute(
