@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto' | sort)
+# promtool (checks the alerting rules) comes with Debian's prometheus package;
+# installing it does not start the daemon.
+PROMTOOL := $(shell command -v promtool 2>/dev/null || echo /usr/bin/promtool)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint proto check-generated migrate bench clean
 
@@ -14,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+$(PROMTOOL):
+	command -v promtool >/dev/null || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
 $(NODE_STAMP): package.json package-lock.json
 	npm install --no-audit --no-fund --silent
@@ -27,14 +35,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## lint: buf lint for the contracts, ruff and mypy --strict for the Python, the import layers, the compose file against the Compose spec
-lint: $(STAMP) $(NODE_STAMP)
+## lint: buf lint for the contracts, ruff and mypy --strict for the Python, the import layers, the compose file against the Compose spec, the alerting rules and the dashboard
+lint: $(STAMP) $(NODE_STAMP) $(PROMTOOL)
 	npx --no-install buf lint
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/ruff format --check services tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(PROMTOOL) check rules services/monitoring/prometheus-rules.yml
+	$(PY) -m json.tool services/monitoring/grafana-dashboard.json > /dev/null
 
 # protoc with the mypy-protobuf plugins; $(1) is the output directory.
 define PROTOC
