@@ -16,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from recipeimage.image.v1 import image_service_pb2 as pb
 
+from services.common.errors import DeadlineExceeded
 from services.image.domain.accounting import Usage
+from services.image.domain.images import GeneratedImage
 from services.image.domain.settlement import Settlement
 from tests.support.budget_server import ManualClock
 from tests.support.image_server import running_pair
@@ -177,3 +179,42 @@ def test_the_settlement_outbox_is_gauged_at_each_scrape(pair, clock: ManualClock
     assert value(image, "recipeimage_image_settlements_abandoned") == 1
     label_values = {v for _, labels in samples(image) for _, v in labels}
     assert not {v for v in label_values if USER in v}
+
+
+class TimingOutProvider:
+    name = "offline"
+
+    def generate(
+        self, prompt: str, model: str, size: str, quality: str, *, end_user: str = ""
+    ) -> GeneratedImage:
+        raise DeadlineExceeded("the provider did not answer in time")
+
+    def close(self) -> None:
+        return None
+
+
+def test_provider_failures_are_counted_by_reason(database_url: str, authenticator, tokens) -> None:  # type: ignore[no-untyped-def]
+    with running_pair(database_url, authenticator, provider=TimingOutProvider()) as failing:
+        with pytest.raises(grpc.RpcError) as failed:
+            failing.image.GenerateImage(
+                pb.GenerateImageRequest(recipe=RECIPE), metadata=tokens.user(USER)
+            )
+        assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        image = failing.app.metrics.registry
+        assert (
+            value(image, "recipeimage_image_provider_errors_total", reason="PROVIDER_TIMEOUT") == 1
+        )
+        assert value(image, "recipeimage_image_provider_seconds_count") == 1
+        assert (
+            value(
+                image,
+                "recipeimage_refusals_total",
+                method="GenerateImage",
+                reason="PROVIDER_TIMEOUT",
+            )
+            == 1
+        )
+        # The reservation was released: nothing held, nothing committed.
+        budget = failing.budget.app.metrics.registry
+        assert value(budget, "recipeimage_held_micros") == 0
+        assert value(budget, "recipeimage_spend_micros_total") == 0

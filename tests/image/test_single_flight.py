@@ -134,6 +134,20 @@ def test_concurrent_identical_misses_make_one_generation_and_one_charge(
     spent = sum(user_daily(openai_pair, tokens, u).spent_micros for u in users)
     assert spent == max(r.cost_micros for r in replies)  # one user paid, once
 
+    # Each miss but the generator's waited and was served the generated image.
+    metrics = openai_pair.app.metrics.registry
+    image = {"service": "image"}
+    misses = metrics.get_sample_value("recipeimage_image_cache_misses_total", image)
+    hits = metrics.get_sample_value(
+        "recipeimage_image_cache_hits_total", {**image, "kind": "exact"}
+    )
+    served = metrics.get_sample_value(
+        "recipeimage_image_single_flight_waits_total", {**image, "outcome": "served"}
+    )
+    waited = metrics.get_sample_value("recipeimage_image_single_flight_wait_seconds_count", image)
+    assert (misses or 0) + (hits or 0) == CALLERS
+    assert served == waited == (misses or 0) - 1 > 0
+
 
 def test_two_replicas_sharing_a_database_make_one_generation(
     openai_pair, fake: FakeOpenAI, tokens, database_url, authenticator, clock
