@@ -11,7 +11,7 @@ from datetime import timedelta
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 
-from services.budget.domain.admission import SystemRates, TierRates
+from services.budget.domain.admission import RuleName, SystemRates, TierRates
 from tests.budget.admission_support import refusal_of, reserve, reserve_refusal
 from tests.budget.conftest import T0, counters, reservation_states
 from tests.support.budget_server import admission, running_budget
@@ -142,3 +142,18 @@ def test_concurrent_reservations_never_exceed_a_cap(
         assert sum(isinstance(r, pb.ReserveBudgetResponse) for r in results) == 2, results
         assert results.count("SYSTEM_CONCURRENCY_LIMIT_EXCEEDED") == callers - 2
         assert list(reservation_states(budget).values()) == ["held"] * 5
+
+
+def test_a_concurrency_cap_in_shadow_mode_never_refuses_but_counts(
+    database_url, authenticator, clock, tokens
+) -> None:
+    settings = admission(free=rates(concurrent=1), shadow=frozenset({RuleName.USER_CONCURRENCY}))
+    with running_budget(database_url, authenticator, clock=clock, admission=settings) as budget:
+        for key in ("a", "b", "c"):
+            assert not reserve(budget, tokens, key).replayed
+        counted = budget.app.metrics.registry.get_sample_value(
+            "recipeimage_rate_shadow_refusals_total",
+            {"service": "budget", "rule": "user_concurrency"},
+        )
+        assert counted == 2
+        assert counters(budget, "user", "day", T0.date(), "u1").reserved_micros == 3 * AMOUNT
