@@ -167,19 +167,23 @@ def build_app(
         purger.start()
         settler.start()
         on_failure.pop_all()
-    log.info(
-        "image service ready",
-        extra={
-            "port": server.port,
-            "provider": provider.name,
-            "default_model": defaults.model,
-            "budget_target": settings.budget_target,
-            "price_table": prices.version,
-        },
-    )
-    return ImageApp(
+    app = ImageApp(
         server, use_cases, sessions, settings, metrics, purger, settler, engine, channel, provider
     )
+    log.info("image service ready", extra=_ready_facts(app, provider, defaults, prices))
+    return app
+
+
+def _ready_facts(
+    app: ImageApp, provider: Provider, defaults: Defaults, prices: PriceTable
+) -> dict[str, object]:
+    return {
+        "port": app.port,
+        "provider": provider.name,
+        "default_model": defaults.model,
+        "budget_target": app.settings.budget_target,
+        "price_table": prices.version,
+    }
 
 
 def generation_meters(metrics: Metrics) -> GenerationMeters:

@@ -11,11 +11,12 @@ without a reservation. The daily rollup equals the ledger it rolls up.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, date
 from typing import Any
 
 from sqlalchemy import (
     Date,
+    Select,
     Subquery,
     and_,
     case,
@@ -113,64 +114,10 @@ class ReconciliationQueries:
         both (columns subject, start_date, spent_micros ... ledger_overrun)."""
         ledger = self._ledger_windows(checked, scope, span)
         since = checked.since_day if span is Span.DAY else checked.since_month
-        counters = (
-            select(WindowRow)
-            .where(
-                WindowRow.scope == scope.value,
-                WindowRow.kind == span.value,
-                WindowRow.start_date >= since,
-            )
-            .subquery("counters")
-        )
-        spent = func.coalesce(ledger.c.spent, 0)
-        reserved = func.coalesce(ledger.c.reserved, 0)
-        overrun = func.coalesce(ledger.c.overrun, 0)
-        with_counters = (
-            select(
-                counters.c.subject,
-                counters.c.start_date,
-                counters.c.spent_micros,
-                counters.c.reserved_micros,
-                counters.c.overrun_micros,
-                spent.label("ledger_spent"),
-                reserved.label("ledger_reserved"),
-                overrun.label("ledger_overrun"),
-            )
-            .select_from(counters)
-            .outerjoin(
-                ledger,
-                and_(
-                    ledger.c.subject == counters.c.subject,
-                    ledger.c.start_date == counters.c.start_date,
-                ),
-            )
-            .where(
-                or_(
-                    counters.c.spent_micros != spent,
-                    counters.c.reserved_micros != reserved,
-                    counters.c.overrun_micros != overrun,
-                )
-            )
-        )
-        without_counters = select(
-            ledger.c.subject,
-            ledger.c.start_date,
-            literal(0).label("spent_micros"),
-            literal(0).label("reserved_micros"),
-            literal(0).label("overrun_micros"),
-            ledger.c.spent.label("ledger_spent"),
-            ledger.c.reserved.label("ledger_reserved"),
-            ledger.c.overrun.label("ledger_overrun"),
-        ).where(
-            ~exists().where(
-                WindowRow.scope == scope.value,
-                WindowRow.kind == span.value,
-                WindowRow.subject == ledger.c.subject,
-                WindowRow.start_date == ledger.c.start_date,
-            ),
-            or_(ledger.c.spent != 0, ledger.c.reserved != 0, ledger.c.overrun != 0),
-        )
-        union = union_all(with_counters, without_counters).limit(_ROWS)
+        union = union_all(
+            _counters_off_the_ledger(ledger, scope, span, since),
+            _ledger_without_counters(ledger, scope, span),
+        ).limit(_ROWS)
         return list(self.session.execute(union).all())
 
     def window_differences(
@@ -365,3 +312,70 @@ class ReconciliationQueries:
             .where(ReservationRow.month_start >= checked.since_month)
         )
         return int(windows or 0), int(reservations or 0)
+
+
+def _counters_off_the_ledger(
+    ledger: Subquery, scope: Scope, span: Span, since: date
+) -> Select[Any]:
+    """Window rows whose counters are not what the ledger says."""
+    counters = (
+        select(WindowRow)
+        .where(
+            WindowRow.scope == scope.value,
+            WindowRow.kind == span.value,
+            WindowRow.start_date >= since,
+        )
+        .subquery("counters")
+    )
+    spent = func.coalesce(ledger.c.spent, 0)
+    reserved = func.coalesce(ledger.c.reserved, 0)
+    overrun = func.coalesce(ledger.c.overrun, 0)
+    return (
+        select(
+            counters.c.subject,
+            counters.c.start_date,
+            counters.c.spent_micros,
+            counters.c.reserved_micros,
+            counters.c.overrun_micros,
+            spent.label("ledger_spent"),
+            reserved.label("ledger_reserved"),
+            overrun.label("ledger_overrun"),
+        )
+        .select_from(counters)
+        .outerjoin(
+            ledger,
+            and_(
+                ledger.c.subject == counters.c.subject,
+                ledger.c.start_date == counters.c.start_date,
+            ),
+        )
+        .where(
+            or_(
+                counters.c.spent_micros != spent,
+                counters.c.reserved_micros != reserved,
+                counters.c.overrun_micros != overrun,
+            )
+        )
+    )
+
+
+def _ledger_without_counters(ledger: Subquery, scope: Scope, span: Span) -> Select[Any]:
+    """Windows the ledger has money in but no window row counts."""
+    return select(
+        ledger.c.subject,
+        ledger.c.start_date,
+        literal(0).label("spent_micros"),
+        literal(0).label("reserved_micros"),
+        literal(0).label("overrun_micros"),
+        ledger.c.spent.label("ledger_spent"),
+        ledger.c.reserved.label("ledger_reserved"),
+        ledger.c.overrun.label("ledger_overrun"),
+    ).where(
+        ~exists().where(
+            WindowRow.scope == scope.value,
+            WindowRow.kind == span.value,
+            WindowRow.subject == ledger.c.subject,
+            WindowRow.start_date == ledger.c.start_date,
+        ),
+        or_(ledger.c.spent != 0, ledger.c.reserved != 0, ledger.c.overrun != 0),
+    )

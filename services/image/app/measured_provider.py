@@ -6,6 +6,7 @@ import time
 
 from services.image.app.meters import ProviderMeters
 from services.image.app.ports import Provider
+from services.image.domain.failures import reason_of
 from services.image.domain.images import GeneratedImage
 
 UNEXPECTED = "UNEXPECTED"
@@ -24,16 +25,10 @@ class MeasuredProvider:
         try:
             return self.inner.generate(prompt, model, size, quality, end_user=end_user)
         except Exception as error:
-            self.meters.error(failure_reason(error))
+            self.meters.error(reason_of(error) or UNEXPECTED)
             raise
         finally:
             self.meters.seconds(time.perf_counter() - started)
 
     def close(self) -> None:
         self.inner.close()
-
-
-def failure_reason(error: Exception) -> str:
-    """The error's ErrorInfo reason (a constant of the code), else UNEXPECTED."""
-    reason = getattr(getattr(error, "info", None), "reason", None)
-    return reason if isinstance(reason, str) and reason else UNEXPECTED
