@@ -15,7 +15,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from services.budget.domain.admission import TierRates
 from tests.image.conftest import generate_request, ledger, refusal, reservation_states
 from tests.support.budget_server import admission
-from tests.support.image_server import running_pair
+from tests.support.image_server import running_openai_pair, running_pair
 
 RATES = TierRates(
     requests_per_minute=6, request_burst=2, generations_per_hour=0, max_concurrent_generations=0
@@ -79,12 +79,11 @@ def test_admission_fails_closed_when_budget_service_is_gone(pair, tokens) -> Non
 def test_a_caller_prompt_the_provider_finds_invalid_is_input_rejected(
     database_url, authenticator, clock, fake, tokens
 ) -> None:
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         openai_max_retries=0,
     ) as pair:
         fake.script(fake.content_policy(code="invalid_value"))

@@ -25,7 +25,7 @@ from tests.image.conftest import (
 )
 from tests.support.access import TEST_END_USER_SALT
 from tests.support.fake_openai import DEFAULT_USAGE, FakeOpenAI, Scripted, image_for
-from tests.support.image_server import running_pair
+from tests.support.image_server import running_openai_pair
 
 
 def provider(fake: FakeOpenAI, *, retries: int = 2, timeout: float = 5.0) -> OpenAIProvider:
@@ -147,12 +147,11 @@ def test_a_rejected_key_is_unavailable_not_the_callers_fault(fake) -> None:
 
 @pytest.fixture
 def openai_pair(database_url, authenticator, clock, fake):  # type: ignore[no-untyped-def]
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         openai_max_retries=2,
         openai_timeout_seconds=0.5,
     ) as pair:
@@ -237,12 +236,11 @@ def test_a_timeout_is_deadline_exceeded_and_released(
     database_url, authenticator, clock, fake, tokens
 ) -> None:
     fake.script(fake.slow(5))
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         openai_max_retries=0,
         openai_timeout_seconds=0.3,
     ) as pair:
@@ -327,12 +325,11 @@ def fallback_png(tmp_path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fallback_pair(database_url, authenticator, clock, fake, fallback_png):  # type: ignore[no-untyped-def]
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         openai_max_retries=0,
         fallback_image=fallback_png,
     ) as pair:
@@ -387,12 +384,11 @@ def test_a_budget_refusal_is_not_answered_with_the_fallback(
     from tests.support.budget_server import tiers
 
     tiny = tiers(free=TierLimits(daily_micros=1, monthly_micros=10**9, per_generation_micros=1))
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         fallback_image=fallback_png,
         budget_overrides={"tiers": tiny},
     ) as pair:

@@ -12,19 +12,18 @@ from services.common.prices import TokenUsage
 from services.image.settings import DEFAULT_MODEL
 from tests.image.conftest import generate_request, ledger, reservation_states, user_daily
 from tests.support.fake_openai import DEFAULT_USAGE
-from tests.support.image_server import running_pair
+from tests.support.image_server import running_openai_pair
 
 
 def test_a_generation_longer_than_the_grace_is_committed_not_recorded_free(
     database_url, authenticator, clock, fake, tokens, prices
 ) -> None:
     fake.script(fake.slow(2.0))
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         openai_max_retries=0,
         openai_timeout_seconds=10,
     ) as pair:
@@ -60,12 +59,11 @@ def test_new_calls_are_refused_while_draining(
     database_url, authenticator, clock, fake, tokens
 ) -> None:
     fake.script(fake.slow(1.5))
-    with running_pair(
+    with running_openai_pair(
         database_url,
         authenticator,
+        fake,
         clock=clock,
-        provider="openai",
-        openai_base_url=fake.base_url,
         openai_max_retries=0,
     ) as pair:
         caller = threading.Thread(

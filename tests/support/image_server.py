@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from services.image.main import DEFAULT_GRACE_SECONDS, ImageApp, build_app
 from services.image.settings import ImageSettings
 from tests.support.access import access
 from tests.support.budget_server import RunningBudget, running_budget
+from tests.support.fake_openai import FakeOpenAI
 
 TEST_OPENAI_KEY = "sk-test-not-a-real-key"
 
@@ -156,3 +157,18 @@ def running_pair(
             image=image.image,
             store_dir=Path(store),
         )
+
+
+def running_openai_pair(
+    database_url: str, authenticator: Authenticator, fake: FakeOpenAI, **overrides: object
+) -> AbstractContextManager[RunningPair]:
+    """running_pair with the real openai client pointed at a fake OpenAI server,
+    no retries unless asked (openai_max_retries=...)."""
+    settings: dict[str, object] = {"openai_max_retries": 0, **overrides}
+    return running_pair(
+        database_url,
+        authenticator,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        **settings,
+    )
