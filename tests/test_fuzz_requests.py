@@ -29,7 +29,7 @@ SERVICES = (
     budget_pb.DESCRIPTOR.services_by_name["BudgetService"],
     image_pb.DESCRIPTOR.services_by_name["ImageService"],
 )
-EXAMPLES_PER_RPC = 40
+EXAMPLES_PER_RPC = 50
 REACHES_OK = {"GetLimits", "CheckBudget", "GetCacheStats", "ReconcileLedger", "ListAuditLog"}
 
 

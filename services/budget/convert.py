@@ -19,6 +19,7 @@ from services.budget.domain.limits import (
 )
 from services.budget.domain.reconciliation import Reconciliation
 from services.budget.domain.reservations import (
+    BudgetCheck,
     LimitsView,
     Reservation,
     ReservationState,
@@ -104,6 +105,28 @@ def window(state: WindowState) -> pb.Window:
         limit_source=state.source,
         overrun_micros=state.overrun_micros,
     )
+
+
+def check_budget_response(check: BudgetCheck) -> pb.CheckBudgetResponse:
+    response = pb.CheckBudgetResponse(
+        allowed=check.allowed,
+        reason=check.reason,
+        windows=[window(w) for w in check.windows],
+    )
+    if check.per_generation is not None:
+        response.per_generation_limit_micros = check.per_generation.micros
+        response.per_generation_limit_source = check.per_generation.source
+    verdict = check.admission
+    if verdict is not None:
+        for name, error in (
+            ("admit_refusal", verdict.admit),
+            ("reserve_refusal", verdict.reserve),
+            ("generation_refusal", verdict.generation),
+        ):
+            converted = admission.refusal(error)
+            if converted is not None:
+                getattr(response, name).CopyFrom(converted)
+    return response
 
 
 def limits(view: LimitsView) -> pb.GetLimitsResponse:

@@ -12,6 +12,8 @@ from services.budget.domain.admission import CapState, RateState, RuleName
 from services.budget.domain.blocks import Block, BlockPage, BlockSource
 from services.budget.domain.limits import RateLimitValues
 from services.common import protoenum
+from services.common.errors import DeniedWithReason, DomainError, QuotaExceeded
+from services.common.status import retry_delay
 from services.common.timestamps import to_proto as timestamp
 
 _RULE_KINDS = {
@@ -94,3 +96,23 @@ def rate_limit_values_from_proto(message: apb.RateLimitValues) -> RateLimitValue
         generations_per_hour=value("generations_per_hour"),
         max_concurrent_generations=value("max_concurrent_generations"),
     )
+
+
+def refusal(error: DomainError | None) -> apb.Refusal | None:
+    """A refusal as a value, with the status code, ErrorInfo and RetryInfo
+    delay the RPC would answer it with (services.common.status.to_status)."""
+    if error is None:
+        return None
+    message = apb.Refusal(message=error.message)
+    if isinstance(error, QuotaExceeded):
+        message.code, message.subject = "RESOURCE_EXHAUSTED", error.subject
+    elif isinstance(error, DeniedWithReason):
+        message.code = "PERMISSION_DENIED"
+    else:  # pragma: no cover - admission refuses with nothing else
+        raise TypeError(f"not a refusal: {type(error).__name__}")
+    message.reason = error.info.reason
+    message.metadata.update(error.info.metadata)
+    delay = retry_delay(error)
+    if delay is not None:
+        message.retry_delay.CopyFrom(delay)
+    return message

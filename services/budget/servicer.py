@@ -106,12 +106,13 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self, request: pb.CheckBudgetRequest, context: Context, principal: Principal
     ) -> pb.CheckBudgetResponse:
         user_id, violations = acting_for(principal, request.user_id)
-        check = self._reservations.check(user_id, request.amount_micros, violations)
-        return pb.CheckBudgetResponse(
-            allowed=check.allowed,
-            reason=check.reason,
-            windows=[convert.window(w) for w in check.windows],
+        check = self._reservations.check(
+            user_id,
+            request.amount_micros,
+            violations,
+            include_admission=request.include_admission,
         )
+        return convert.check_budget_response(check)
 
     @rpc(TRUSTED)
     def ReserveBudget(

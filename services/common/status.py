@@ -55,6 +55,22 @@ def _error_info(reason: str, metadata: dict[str, str]) -> any_pb2.Any:
     return _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
 
 
+def retry_delay(error: QuotaExceeded | DeniedWithReason) -> duration_pb2.Duration | None:
+    """The RetryInfo delay a refusal is answered with: a rate rule's exact
+    admission time, a quota's rounded up to whole seconds, a block's end."""
+    if isinstance(error, DeniedWithReason):
+        if error.retry_after is None:
+            return None
+        exact = error.retry_after
+    elif isinstance(error, RateLimited):  # exactly when it would be admitted
+        exact = error.retry_after
+    else:
+        return duration_pb2.Duration(seconds=max(1, math.ceil(error.retry_after.total_seconds())))
+    delay = duration_pb2.Duration()
+    delay.FromTimedelta(max(exact, timedelta(microseconds=1)))
+    return delay
+
+
 def to_status(error: DomainError) -> grpc.Status:
     details: list[any_pb2.Any] = []
     if isinstance(error, InvalidArgument):
@@ -73,11 +89,7 @@ def to_status(error: DomainError) -> grpc.Status:
         )
     elif isinstance(error, QuotaExceeded):
         code = code_pb2.RESOURCE_EXHAUSTED
-        seconds = max(1, math.ceil(error.retry_after.total_seconds()))
-        delay = duration_pb2.Duration(seconds=seconds)
-        if isinstance(error, RateLimited):  # exactly when it would be admitted
-            delay = duration_pb2.Duration()
-            delay.FromTimedelta(max(error.retry_after, timedelta(microseconds=1)))
+        delay = retry_delay(error)
         details += [
             _error_info(error.info.reason, error.info.metadata),
             _pack(
@@ -94,10 +106,9 @@ def to_status(error: DomainError) -> grpc.Status:
     elif isinstance(error, DeniedWithReason):
         code = code_pb2.PERMISSION_DENIED
         details.append(_error_info(error.info.reason, error.info.metadata))
-        if error.retry_after is not None:
-            delay = duration_pb2.Duration()
-            delay.FromTimedelta(max(error.retry_after, timedelta(microseconds=1)))
-            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        denied_delay = retry_delay(error)
+        if denied_delay is not None:
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=denied_delay)))
     else:
         code = next(c for kind, c in _SIMPLE_CODES.items() if isinstance(error, kind))
         info = getattr(error, "info", None)

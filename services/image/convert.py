@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from recipeimage.common.v1 import image_quality_pb2
+from recipeimage.image.v1 import degradation_pb2 as dpb
 from recipeimage.image.v1 import image_service_pb2 as pb
+from recipeimage.image.v1 import quote_pb2 as qpb
 
 from services.common import protoenum, quality, timestamps
 from services.image.domain.command import GenerateCommand
+from services.image.domain.degradation import DegradationPolicy, Degraded
 from services.image.domain.images import StoredImage
+from services.image.domain.quote import Quote, QuotedWindow, Refusal
 from services.image.domain.results import CachedEntry, CacheStatsPage, GenerateResult, Source
 from services.image.recipes.analyzer import Recipe, RecipeContext
 
@@ -34,6 +38,17 @@ def generate_command(request: pb.GenerateImageRequest, user_id: str) -> Generate
         request_id=request.request_id,
         allow_similar=request.allow_similar,
         min_similarity=request.min_similarity,
+        degradation=_degradation_policy(request.degradation),
+    )
+
+
+def _degradation_policy(policy: dpb.DegradationPolicy) -> DegradationPolicy:
+    return DegradationPolicy(
+        lower_quality=policy.lower_quality,
+        qualities=tuple(quality.from_proto(value) for value in policy.qualities),
+        smaller_size=policy.smaller_size,
+        sizes=tuple(size.strip().lower() for size in policy.sizes),
+        cached_only=policy.cached_only,
     )
 
 
@@ -54,7 +69,79 @@ def generate_response(result: GenerateResult) -> pb.GenerateImageResponse:
         context=_context(result.context),
         fallback_reason=result.fallback_reason,
         fallback_message=result.fallback_message,
+        degradation=_degradation(result.degraded),
     )
+
+
+def _degradation(value: Degraded | None) -> dpb.Degradation | None:
+    if value is None:
+        return None
+    return dpb.Degradation(
+        requested_quality=_quality(value.requested.quality),
+        requested_size=value.requested.size,
+        served_quality=_quality(value.served.quality),
+        served_size=value.served.size,
+        reason=value.reason,
+        message=value.message,
+    )
+
+
+def quote_response(quote: Quote) -> pb.QuoteImageResponse:
+    hit = quote.hit
+    return pb.QuoteImageResponse(
+        source=_quote_source(quote),
+        cost_micros=quote.cost_micros,
+        cost_saved_micros=hit.saved_micros if hit is not None else 0,
+        max_cost_micros=quote.max_cost_micros,
+        expected_cost_micros=quote.expected_cost_micros,
+        similarity=hit.similarity if hit is not None else 0.0,
+        image=image(hit.image) if hit is not None else None,
+        model=quote.model,
+        size=quote.served.size,
+        quality=_quality(quote.served.quality),
+        prompt=quote.prompt,
+        context=_context(quote.context),
+        degradation=_degradation(quote.degraded),
+        per_generation_limit_micros=quote.per_generation_micros,
+        windows=[_quote_window(window) for window in quote.windows],
+        refusal=_quote_refusal(quote.refusal),
+    )
+
+
+def _quote_source(quote: Quote) -> pb.ImageSource.ValueType:
+    if quote.refusal is not None:
+        return pb.IMAGE_SOURCE_UNSPECIFIED
+    if quote.hit is None:
+        return pb.IMAGE_SOURCE_GENERATED
+    return pb.IMAGE_SOURCE_CACHE_SIMILAR if quote.hit.similar else pb.IMAGE_SOURCE_CACHE_EXACT
+
+
+def _quote_window(quoted: QuotedWindow) -> qpb.QuoteWindow:
+    window = quoted.window
+    return qpb.QuoteWindow(
+        window=window.window,
+        limit_micros=window.limit_micros,
+        spent_micros=window.spent_micros,
+        reserved_micros=window.reserved_micros,
+        remaining_micros=window.remaining_micros,
+        remaining_after_micros=quoted.remaining_after_micros,
+        reset_time=timestamps.to_proto(window.reset_at),
+        limit_source=window.limit_source,
+    )
+
+
+def _quote_refusal(refusal: Refusal | None) -> qpb.QuoteRefusal | None:
+    if refusal is None:
+        return None
+    message = qpb.QuoteRefusal(
+        code=refusal.code,
+        reason=refusal.reason,
+        message=refusal.message,
+        metadata=refusal.metadata,
+    )
+    if refusal.retry_after is not None:
+        message.retry_delay.FromTimedelta(refusal.retry_after)
+    return message
 
 
 def image(stored: StoredImage) -> pb.Image:

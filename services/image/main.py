@@ -51,6 +51,7 @@ from services.image.app.measured_provider import MeasuredProvider
 from services.image.app.meters import GenerationMeters, ProviderMeters
 from services.image.app.ports import Budget, Provider
 from services.image.app.queries import ImageQueries
+from services.image.app.quote import QuoteImage
 from services.image.app.settler import BACKLOG_GAUGES, Settler
 from services.image.app.single_flight import SingleFlight
 from services.image.app.use_cases import ImageUseCases
@@ -316,6 +317,7 @@ def build_use_cases(
     return ImageUseCases(
         in_flight=in_flight,
         generate_image=generate_image,
+        quote_image=QuoteImage(generate_image),
         queries=ImageQueries(sessions, files, page_tokens, clock),
         cache_admin=CacheAdmin(sessions, clock),
         settler=settler,

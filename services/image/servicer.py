@@ -35,6 +35,14 @@ class ImageServicer(pb_grpc.ImageServiceServicer):
         return convert.generate_response(result)
 
     @rpc(ANY_ROLE)
+    def QuoteImage(
+        self, request: pb.QuoteImageRequest, context: grpc.ServicerContext, principal: Principal
+    ) -> pb.QuoteImageResponse:
+        user_id = principal.acting_for(request.request.user_id)
+        quote = self.use_cases.quote_image(convert.generate_command(request.request, user_id))
+        return convert.quote_response(quote)
+
+    @rpc(ANY_ROLE)
     def GetImage(
         self, request: pb.GetImageRequest, context: grpc.ServicerContext, principal: Principal
     ) -> pb.GetImageResponse:

@@ -24,19 +24,20 @@ from services.budget.domain.admission import (
     RateRule,
     RateState,
     RuleName,
+    admits,
     concurrency_refusal,
     rate_key,
     rate_refusal,
     rate_state,
     to_micros,
 )
-from services.budget.domain.blocks import blocked_refusal
+from services.budget.domain.blocks import Block, blocked_refusal
 from services.budget.domain.limits import Tier, UserSettings
 from services.budget.domain.validation import Violations
 from services.budget.store.rates import Take
 from services.budget.store.unit_of_work import BudgetStore, Transaction
 from services.common.clock import Clock
-from services.common.errors import QuotaExceeded, RateLimited
+from services.common.errors import DomainError, QuotaExceeded, RateLimited
 
 log = logging.getLogger("recipeimage.budget.admission")
 
@@ -119,6 +120,35 @@ class Gate:
                     raise refusal
                 self._would_refuse(cap.name, refusal)
 
+    # Peeks: the same rules in the same order, evaluated without writing (a
+    # quote). Shadow rules never refuse, and nothing is counted or logged.
+
+    def peek_requests(
+        self, tx: Transaction, user: UserSettings, tier: Tier, block: Block | None, now: datetime
+    ) -> DomainError | None:
+        """What Admit would refuse with now: the block, then the request rates."""
+        if block is not None:
+            return blocked_refusal(block, now)
+        rules = self.policy.request_rules(user.user_id, tier, user.rate_overrides)
+        return _peek_rates(tx, rules, now)
+
+    def peek_generation(
+        self, tx: Transaction, user: UserSettings, tier: Tier, now: datetime
+    ) -> QuotaExceeded | None:
+        """What take_generation would refuse a new reservation with now."""
+        overrides = user.rate_overrides
+        refusal = _peek_rates(tx, self.policy.generation_rules(user.user_id, tier, overrides), now)
+        if refusal is not None:
+            return refusal
+        caps = (self.policy.user_cap(user.user_id, tier, overrides), self.policy.system_cap())
+        if all(cap is None or cap.shadow for cap in caps):
+            return None
+        counts = tx.rates.count_in_flight(user.user_id)
+        for cap, count in zip(caps, counts, strict=True):
+            if cap is not None and not cap.shadow and count + 1 > cap.limit:
+                return concurrency_refusal(cap, count)
+        return None
+
     def snapshot(
         self, tx: Transaction, user: UserSettings, tier: Tier, now: datetime
     ) -> tuple[list[RateState], CapState | None]:
@@ -135,6 +165,16 @@ class Gate:
             [rate_state(rule, tats.get(rule.key), now) for rule in rules],
             CapState(cap, in_flight) if cap is not None else None,
         )
+
+
+def _peek_rates(tx: Transaction, rules: list[RateRule], now: datetime) -> RateLimited | None:
+    """The first enforced rule that would refuse a call now, from the stored TATs."""
+    tats = tx.rates.load_tats(rule.key for rule in rules)
+    for rule in rules:
+        tat = tats.get(rule.key)
+        if not rule.shadow and tat is not None and not admits(rule, tat, now):
+            return rate_refusal(rule, tat, now)
+    return None
 
 
 class Admission:

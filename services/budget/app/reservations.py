@@ -36,10 +36,14 @@ from services.budget.domain.limits import (
     UserSettings,
     WindowLimit,
     held_window_keys,
-    refusal_reason,
 )
-from services.budget.domain.refusals import per_generation_refusal, window_refusal
+from services.budget.domain.refusals import (
+    money_refusal,
+    per_generation_refusal,
+    window_refusal,
+)
 from services.budget.domain.reservations import (
+    AdmissionVerdict,
     BudgetCheck,
     Committed,
     Counters,
@@ -105,21 +109,47 @@ class Reservations:
             rate_overrides=user.rate_overrides,
         )
 
-    def check(self, user_id: str, amount_micros: int, violations: Violations) -> BudgetCheck:
+    def check(
+        self,
+        user_id: str,
+        amount_micros: int,
+        violations: Violations,
+        *,
+        include_admission: bool = False,
+    ) -> BudgetCheck:
+        """Whether a reservation of amount_micros would be granted now, and
+        (include_admission) what Admit and ReserveBudget would refuse with:
+        the same rules in the same order, read in one transaction that writes
+        nothing."""
         violations.positive("amount_micros", amount_micros)
         violations.raise_if_any()
-        view = self._load_view(user_id, self._clock.now())
-        if amount_micros > view.per_generation.micros:
-            return BudgetCheck(False, PER_GENERATION_LIMIT_EXCEEDED, view.windows)
-        for window in view.windows:
-            if not window.admits(amount_micros):
-                return BudgetCheck(False, refusal_reason(window.key), view.windows)
-        return BudgetCheck(True, "", view.windows)
-
-    def _load_view(self, user_id: str, now: datetime) -> LimitsView:
+        now = self._clock.now()
+        verdict = None
         with self._store.transaction() as tx:
-            user, system = tx.limits.load_limit_settings(user_id)
-            return self._view(tx, user, system, now)
+            if include_admission:
+                user, system, block = tx.blocks.load_context(user_id, now)
+            else:
+                user, system = tx.limits.load_limit_settings(user_id)
+            view = self._view(tx, user, system, now)
+            if include_admission:
+                admit = self._gate.peek_requests(tx, user, view.tier, block, now)
+                generation = self._gate.peek_generation(tx, user, view.tier, now)
+        money = money_refusal(
+            user_id, view.per_generation, view.windows, amount_micros, now, self._policy.zone
+        )
+        if include_admission:
+            per_generation_first = money is not None and money.info.reason == (
+                PER_GENERATION_LIMIT_EXCEEDED
+            )
+            reserve = money if per_generation_first else (generation or money)
+            verdict = AdmissionVerdict(admit, reserve, generation)
+        return BudgetCheck(
+            allowed=money is None,
+            reason=money.info.reason if money is not None else "",
+            windows=view.windows,
+            per_generation=view.per_generation,
+            admission=verdict,
+        )
 
     def _view(
         self, tx: Transaction, user: UserSettings, system: LimitValues, now: datetime
@@ -290,14 +320,21 @@ def _hold_in_windows(
 ) -> None:
     """Hold amount in the four windows, or raise the refusal of the first one
     (in lock order) without room."""
-    if all(amount <= window.limit_micros for window in windows):
-        granted = tx.windows.hold([(w.key, w.limit_micros) for w in windows], amount)
-    else:
-        granted = set()  # no window row needs to change to know it
+    if not all(amount <= window.limit_micros for window in windows):
+        # No window row needs to change to know it: the first window (in lock
+        # order) without room refuses, as CheckBudget says.
+        counters = tx.windows.load_counters(w.key for w in windows)
+        refusing = next(w for w in windows if not _room(w, counters[w.key], amount))
+        raise window_refusal(refusing, counters[refusing.key], amount, now)
+    granted = tx.windows.hold([(w.key, w.limit_micros) for w in windows], amount)
     for window in windows:
         if window.key not in granted:
-            counters = tx.windows.load_counters([window.key])[window.key]
-            raise window_refusal(window, counters, amount, now)
+            counters_of = tx.windows.load_counters([window.key])[window.key]
+            raise window_refusal(window, counters_of, amount, now)
+
+
+def _room(window: WindowLimit, counters: Counters, amount: int) -> bool:
+    return counters.spent_micros + counters.reserved_micros + amount <= window.limit_micros
 
 
 def _load_owned(store: ReservationStore, reservation_id: str, only_user: str | None) -> Reservation:

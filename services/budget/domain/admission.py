@@ -146,6 +146,14 @@ def rate_state(rule: RateRule, tat: int | None, now: datetime) -> RateState:
     return RateState(rule, remaining, next_time, from_micros(base))
 
 
+def admits(rule: RateRule, tat: int | None, now: datetime) -> bool:
+    """Whether a call at `now` would be admitted, given the stored TAT (None:
+    never used): the take's own condition, evaluated without writing."""
+    if tat is None:
+        return True
+    return max(tat, to_micros(now)) - to_micros(now) <= rule.tolerance_micros
+
+
 def retry_after(rule: RateRule, tat: int, now: datetime) -> timedelta:
     """How long until a call refused at `now` would be admitted."""
     wait = max(tat, to_micros(now)) - rule.tolerance_micros - to_micros(now)

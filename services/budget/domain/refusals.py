@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from services.budget.domain.limits import PER_GENERATION_LIMIT_EXCEEDED, Limit, WindowLimit
-from services.budget.domain.reservations import Counters
+from services.budget.domain.reservations import Counters, WindowState
 from services.budget.domain.windows import Scope, Span, day_of
 from services.common.errors import QuotaExceeded
 
@@ -56,3 +56,23 @@ def per_generation_refusal(
             "limit_source": limit.source,
         },
     )
+
+
+def money_refusal(
+    user_id: str,
+    per_generation: Limit,
+    windows: list[WindowState],
+    amount: int,
+    now: datetime,
+    zone: ZoneInfo,
+) -> QuotaExceeded | None:
+    """ReserveBudget's refusal of `amount` for money, None when it fits: the
+    per-generation limit, then the first window (in lock order) without room."""
+    if amount > per_generation.micros:
+        return per_generation_refusal(user_id, per_generation, amount, now, zone)
+    for state in windows:
+        if not state.admits(amount):
+            window = WindowLimit(state.key, state.limit_micros, state.source, state.period)
+            counters = Counters(state.spent_micros, state.reserved_micros, state.overrun_micros)
+            return window_refusal(window, counters, amount, now)
+    return None

@@ -17,6 +17,7 @@ from services.budget.domain.limits import (
     Tier,
 )
 from services.budget.domain.windows import Period, WindowKey
+from services.common.errors import DomainError
 
 # A commit charges at most this many times its hold. A hold is the most an
 # image can cost by the price table, so a provider-reported cost far above it
@@ -102,11 +103,28 @@ class LimitsView:
 
 
 @dataclass(frozen=True)
+class AdmissionVerdict:
+    """What Admit and ReserveBudget would refuse a call with now (None: they
+    would not), evaluated without taking anything."""
+
+    # Admit's: the block, then the request rates.
+    admit: DomainError | None
+    # ReserveBudget's for the checked amount, in its order: the per-generation
+    # limit, the generation rates, the concurrency caps, the windows.
+    reserve: DomainError | None
+    # The generation rates' and caps' alone.
+    generation: DomainError | None
+
+
+@dataclass(frozen=True)
 class BudgetCheck:
     allowed: bool
     # The ErrorInfo reason ReserveBudget would refuse with; "" when allowed.
     reason: str
     windows: list[WindowState]
+    per_generation: Limit | None = None
+    # Only when admission was asked for.
+    admission: AdmissionVerdict | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC
 from typing import TypeVar
 
 import grpc
@@ -26,6 +27,7 @@ from services.common.auth import Authenticator, Role
 from services.common.errors import DomainError, Unavailable
 from services.common.status import from_rpc_error
 from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
+from services.image.domain.quote import BudgetView, Refusal, WindowView
 
 log = logging.getLogger("recipeimage.image.budget")
 
@@ -102,6 +104,23 @@ class BudgetClient:
             replayed=response.replayed,
         )
 
+    def check(self, user_id: str, amount_micros: int, *, include_admission: bool) -> BudgetView:
+        response = self._call(
+            self._stub.CheckBudget,
+            pb.CheckBudgetRequest(
+                user_id=user_id, amount_micros=amount_micros, include_admission=include_admission
+            ),
+            "nothing was looked up, generated or charged",
+        )
+        return BudgetView(
+            per_generation_micros=response.per_generation_limit_micros,
+            windows=tuple(_window_view(window) for window in response.windows),
+            money_reason=response.reason,
+            admit_refusal=_refusal(response, "admit_refusal"),
+            reserve_refusal=_refusal(response, "reserve_refusal"),
+            generation_refusal=_refusal(response, "generation_refusal"),
+        )
+
     def commit(self, reservation_id: str, actual_cost_micros: int, usage: Usage) -> None:
         self._settle(
             self._stub.CommitReservation,
@@ -170,6 +189,31 @@ def _domain_error(error: grpc.RpcError, consequence: str) -> DomainError:
             reason="BUDGET_UNAVAILABLE",
         )
     return from_rpc_error(error, SERVICE)
+
+
+def _window_view(window: pb.Window) -> WindowView:
+    return WindowView(
+        window=pb.WindowKind.Name(window.kind).removeprefix("WINDOW_KIND_").lower(),
+        limit_micros=window.limit_micros,
+        spent_micros=window.spent_micros,
+        reserved_micros=window.reserved_micros,
+        remaining_micros=window.remaining_micros,
+        reset_at=window.reset_time.ToDatetime(tzinfo=UTC),
+        limit_source=window.limit_source,
+    )
+
+
+def _refusal(response: pb.CheckBudgetResponse, name: str) -> Refusal | None:
+    if not response.HasField(name):  # type: ignore[arg-type]  # one of three field names
+        return None
+    refusal = getattr(response, name)
+    return Refusal(
+        code=refusal.code,
+        reason=refusal.reason,
+        message=refusal.message,
+        metadata=dict(refusal.metadata),
+        retry_after=refusal.retry_delay.ToTimedelta() if refusal.HasField("retry_delay") else None,
+    )
 
 
 def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:

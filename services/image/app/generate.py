@@ -28,21 +28,23 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from services.common.clock import Clock
 from services.common.errors import DomainError, FailedPrecondition, QuotaExceeded
-from services.common.prices import PriceTable, estimate_prompt_tokens
+from services.common.prices import PriceTable
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.image_keeper import ImageKeeper, PaidImage
 from services.image.app.in_flight import InFlight
 from services.image.app.meters import GenerationMeters
+from services.image.app.plans import Plan, lookup_for, plan_steps
 from services.image.app.ports import Budget, Provider
 from services.image.app.settler import Settler
 from services.image.app.single_flight import SingleFlight
 from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
-from services.image.domain.cache_policy import Hit, Lookup, cache_key, quality_rank
+from services.image.domain.cache_policy import Hit, Lookup
 from services.image.domain.command import Defaults, GenerateCommand, ValidRequest, validate
+from services.image.domain.degradation import MONEY_REASONS, Action, choose, degraded
 from services.image.domain.end_users import end_user_id
 from services.image.domain.failures import (
     blamed_on_input,
@@ -55,26 +57,12 @@ from services.image.domain.results import GenerateResult, Source
 from services.image.domain.settlement import Settlement
 from services.image.recipes.analyzer import analyze
 from services.image.recipes.prompts import build_prompt
-from services.image.recipes.similarity import effective_threshold, match_key
+from services.image.recipes.similarity import effective_threshold
 
 log = logging.getLogger("recipeimage.image.generation")
 
 # BudgetService's reason for a record whose request id holds a reservation.
 ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One GenerateImage attempt, planned: the valid request, its usage record
-    so far, and what to look for in the cache."""
-
-    request: ValidRequest
-    usage: Usage
-    lookup: Lookup
-
-    @property
-    def built_prompt(self) -> bool:
-        return not self.request.prompt
 
 
 class GenerateImage:
@@ -115,15 +103,58 @@ class GenerateImage:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
         # Admission (block, request rates) before any work: a refused call costs nothing.
         self.budget.admit(command.user_id)
-        plan = self._plan(command, request)
+        plan = self.plan(command, request)
         hit = self._look_up(plan.lookup)
         if hit is not None:
             return self._serve_hit(hit, plan)
+        if request.degradation.asked:
+            return self._serve_degraded(plan)
+        return self._generate(plan)
+
+    def _generate(self, plan: Plan, *, degrading: bool = False) -> GenerateResult:
         with self.single_flight.turn_to_generate(plan.lookup) as winners_hit:
             if winners_hit is not None:
                 return self._serve_hit(winners_hit, plan)
             with self.in_flight.track():
-                return self._reserve_and_generate(plan)
+                return self._reserve_and_generate(plan, degrading)
+
+    def _serve_degraded(self, plan: Plan) -> GenerateResult:
+        """The first degradation step that can be served (domain.degradation.
+        choose, as QuoteImage chooses): a cached image, or a generation whose
+        reservation fits. A reservation refused for money moves on to the next
+        step; when none is left, the request is refused as without a policy."""
+        steps = plan_steps(plan, self.cache, first_hit=None)
+        options = [step.option for step in steps]
+        start, reason = 0, ""
+        while True:
+            budget = self.budget.check(
+                plan.usage.user_id, plan.max_cost_micros, include_admission=False
+            )
+            reason = reason or budget.money_reason
+            choice = choose(options, budget.room, start)
+            if choice.action is Action.REFUSE:
+                return self._generate(plan)
+            step = steps[choice.index]
+            cached = choice.action is Action.SERVE_CACHED
+            try:
+                if step.hit is not None and cached:
+                    result = self._serve_hit(step.hit, step.plan)
+                else:
+                    result = self._generate(step.plan, degrading=True)
+            except QuotaExceeded as refusal:
+                if refusal.info.reason not in MONEY_REASONS:
+                    raise
+                reason, start = reason or refusal.info.reason, choice.index + 1
+                continue
+            if not choice.degraded:
+                return result
+            served = step.option.step.setting
+            return replace(
+                result,
+                degraded=degraded(
+                    plan.request.setting, served, reason, cached=result.source.cached
+                ),
+            )
 
     def _look_up(self, lookup: Lookup) -> Hit | None:
         started = time.perf_counter()
@@ -135,7 +166,9 @@ class GenerateImage:
             self.meters.cache_hit("similar" if hit.similar else "exact")
         return hit
 
-    def _plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
+    def plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
+        """The attempt's prompt (the caller's, or built from the recipe), its
+        usage record so far and its cache lookup."""
         context = analyze(command.recipe)
         prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
         usage = Usage(
@@ -148,15 +181,12 @@ class GenerateImage:
             model=request.model,
             provider=self.provider.name,
         )
-        similar = request.allow_similar and not request.prompt
-        lookup = Lookup(
-            key=cache_key(request.model, request.size, request.quality, prompt),
-            match_key=match_key(request.model, request.size, context) if similar else None,
-            context=context,
-            quality=request.quality,
-            quality_rank=quality_rank(request.quality),
+        lookup = lookup_for(
+            request,
+            prompt,
+            context,
+            similar=request.allow_similar and not request.prompt,
             threshold=effective_threshold(self.similarity_threshold, request.min_similarity),
-            requested_micros=request.price.per_image_micros(request.quality, request.size),
         )
         return Plan(request, usage, lookup)
 
@@ -188,21 +218,22 @@ class GenerateImage:
             return self._replay_paid_image(paid, plan)
         return _cached_result(hit, plan, saved=hit.saved_micros)
 
-    def _reserve_and_generate(self, plan: Plan) -> GenerateResult:
-        reservation = self._reserve_or_record_refusal(plan)
+    def _reserve_and_generate(self, plan: Plan, degrading: bool) -> GenerateResult:
+        reservation = self._reserve_or_record_refusal(plan, degrading)
         if reservation.replayed:
             return self._answer_replay(reservation, plan)
         return self._generate_paid(reservation, plan)
 
-    def _reserve_or_record_refusal(self, plan: Plan) -> Reservation:
-        """Hold the most the image can cost; a refusal is recorded and raised."""
-        request, usage = plan.request, plan.usage
-        amount = request.price.max_cost_micros(
-            request.quality, request.size, estimate_prompt_tokens(usage.prompt)
-        )
+    def _reserve_or_record_refusal(self, plan: Plan, degrading: bool) -> Reservation:
+        """Hold the most the image can cost; a refusal is recorded and raised
+        (while degrading, a refusal for money is raised unrecorded: the next
+        step, or the request's own refusal, records the attempt)."""
+        usage = plan.usage
         try:
-            return self.budget.reserve(usage.user_id, amount, usage.request_id)
+            return self.budget.reserve(usage.user_id, plan.max_cost_micros, usage.request_id)
         except QuotaExceeded as refusal:
+            if degrading and refusal.info.reason in MONEY_REASONS:
+                raise
             self.budget.record_usage(
                 replace(usage, outcome=Outcome.REFUSED, error_message=short(refusal.message))
             )

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from services.image.domain.accounting import Reservation, Usage
 from services.image.domain.images import GeneratedImage
+from services.image.domain.quote import BudgetView
 
 
 class Budget(Protocol):
@@ -19,6 +20,12 @@ class Budget(Protocol):
     def admit(self, user_id: str) -> None:
         """Let a GenerateImage call go on, or raise why not: the user's block
         (PermissionDenied) or a request rate (QuotaExceeded)."""
+        ...
+
+    def check(self, user_id: str, amount_micros: int, *, include_admission: bool) -> BudgetView:
+        """What a reservation of amount_micros would meet now, without taking
+        anything (and, with include_admission, what Admit and ReserveBudget
+        would refuse with)."""
         ...
 
     def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation: ...

@@ -9,12 +9,14 @@ from services.image.app.cache_admin import CacheAdmin
 from services.image.app.generate import GenerateImage
 from services.image.app.in_flight import InFlight
 from services.image.app.queries import ImageQueries
+from services.image.app.quote import QuoteImage
 from services.image.app.settler import Settler
 
 
 @dataclass(frozen=True)
 class ImageUseCases:
     generate_image: GenerateImage
+    quote_image: QuoteImage
     queries: ImageQueries
     cache_admin: CacheAdmin
     settler: Settler

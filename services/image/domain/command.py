@@ -15,6 +15,12 @@ from services.common.prices import (
     UnknownModelError,
     UnsupportedOptionError,
 )
+from services.image.domain.degradation import (
+    NO_DEGRADATION,
+    DegradationPolicy,
+    Setting,
+    check_policy,
+)
 from services.image.recipes.analyzer import Recipe
 from services.image.recipes.prompts import normalize_prompt
 
@@ -51,6 +57,7 @@ class GenerateCommand:
     allow_similar: bool = False
     # 0 means the service's threshold; a caller may only raise it.
     min_similarity: float = 0.0
+    degradation: DegradationPolicy = NO_DEGRADATION
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,11 @@ class ValidRequest:
     request_id: str
     allow_similar: bool = False
     min_similarity: float = 0.0
+    degradation: DegradationPolicy = NO_DEGRADATION
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.quality, self.size)
 
 
 def validate(
@@ -97,6 +109,14 @@ def validate(
 
     if price is not None:
         _check_options(violations, price, command, size, quality)
+        if size in price.sizes and quality in price.qualities:
+            check_policy(
+                violations,
+                command.degradation,
+                Setting(quality, size),
+                price.qualities,
+                price.sizes,
+            )
         if len(prompt) > price.max_prompt_chars:
             violations.add(
                 "prompt", f"at most {price.max_prompt_chars} characters for model {model}"
@@ -122,6 +142,7 @@ def validate(
         request_id=request_id,
         allow_similar=command.allow_similar,
         min_similarity=command.min_similarity,
+        degradation=command.degradation,
     )
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from services.image.domain.accounting import Usage
 from services.image.domain.cache_policy import CacheStats
+from services.image.domain.degradation import Degraded
 from services.image.domain.images import StoredImage
 from services.image.recipes.analyzer import RecipeContext
 
@@ -18,6 +19,10 @@ class Source(enum.StrEnum):
     CACHE_EXACT = "cache_exact"
     CACHE_SIMILAR = "cache_similar"
     FALLBACK = "fallback"
+
+    @property
+    def cached(self) -> bool:
+        return self in (Source.CACHE_EXACT, Source.CACHE_SIMILAR)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class GenerateResult:
     context: RecipeContext | None = None
     fallback_reason: str = ""
     fallback_message: str = ""
+    # Set when a degradation step other than the requested one was served.
+    degraded: Degraded | None = None
 
     @classmethod
     def answering(

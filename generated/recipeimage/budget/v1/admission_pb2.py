@@ -22,26 +22,33 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%recipeimage/budget/v1/admission.proto\x12\x15recipeimage.budget.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x08RateRule\x12\x31\n\x04kind\x18\x01 \x01(\x0e\x32#.recipeimage.budget.v1.RateRuleKind\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x16\n\x0eperiod_seconds\x18\x03 \x01(\x03\x12\r\n\x05\x62urst\x18\x04 \x01(\x03\x12\x11\n\tremaining\x18\x05 \x01(\x03\x12-\n\tnext_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfull_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0e\n\x06shadow\x18\t \x01(\x08\"\xfd\x01\n\x0fRateLimitValues\x12 \n\x13requests_per_minute\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rrequest_burst\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12!\n\x14generations_per_hour\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\'\n\x1amax_concurrent_generations\x18\x04 \x01(\x03H\x03\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x10\n\x0e_request_burstB\x17\n\x15_generations_per_hourB\x1d\n\x1b_max_concurrent_generations\"B\n\x0e\x43oncurrencyCap\x12\r\n\x05limit\x18\x01 \x01(\x03\x12\x11\n\tin_flight\x18\x02 \x01(\x03\x12\x0e\n\x06source\x18\x03 \x01(\t\"\xe1\x01\n\x05\x42lock\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x32\n\x06source\x18\x03 \x01(\x0e\x32\".recipeimage.budget.v1.BlockSource\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x06 \x01(\t\x12\r\n\x05level\x18\x07 \x01(\x03*\xc0\x01\n\x0cRateRuleKind\x12\x1e\n\x1aRATE_RULE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cRATE_RULE_KIND_USER_REQUESTS\x10\x01\x12#\n\x1fRATE_RULE_KIND_USER_GENERATIONS\x10\x02\x12\"\n\x1eRATE_RULE_KIND_SYSTEM_REQUESTS\x10\x03\x12%\n!RATE_RULE_KIND_SYSTEM_GENERATIONS\x10\x04*_\n\x0b\x42lockSource\x12\x1c\n\x18\x42LOCK_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42LOCK_SOURCE_ADMIN\x10\x01\x12\x1a\n\x16\x42LOCK_SOURCE_AUTOMATIC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%recipeimage/budget/v1/admission.proto\x12\x15recipeimage.budget.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x08RateRule\x12\x31\n\x04kind\x18\x01 \x01(\x0e\x32#.recipeimage.budget.v1.RateRuleKind\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x16\n\x0eperiod_seconds\x18\x03 \x01(\x03\x12\r\n\x05\x62urst\x18\x04 \x01(\x03\x12\x11\n\tremaining\x18\x05 \x01(\x03\x12-\n\tnext_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfull_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0e\n\x06shadow\x18\t \x01(\x08\"\xfd\x01\n\x0fRateLimitValues\x12 \n\x13requests_per_minute\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rrequest_burst\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12!\n\x14generations_per_hour\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\'\n\x1amax_concurrent_generations\x18\x04 \x01(\x03H\x03\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x10\n\x0e_request_burstB\x17\n\x15_generations_per_hourB\x1d\n\x1b_max_concurrent_generations\"B\n\x0e\x43oncurrencyCap\x12\r\n\x05limit\x18\x01 \x01(\x03\x12\x11\n\tin_flight\x18\x02 \x01(\x03\x12\x0e\n\x06source\x18\x03 \x01(\t\"\xe1\x01\n\x05\x42lock\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x32\n\x06source\x18\x03 \x01(\x0e\x32\".recipeimage.budget.v1.BlockSource\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x06 \x01(\t\x12\r\n\x05level\x18\x07 \x01(\x03\"\xea\x01\n\x07Refusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12>\n\x08metadata\x18\x04 \x03(\x0b\x32,.recipeimage.budget.v1.Refusal.MetadataEntry\x12.\n\x0bretry_delay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07subject\x18\x06 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xc0\x01\n\x0cRateRuleKind\x12\x1e\n\x1aRATE_RULE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cRATE_RULE_KIND_USER_REQUESTS\x10\x01\x12#\n\x1fRATE_RULE_KIND_USER_GENERATIONS\x10\x02\x12\"\n\x1eRATE_RULE_KIND_SYSTEM_REQUESTS\x10\x03\x12%\n!RATE_RULE_KIND_SYSTEM_GENERATIONS\x10\x04*_\n\x0b\x42lockSource\x12\x1c\n\x18\x42LOCK_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42LOCK_SOURCE_ADMIN\x10\x01\x12\x1a\n\x16\x42LOCK_SOURCE_AUTOMATIC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recipeimage.budget.v1.admission_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RATERULEKIND']._serialized_start=913
-  _globals['_RATERULEKIND']._serialized_end=1105
-  _globals['_BLOCKSOURCE']._serialized_start=1107
-  _globals['_BLOCKSOURCE']._serialized_end=1202
-  _globals['_RATERULE']._serialized_start=98
-  _globals['_RATERULE']._serialized_end=358
-  _globals['_RATELIMITVALUES']._serialized_start=361
-  _globals['_RATELIMITVALUES']._serialized_end=614
-  _globals['_CONCURRENCYCAP']._serialized_start=616
-  _globals['_CONCURRENCYCAP']._serialized_end=682
-  _globals['_BLOCK']._serialized_start=685
-  _globals['_BLOCK']._serialized_end=910
+  _globals['_REFUSAL_METADATAENTRY']._loaded_options = None
+  _globals['_REFUSAL_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_RATERULEKIND']._serialized_start=1182
+  _globals['_RATERULEKIND']._serialized_end=1374
+  _globals['_BLOCKSOURCE']._serialized_start=1376
+  _globals['_BLOCKSOURCE']._serialized_end=1471
+  _globals['_RATERULE']._serialized_start=130
+  _globals['_RATERULE']._serialized_end=390
+  _globals['_RATELIMITVALUES']._serialized_start=393
+  _globals['_RATELIMITVALUES']._serialized_end=646
+  _globals['_CONCURRENCYCAP']._serialized_start=648
+  _globals['_CONCURRENCYCAP']._serialized_end=714
+  _globals['_BLOCK']._serialized_start=717
+  _globals['_BLOCK']._serialized_end=942
+  _globals['_REFUSAL']._serialized_start=945
+  _globals['_REFUSAL']._serialized_end=1179
+  _globals['_REFUSAL_METADATAENTRY']._serialized_start=1132
+  _globals['_REFUSAL_METADATAENTRY']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

@@ -390,17 +390,23 @@ class CheckBudgetRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
+    INCLUDE_ADMISSION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     amount_micros: _builtins.int
+    include_admission: _builtins.bool
+    """Also evaluate admission (Admit's block and request rates, ReserveBudget's
+    generation rates and concurrency caps) without taking anything.
+    """
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         amount_micros: _builtins.int = ...,
+        include_admission: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_micros", b"amount_micros", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_micros", b"amount_micros", "include_admission", b"include_admission", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -413,21 +419,57 @@ class CheckBudgetResponse(_message.Message):
     ALLOWED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     WINDOWS_FIELD_NUMBER: _builtins.int
+    PER_GENERATION_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    PER_GENERATION_LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
+    ADMIT_REFUSAL_FIELD_NUMBER: _builtins.int
+    RESERVE_REFUSAL_FIELD_NUMBER: _builtins.int
+    GENERATION_REFUSAL_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
+    """Whether the money fits: the per-generation limit and every window."""
     reason: _builtins.str
-    """When not allowed: the ErrorInfo reason ReserveBudget would refuse with."""
+    """When not allowed: the ErrorInfo reason ReserveBudget would refuse with
+    for money (PER_GENERATION_LIMIT_EXCEEDED, DAILY_LIMIT_EXCEEDED, ...).
+    """
+    per_generation_limit_micros: _builtins.int
+    """The user's per-generation limit and the rule that set it."""
+    per_generation_limit_source: _builtins.str
     @_builtins.property
     def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Window]: ...
+    @_builtins.property
+    def admit_refusal(self) -> _admission_pb2.Refusal:
+        """With include_admission: what Admit would refuse with now (USER_BLOCKED,
+        RATE_LIMITED, SYSTEM_RATE_LIMITED); unset when it would admit.
+        """
+
+    @_builtins.property
+    def reserve_refusal(self) -> _admission_pb2.Refusal:
+        """With include_admission: what ReserveBudget would refuse a new
+        reservation of amount_micros with now, in its order (the per-generation
+        limit, the generation rates, the concurrency caps, the windows); unset
+        when it would be granted.
+        """
+
+    @_builtins.property
+    def generation_refusal(self) -> _admission_pb2.Refusal:
+        """With include_admission: the generation rates' and concurrency caps'
+        refusal alone (what a reservation of any amount that fits would get).
+        """
+
     def __init__(
         self,
         *,
         allowed: _builtins.bool = ...,
         reason: _builtins.str = ...,
         windows: _abc.Iterable[Global___Window] | None = ...,
+        per_generation_limit_micros: _builtins.int = ...,
+        per_generation_limit_source: _builtins.str = ...,
+        admit_refusal: _admission_pb2.Refusal | None = ...,
+        reserve_refusal: _admission_pb2.Refusal | None = ...,
+        generation_refusal: _admission_pb2.Refusal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admit_refusal", b"admit_refusal", "generation_refusal", b"generation_refusal", "reserve_refusal", b"reserve_refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "reason", b"reason", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admit_refusal", b"admit_refusal", "allowed", b"allowed", "generation_refusal", b"generation_refusal", "per_generation_limit_micros", b"per_generation_limit_micros", "per_generation_limit_source", b"per_generation_limit_source", "reason", b"reason", "reserve_refusal", b"reserve_refusal", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -166,7 +166,10 @@ class BudgetServiceServicer:
 
     def CheckBudget(self, request, context):
         """CheckBudget tells whether a reservation of amount_micros would be granted
-        now. It changes nothing; only ReserveBudget holds money.
+        now. It changes nothing; only ReserveBudget holds money. With
+        include_admission it also tells what Admit and ReserveBudget would refuse
+        with now (the block, the request and generation rates, the concurrency
+        caps, in their order), still without taking any quota or slot.
 
         Errors: INVALID_ARGUMENT (amount not positive, user_id missing).
         """

@@ -53,7 +53,10 @@ class BudgetServiceStub:
     """
     CheckBudget: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.CheckBudgetRequest, _budget_service_pb2.CheckBudgetResponse]
     """CheckBudget tells whether a reservation of amount_micros would be granted
-    now. It changes nothing; only ReserveBudget holds money.
+    now. It changes nothing; only ReserveBudget holds money. With
+    include_admission it also tells what Admit and ReserveBudget would refuse
+    with now (the block, the request and generation rates, the concurrency
+    caps, in their order), still without taking any quota or slot.
 
     Errors: INVALID_ARGUMENT (amount not positive, user_id missing).
     """
@@ -244,7 +247,10 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     """
     CheckBudget: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.CheckBudgetRequest, _budget_service_pb2.CheckBudgetResponse]  # type: ignore[assignment]
     """CheckBudget tells whether a reservation of amount_micros would be granted
-    now. It changes nothing; only ReserveBudget holds money.
+    now. It changes nothing; only ReserveBudget holds money. With
+    include_admission it also tells what Admit and ReserveBudget would refuse
+    with now (the block, the request and generation rates, the concurrency
+    caps, in their order), still without taking any quota or slot.
 
     Errors: INVALID_ARGUMENT (amount not positive, user_id missing).
     """
@@ -444,7 +450,10 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_service_pb2.CheckBudgetResponse, _abc.Awaitable[_budget_service_pb2.CheckBudgetResponse]]:
         """CheckBudget tells whether a reservation of amount_micros would be granted
-        now. It changes nothing; only ReserveBudget holds money.
+        now. It changes nothing; only ReserveBudget holds money. With
+        include_admission it also tells what Admit and ReserveBudget would refuse
+        with now (the block, the request and generation rates, the concurrency
+        caps, in their order), still without taking any quota or slot.
 
         Errors: INVALID_ARGUMENT (amount not positive, user_id missing).
         """

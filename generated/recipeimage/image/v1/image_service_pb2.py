@@ -24,45 +24,51 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from recipeimage.common.v1 import image_quality_pb2 as recipeimage_dot_common_dot_v1_dot_image__quality__pb2
+from recipeimage.image.v1 import degradation_pb2 as recipeimage_dot_image_dot_v1_dot_degradation__pb2
+from recipeimage.image.v1 import quote_pb2 as recipeimage_dot_image_dot_v1_dot_quote__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(recipeimage/image/v1/image_service.proto\x12\x14recipeimage.image.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)recipeimage/common/v1/image_quality.proto\"z\n\x06Recipe\x12\x11\n\trecipe_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0bingredients\x18\x03 \x03(\t\x12\x14\n\x0cinstructions\x18\x04 \x03(\t\x12\x12\n\ncategories\x18\x05 \x03(\t\x12\x0f\n\x07\x63uisine\x18\x06 \x01(\t\"\xfb\x01\n\x14GenerateImageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x06recipe\x18\x02 \x01(\x0b\x32\x1c.recipeimage.image.v1.Recipe\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\t\x12\x34\n\x07quality\x18\x05 \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x0e\n\x06prompt\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x15\n\rallow_similar\x18\x08 \x01(\x08\x12\x16\n\x0emin_similarity\x18\t \x01(\x01\"\xca\x01\n\rRecipeContext\x12\x0c\n\x04\x64ish\x18\x01 \x01(\t\x12\x15\n\rdish_identity\x18\x02 \x01(\t\x12\x0f\n\x07\x63uisine\x18\x03 \x01(\t\x12\x0e\n\x06\x63ourse\x18\x04 \x01(\t\x12\x18\n\x10main_ingredients\x18\x05 \x03(\t\x12\x16\n\x0e\x63ooking_method\x18\x06 \x01(\t\x12\x12\n\ncomplexity\x18\x07 \x01(\t\x12\x14\n\x0c\x64ietary_tags\x18\x08 \x03(\t\x12\x17\n\x0fsignature_foods\x18\t \x03(\t\"t\n\x05Image\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcd\x03\n\x15GenerateImageResponse\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\x31\n\x06source\x18\x02 \x01(\x0e\x32!.recipeimage.image.v1.ImageSource\x12\x13\n\x0b\x63ost_micros\x18\x03 \x01(\x03\x12\x19\n\x11\x63ost_saved_micros\x18\x04 \x01(\x03\x12\x12\n\nsimilarity\x18\x05 \x01(\x01\x12\x15\n\rfallback_used\x18\x06 \x01(\x08\x12\x0e\n\x06prompt\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x0c\n\x04size\x18\n \x01(\t\x12\x34\n\x07quality\x18\x0b \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x1a\n\x12generation_time_ms\x18\x0c \x01(\x03\x12\x34\n\x07\x63ontext\x18\r \x01(\x0b\x32#.recipeimage.image.v1.RecipeContext\x12\x17\n\x0f\x66\x61llback_reason\x18\x0e \x01(\t\x12\x18\n\x10\x66\x61llback_message\x18\x0f \x01(\t\"#\n\x0fGetImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"L\n\x10GetImageResponse\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"=\n\x14GetCacheStatsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x9d\x02\n\x15GetCacheStatsResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x03\x12\x12\n\nexact_hits\x18\x02 \x01(\x03\x12\x14\n\x0csimilar_hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\x12\x1f\n\x17total_cost_saved_micros\x18\x06 \x01(\x03\x12\x16\n\x0e\x65xact_hit_rate\x18\x07 \x01(\x01\x12\x18\n\x10similar_hit_rate\x18\x08 \x01(\x01\x12;\n\x11most_used_entries\x18\t \x03(\x0b\x32 .recipeimage.image.v1.CacheEntry\x12\x17\n\x0fnext_page_token\x18\n \x01(\t\"\xa8\x03\n\nCacheEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\t\x12\x34\n\x07quality\x18\x05 \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x0c\n\x04\x64ish\x18\x06 \x01(\t\x12\x0c\n\x04uses\x18\x07 \x01(\x03\x12\x12\n\nexact_hits\x18\x08 \x01(\x03\x12\x14\n\x0csimilar_hits\x18\t \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\n \x01(\x03\x12\x19\n\x11\x63ost_saved_micros\x18\x0b \x01(\x03\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_hit_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18PurgeExpiredCacheRequest\"3\n\x19PurgeExpiredCacheResponse\x12\x16\n\x0epurged_entries\x18\x01 \x01(\x03\"0\n\x1cInvalidateCachedImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"<\n\x1dInvalidateCachedImageResponse\x12\x1b\n\x13invalidated_entries\x18\x01 \x01(\x03*\xa0\x01\n\x0bImageSource\x12\x1c\n\x18IMAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16IMAGE_SOURCE_GENERATED\x10\x01\x12\x1c\n\x18IMAGE_SOURCE_CACHE_EXACT\x10\x02\x12\x1e\n\x1aIMAGE_SOURCE_CACHE_SIMILAR\x10\x03\x12\x19\n\x15IMAGE_SOURCE_FALLBACK\x10\x04\x32\xb6\x04\n\x0cImageService\x12h\n\rGenerateImage\x12*.recipeimage.image.v1.GenerateImageRequest\x1a+.recipeimage.image.v1.GenerateImageResponse\x12Y\n\x08GetImage\x12%.recipeimage.image.v1.GetImageRequest\x1a&.recipeimage.image.v1.GetImageResponse\x12h\n\rGetCacheStats\x12*.recipeimage.image.v1.GetCacheStatsRequest\x1a+.recipeimage.image.v1.GetCacheStatsResponse\x12t\n\x11PurgeExpiredCache\x12..recipeimage.image.v1.PurgeExpiredCacheRequest\x1a/.recipeimage.image.v1.PurgeExpiredCacheResponse\x12\x80\x01\n\x15InvalidateCachedImage\x12\x32.recipeimage.image.v1.InvalidateCachedImageRequest\x1a\x33.recipeimage.image.v1.InvalidateCachedImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(recipeimage/image/v1/image_service.proto\x12\x14recipeimage.image.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)recipeimage/common/v1/image_quality.proto\x1a&recipeimage/image/v1/degradation.proto\x1a recipeimage/image/v1/quote.proto\"z\n\x06Recipe\x12\x11\n\trecipe_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0bingredients\x18\x03 \x03(\t\x12\x14\n\x0cinstructions\x18\x04 \x03(\t\x12\x12\n\ncategories\x18\x05 \x03(\t\x12\x0f\n\x07\x63uisine\x18\x06 \x01(\t\"\xb9\x02\n\x14GenerateImageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x06recipe\x18\x02 \x01(\x0b\x32\x1c.recipeimage.image.v1.Recipe\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\t\x12\x34\n\x07quality\x18\x05 \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x0e\n\x06prompt\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x15\n\rallow_similar\x18\x08 \x01(\x08\x12\x16\n\x0emin_similarity\x18\t \x01(\x01\x12<\n\x0b\x64\x65gradation\x18\n \x01(\x0b\x32\'.recipeimage.image.v1.DegradationPolicy\"\xca\x01\n\rRecipeContext\x12\x0c\n\x04\x64ish\x18\x01 \x01(\t\x12\x15\n\rdish_identity\x18\x02 \x01(\t\x12\x0f\n\x07\x63uisine\x18\x03 \x01(\t\x12\x0e\n\x06\x63ourse\x18\x04 \x01(\t\x12\x18\n\x10main_ingredients\x18\x05 \x03(\t\x12\x16\n\x0e\x63ooking_method\x18\x06 \x01(\t\x12\x12\n\ncomplexity\x18\x07 \x01(\t\x12\x14\n\x0c\x64ietary_tags\x18\x08 \x03(\t\x12\x17\n\x0fsignature_foods\x18\t \x03(\t\"t\n\x05Image\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x04\n\x15GenerateImageResponse\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\x31\n\x06source\x18\x02 \x01(\x0e\x32!.recipeimage.image.v1.ImageSource\x12\x13\n\x0b\x63ost_micros\x18\x03 \x01(\x03\x12\x19\n\x11\x63ost_saved_micros\x18\x04 \x01(\x03\x12\x12\n\nsimilarity\x18\x05 \x01(\x01\x12\x15\n\rfallback_used\x18\x06 \x01(\x08\x12\x0e\n\x06prompt\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x0c\n\x04size\x18\n \x01(\t\x12\x34\n\x07quality\x18\x0b \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x1a\n\x12generation_time_ms\x18\x0c \x01(\x03\x12\x34\n\x07\x63ontext\x18\r \x01(\x0b\x32#.recipeimage.image.v1.RecipeContext\x12\x17\n\x0f\x66\x61llback_reason\x18\x0e \x01(\t\x12\x18\n\x10\x66\x61llback_message\x18\x0f \x01(\t\x12\x36\n\x0b\x64\x65gradation\x18\x10 \x01(\x0b\x32!.recipeimage.image.v1.Degradation\"P\n\x11QuoteImageRequest\x12;\n\x07request\x18\x01 \x01(\x0b\x32*.recipeimage.image.v1.GenerateImageRequest\"\xcd\x04\n\x12QuoteImageResponse\x12\x31\n\x06source\x18\x01 \x01(\x0e\x32!.recipeimage.image.v1.ImageSource\x12\x13\n\x0b\x63ost_micros\x18\x02 \x01(\x03\x12\x19\n\x11\x63ost_saved_micros\x18\x03 \x01(\x03\x12\x17\n\x0fmax_cost_micros\x18\x04 \x01(\x03\x12\x1c\n\x14\x65xpected_cost_micros\x18\x05 \x01(\x03\x12\x12\n\nsimilarity\x18\x06 \x01(\x01\x12*\n\x05image\x18\x07 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\r\n\x05model\x18\x08 \x01(\t\x12\x0c\n\x04size\x18\t \x01(\t\x12\x34\n\x07quality\x18\n \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x0e\n\x06prompt\x18\x0b \x01(\t\x12\x34\n\x07\x63ontext\x18\x0c \x01(\x0b\x32#.recipeimage.image.v1.RecipeContext\x12\x36\n\x0b\x64\x65gradation\x18\r \x01(\x0b\x32!.recipeimage.image.v1.Degradation\x12#\n\x1bper_generation_limit_micros\x18\x0e \x01(\x03\x12\x32\n\x07windows\x18\x0f \x03(\x0b\x32!.recipeimage.image.v1.QuoteWindow\x12\x33\n\x07refusal\x18\x10 \x01(\x0b\x32\".recipeimage.image.v1.QuoteRefusal\"#\n\x0fGetImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"L\n\x10GetImageResponse\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"=\n\x14GetCacheStatsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x9d\x02\n\x15GetCacheStatsResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x03\x12\x12\n\nexact_hits\x18\x02 \x01(\x03\x12\x14\n\x0csimilar_hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\x12\x1f\n\x17total_cost_saved_micros\x18\x06 \x01(\x03\x12\x16\n\x0e\x65xact_hit_rate\x18\x07 \x01(\x01\x12\x18\n\x10similar_hit_rate\x18\x08 \x01(\x01\x12;\n\x11most_used_entries\x18\t \x03(\x0b\x32 .recipeimage.image.v1.CacheEntry\x12\x17\n\x0fnext_page_token\x18\n \x01(\t\"\xa8\x03\n\nCacheEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x1b.recipeimage.image.v1.Image\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\t\x12\x34\n\x07quality\x18\x05 \x01(\x0e\x32#.recipeimage.common.v1.ImageQuality\x12\x0c\n\x04\x64ish\x18\x06 \x01(\t\x12\x0c\n\x04uses\x18\x07 \x01(\x03\x12\x12\n\nexact_hits\x18\x08 \x01(\x03\x12\x14\n\x0csimilar_hits\x18\t \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\n \x01(\x03\x12\x19\n\x11\x63ost_saved_micros\x18\x0b \x01(\x03\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_hit_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18PurgeExpiredCacheRequest\"3\n\x19PurgeExpiredCacheResponse\x12\x16\n\x0epurged_entries\x18\x01 \x01(\x03\"0\n\x1cInvalidateCachedImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"<\n\x1dInvalidateCachedImageResponse\x12\x1b\n\x13invalidated_entries\x18\x01 \x01(\x03*\xa0\x01\n\x0bImageSource\x12\x1c\n\x18IMAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16IMAGE_SOURCE_GENERATED\x10\x01\x12\x1c\n\x18IMAGE_SOURCE_CACHE_EXACT\x10\x02\x12\x1e\n\x1aIMAGE_SOURCE_CACHE_SIMILAR\x10\x03\x12\x19\n\x15IMAGE_SOURCE_FALLBACK\x10\x04\x32\x97\x05\n\x0cImageService\x12h\n\rGenerateImage\x12*.recipeimage.image.v1.GenerateImageRequest\x1a+.recipeimage.image.v1.GenerateImageResponse\x12_\n\nQuoteImage\x12\'.recipeimage.image.v1.QuoteImageRequest\x1a(.recipeimage.image.v1.QuoteImageResponse\x12Y\n\x08GetImage\x12%.recipeimage.image.v1.GetImageRequest\x1a&.recipeimage.image.v1.GetImageResponse\x12h\n\rGetCacheStats\x12*.recipeimage.image.v1.GetCacheStatsRequest\x1a+.recipeimage.image.v1.GetCacheStatsResponse\x12t\n\x11PurgeExpiredCache\x12..recipeimage.image.v1.PurgeExpiredCacheRequest\x1a/.recipeimage.image.v1.PurgeExpiredCacheResponse\x12\x80\x01\n\x15InvalidateCachedImage\x12\x32.recipeimage.image.v1.InvalidateCachedImageRequest\x1a\x33.recipeimage.image.v1.InvalidateCachedImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recipeimage.image.v1.image_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGESOURCE']._serialized_start=2394
-  _globals['_IMAGESOURCE']._serialized_end=2554
-  _globals['_RECIPE']._serialized_start=142
-  _globals['_RECIPE']._serialized_end=264
-  _globals['_GENERATEIMAGEREQUEST']._serialized_start=267
-  _globals['_GENERATEIMAGEREQUEST']._serialized_end=518
-  _globals['_RECIPECONTEXT']._serialized_start=521
-  _globals['_RECIPECONTEXT']._serialized_end=723
-  _globals['_IMAGE']._serialized_start=725
-  _globals['_IMAGE']._serialized_end=841
-  _globals['_GENERATEIMAGERESPONSE']._serialized_start=844
-  _globals['_GENERATEIMAGERESPONSE']._serialized_end=1305
-  _globals['_GETIMAGEREQUEST']._serialized_start=1307
-  _globals['_GETIMAGEREQUEST']._serialized_end=1342
-  _globals['_GETIMAGERESPONSE']._serialized_start=1344
-  _globals['_GETIMAGERESPONSE']._serialized_end=1420
-  _globals['_GETCACHESTATSREQUEST']._serialized_start=1422
-  _globals['_GETCACHESTATSREQUEST']._serialized_end=1483
-  _globals['_GETCACHESTATSRESPONSE']._serialized_start=1486
-  _globals['_GETCACHESTATSRESPONSE']._serialized_end=1771
-  _globals['_CACHEENTRY']._serialized_start=1774
-  _globals['_CACHEENTRY']._serialized_end=2198
-  _globals['_PURGEEXPIREDCACHEREQUEST']._serialized_start=2200
-  _globals['_PURGEEXPIREDCACHEREQUEST']._serialized_end=2226
-  _globals['_PURGEEXPIREDCACHERESPONSE']._serialized_start=2228
-  _globals['_PURGEEXPIREDCACHERESPONSE']._serialized_end=2279
-  _globals['_INVALIDATECACHEDIMAGEREQUEST']._serialized_start=2281
-  _globals['_INVALIDATECACHEDIMAGEREQUEST']._serialized_end=2329
-  _globals['_INVALIDATECACHEDIMAGERESPONSE']._serialized_start=2331
-  _globals['_INVALIDATECACHEDIMAGERESPONSE']._serialized_end=2391
-  _globals['_IMAGESERVICE']._serialized_start=2557
-  _globals['_IMAGESERVICE']._serialized_end=3123
+  _globals['_IMAGESOURCE']._serialized_start=3260
+  _globals['_IMAGESOURCE']._serialized_end=3420
+  _globals['_RECIPE']._serialized_start=216
+  _globals['_RECIPE']._serialized_end=338
+  _globals['_GENERATEIMAGEREQUEST']._serialized_start=341
+  _globals['_GENERATEIMAGEREQUEST']._serialized_end=654
+  _globals['_RECIPECONTEXT']._serialized_start=657
+  _globals['_RECIPECONTEXT']._serialized_end=859
+  _globals['_IMAGE']._serialized_start=861
+  _globals['_IMAGE']._serialized_end=977
+  _globals['_GENERATEIMAGERESPONSE']._serialized_start=980
+  _globals['_GENERATEIMAGERESPONSE']._serialized_end=1497
+  _globals['_QUOTEIMAGEREQUEST']._serialized_start=1499
+  _globals['_QUOTEIMAGEREQUEST']._serialized_end=1579
+  _globals['_QUOTEIMAGERESPONSE']._serialized_start=1582
+  _globals['_QUOTEIMAGERESPONSE']._serialized_end=2171
+  _globals['_GETIMAGEREQUEST']._serialized_start=2173
+  _globals['_GETIMAGEREQUEST']._serialized_end=2208
+  _globals['_GETIMAGERESPONSE']._serialized_start=2210
+  _globals['_GETIMAGERESPONSE']._serialized_end=2286
+  _globals['_GETCACHESTATSREQUEST']._serialized_start=2288
+  _globals['_GETCACHESTATSREQUEST']._serialized_end=2349
+  _globals['_GETCACHESTATSRESPONSE']._serialized_start=2352
+  _globals['_GETCACHESTATSRESPONSE']._serialized_end=2637
+  _globals['_CACHEENTRY']._serialized_start=2640
+  _globals['_CACHEENTRY']._serialized_end=3064
+  _globals['_PURGEEXPIREDCACHEREQUEST']._serialized_start=3066
+  _globals['_PURGEEXPIREDCACHEREQUEST']._serialized_end=3092
+  _globals['_PURGEEXPIREDCACHERESPONSE']._serialized_start=3094
+  _globals['_PURGEEXPIREDCACHERESPONSE']._serialized_end=3145
+  _globals['_INVALIDATECACHEDIMAGEREQUEST']._serialized_start=3147
+  _globals['_INVALIDATECACHEDIMAGEREQUEST']._serialized_end=3195
+  _globals['_INVALIDATECACHEDIMAGERESPONSE']._serialized_start=3197
+  _globals['_INVALIDATECACHEDIMAGERESPONSE']._serialized_end=3257
+  _globals['_IMAGESERVICE']._serialized_start=3423
+  _globals['_IMAGESERVICE']._serialized_end=4086
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,8 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from recipeimage.common.v1 import image_quality_pb2 as _image_quality_pb2
+from recipeimage.image.v1 import degradation_pb2 as _degradation_pb2
+from recipeimage.image.v1 import quote_pb2 as _quote_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -110,6 +112,7 @@ class GenerateImageRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ALLOW_SIMILAR_FIELD_NUMBER: _builtins.int
     MIN_SIMILARITY_FIELD_NUMBER: _builtins.int
+    DEGRADATION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user the image is generated for and charged to. A user token may leave
     it empty; service and admin tokens must set it.
@@ -140,6 +143,10 @@ class GenerateImageRequest(_message.Message):
     """
     @_builtins.property
     def recipe(self) -> Global___Recipe: ...
+    @_builtins.property
+    def degradation(self) -> _degradation_pb2.DegradationPolicy:
+        """What the request accepts instead of a refusal for money; unset: nothing."""
+
     def __init__(
         self,
         *,
@@ -152,10 +159,11 @@ class GenerateImageRequest(_message.Message):
         request_id: _builtins.str = ...,
         allow_similar: _builtins.bool = ...,
         min_similarity: _builtins.float = ...,
+        degradation: _degradation_pb2.DegradationPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["recipe", b"recipe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["degradation", b"degradation", "recipe", b"recipe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_similar", b"allow_similar", "min_similarity", b"min_similarity", "model", b"model", "prompt", b"prompt", "quality", b"quality", "recipe", b"recipe", "request_id", b"request_id", "size", b"size", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_similar", b"allow_similar", "degradation", b"degradation", "min_similarity", b"min_similarity", "model", b"model", "prompt", b"prompt", "quality", b"quality", "recipe", b"recipe", "request_id", b"request_id", "size", b"size", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -284,6 +292,7 @@ class GenerateImageResponse(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     FALLBACK_MESSAGE_FIELD_NUMBER: _builtins.int
+    DEGRADATION_FIELD_NUMBER: _builtins.int
     source: Global___ImageSource.ValueType
     cost_micros: _builtins.int
     """What this request was charged."""
@@ -317,6 +326,12 @@ class GenerateImageResponse(_message.Message):
     def context(self) -> Global___RecipeContext:
         """What the service understood of the recipe."""
 
+    @_builtins.property
+    def degradation(self) -> _degradation_pb2.Degradation:
+        """Set when the degradation policy was used: what was asked for, what was
+        served, and why.
+        """
+
     def __init__(
         self,
         *,
@@ -335,14 +350,138 @@ class GenerateImageResponse(_message.Message):
         context: Global___RecipeContext | None = ...,
         fallback_reason: _builtins.str = ...,
         fallback_message: _builtins.str = ...,
+        degradation: _degradation_pb2.Degradation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "image", b"image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "degradation", b"degradation", "image", b"image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "fallback_message", b"fallback_message", "fallback_reason", b"fallback_reason", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image", b"image", "model", b"model", "prompt", b"prompt", "quality", b"quality", "request_id", b"request_id", "similarity", b"similarity", "size", b"size", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "degradation", b"degradation", "fallback_message", b"fallback_message", "fallback_reason", b"fallback_reason", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image", b"image", "model", b"model", "prompt", b"prompt", "quality", b"quality", "request_id", b"request_id", "similarity", b"similarity", "size", b"size", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerateImageResponse: _TypeAlias = GenerateImageResponse  # noqa: Y015
+
+@_typing.final
+class QuoteImageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___GenerateImageRequest:
+        """The GenerateImage request to quote, as it would be sent. Its request_id
+        is not looked at: a quote is of a new attempt.
+        """
+
+    def __init__(
+        self,
+        *,
+        request: Global___GenerateImageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuoteImageRequest: _TypeAlias = QuoteImageRequest  # noqa: Y015
+
+@_typing.final
+class QuoteImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    MAX_COST_MICROS_FIELD_NUMBER: _builtins.int
+    EXPECTED_COST_MICROS_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    DEGRADATION_FIELD_NUMBER: _builtins.int
+    PER_GENERATION_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    source: Global___ImageSource.ValueType
+    """Where the image would come from: IMAGE_SOURCE_CACHE_EXACT,
+    IMAGE_SOURCE_CACHE_SIMILAR or IMAGE_SOURCE_GENERATED; UNSPECIFIED when
+    the request would be refused.
+    """
+    cost_micros: _builtins.int
+    """What the request would be charged: 0 for a cached image, else the
+    expected cost (expected_cost_micros).
+    """
+    cost_saved_micros: _builtins.int
+    """For a cached image: what generating it would have cost."""
+    max_cost_micros: _builtins.int
+    """For a generation: the reservation hold, the most it can cost (the price
+    table's per-image figure plus the prompt's input tokens).
+    """
+    expected_cost_micros: _builtins.int
+    """For a generation: what it is expected to be charged (the price table's
+    per-image figure, what the commit charges without reported usage).
+    """
+    similarity: _builtins.float
+    """1.0 for an exact hit, the match score for a similar hit, 0 otherwise."""
+    model: _builtins.str
+    """The model, size and quality that would be served."""
+    size: _builtins.str
+    quality: _image_quality_pb2.ImageQuality.ValueType
+    prompt: _builtins.str
+    """The prompt the image would be generated from."""
+    per_generation_limit_micros: _builtins.int
+    """The user's per-generation limit."""
+    @_builtins.property
+    def image(self) -> Global___Image:
+        """For a cached image: the image that would be served."""
+
+    @_builtins.property
+    def context(self) -> Global___RecipeContext: ...
+    @_builtins.property
+    def degradation(self) -> _degradation_pb2.Degradation:
+        """Set when the request's degradation policy would be used."""
+
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[_quote_pb2.QuoteWindow]:
+        """Each spending window (the user's day and month, the system's day and
+        month) with what is left now and after this request.
+        """
+
+    @_builtins.property
+    def refusal(self) -> _quote_pb2.QuoteRefusal:
+        """Set when the request would be refused now: the same reason, metadata
+        and RetryInfo delay GenerateImage would answer with.
+        """
+
+    def __init__(
+        self,
+        *,
+        source: Global___ImageSource.ValueType = ...,
+        cost_micros: _builtins.int = ...,
+        cost_saved_micros: _builtins.int = ...,
+        max_cost_micros: _builtins.int = ...,
+        expected_cost_micros: _builtins.int = ...,
+        similarity: _builtins.float = ...,
+        image: Global___Image | None = ...,
+        model: _builtins.str = ...,
+        size: _builtins.str = ...,
+        quality: _image_quality_pb2.ImageQuality.ValueType = ...,
+        prompt: _builtins.str = ...,
+        context: Global___RecipeContext | None = ...,
+        degradation: _degradation_pb2.Degradation | None = ...,
+        per_generation_limit_micros: _builtins.int = ...,
+        windows: _abc.Iterable[_quote_pb2.QuoteWindow] | None = ...,
+        refusal: _quote_pb2.QuoteRefusal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "degradation", b"degradation", "image", b"image", "refusal", b"refusal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "degradation", b"degradation", "expected_cost_micros", b"expected_cost_micros", "image", b"image", "max_cost_micros", b"max_cost_micros", "model", b"model", "per_generation_limit_micros", b"per_generation_limit_micros", "prompt", b"prompt", "quality", b"quality", "refusal", b"refusal", "similarity", b"similarity", "size", b"size", "source", b"source", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuoteImageResponse: _TypeAlias = QuoteImageResponse  # noqa: Y015
 
 @_typing.final
 class GetImageRequest(_message.Message):

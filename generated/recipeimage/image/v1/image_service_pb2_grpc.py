@@ -44,6 +44,11 @@ class ImageServiceStub:
                 request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GenerateImageRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GenerateImageResponse.FromString,
                 _registered_method=True)
+        self.QuoteImage = channel.unary_unary(
+                '/recipeimage.image.v1.ImageService/QuoteImage',
+                request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.QuoteImageRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.QuoteImageResponse.FromString,
+                _registered_method=True)
         self.GetImage = channel.unary_unary(
                 '/recipeimage.image.v1.ImageService/GetImage',
                 request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageRequest.SerializeToString,
@@ -102,6 +107,31 @@ class ImageServiceServicer:
         (the provider timed out; nothing charged). With a fallback image
         configured, a provider failure is answered with the fallback instead
         (fallback_used, not charged).
+
+        With a degradation policy, a request whose image does not fit the
+        per-generation limit or the budget left is served the best accepted
+        lower quality or smaller size that fits, or a cached image, and the
+        response says so (degradation); the reservation still guards every
+        spend. When nothing accepted fits, the refusal is the same as without a
+        policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QuoteImage(self, request, context):
+        """QuoteImage tells what GenerateImage would do now for the same request,
+        without doing any of it: nothing is charged, recorded, reserved, cached
+        or counted against a rate rule or concurrency cap. It says whether the
+        image would be served from the cache (and what that saves), else the
+        most it can cost and the expected cost, what would be left in each
+        window after it, the degradation step that would be used, and whether
+        and why it would be refused (the same ErrorInfo reason and RetryInfo
+        delay). A refusal is part of the answer, not an error.
+
+        Errors: INVALID_ARGUMENT (bad field of the request; details:
+        BadRequest), FAILED_PRECONDITION (a retired model: MODEL_RETIRED),
+        UNAVAILABLE (BudgetService cannot be reached).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +190,11 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GenerateImageRequest.FromString,
                     response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GenerateImageResponse.SerializeToString,
             ),
+            'QuoteImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuoteImage,
+                    request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.QuoteImageRequest.FromString,
+                    response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.QuoteImageResponse.SerializeToString,
+            ),
             'GetImage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetImage,
                     request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageRequest.FromString,
@@ -213,6 +248,33 @@ class ImageService:
             '/recipeimage.image.v1.ImageService/GenerateImage',
             recipeimage_dot_image_dot_v1_dot_image__service__pb2.GenerateImageRequest.SerializeToString,
             recipeimage_dot_image_dot_v1_dot_image__service__pb2.GenerateImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuoteImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.image.v1.ImageService/QuoteImage',
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.QuoteImageRequest.SerializeToString,
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.QuoteImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,27 @@ class ImageServiceStub:
     (the provider timed out; nothing charged). With a fallback image
     configured, a provider failure is answered with the fallback instead
     (fallback_used, not charged).
+
+    With a degradation policy, a request whose image does not fit the
+    per-generation limit or the budget left is served the best accepted
+    lower quality or smaller size that fits, or a cached image, and the
+    response says so (degradation); the reservation still guards every
+    spend. When nothing accepted fits, the refusal is the same as without a
+    policy.
+    """
+    QuoteImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.QuoteImageRequest, _image_service_pb2.QuoteImageResponse]
+    """QuoteImage tells what GenerateImage would do now for the same request,
+    without doing any of it: nothing is charged, recorded, reserved, cached
+    or counted against a rate rule or concurrency cap. It says whether the
+    image would be served from the cache (and what that saves), else the
+    most it can cost and the expected cost, what would be left in each
+    window after it, the degradation step that would be used, and whether
+    and why it would be refused (the same ErrorInfo reason and RetryInfo
+    delay). A refusal is part of the answer, not an error.
+
+    Errors: INVALID_ARGUMENT (bad field of the request; details:
+    BadRequest), FAILED_PRECONDITION (a retired model: MODEL_RETIRED),
+    UNAVAILABLE (BudgetService cannot be reached).
     """
     GetImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetImageRequest, _image_service_pb2.GetImageResponse]
     """GetImage returns a stored image's bytes.
@@ -135,6 +156,27 @@ class ImageServiceAsyncStub(ImageServiceStub):
     (the provider timed out; nothing charged). With a fallback image
     configured, a provider failure is answered with the fallback instead
     (fallback_used, not charged).
+
+    With a degradation policy, a request whose image does not fit the
+    per-generation limit or the budget left is served the best accepted
+    lower quality or smaller size that fits, or a cached image, and the
+    response says so (degradation); the reservation still guards every
+    spend. When nothing accepted fits, the refusal is the same as without a
+    policy.
+    """
+    QuoteImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.QuoteImageRequest, _image_service_pb2.QuoteImageResponse]  # type: ignore[assignment]
+    """QuoteImage tells what GenerateImage would do now for the same request,
+    without doing any of it: nothing is charged, recorded, reserved, cached
+    or counted against a rate rule or concurrency cap. It says whether the
+    image would be served from the cache (and what that saves), else the
+    most it can cost and the expected cost, what would be left in each
+    window after it, the degradation step that would be used, and whether
+    and why it would be refused (the same ErrorInfo reason and RetryInfo
+    delay). A refusal is part of the answer, not an error.
+
+    Errors: INVALID_ARGUMENT (bad field of the request; details:
+    BadRequest), FAILED_PRECONDITION (a retired model: MODEL_RETIRED),
+    UNAVAILABLE (BudgetService cannot be reached).
     """
     GetImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetImageRequest, _image_service_pb2.GetImageResponse]  # type: ignore[assignment]
     """GetImage returns a stored image's bytes.
@@ -207,6 +249,33 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         (the provider timed out; nothing charged). With a fallback image
         configured, a provider failure is answered with the fallback instead
         (fallback_used, not charged).
+
+        With a degradation policy, a request whose image does not fit the
+        per-generation limit or the budget left is served the best accepted
+        lower quality or smaller size that fits, or a cached image, and the
+        response says so (degradation); the reservation still guards every
+        spend. When nothing accepted fits, the refusal is the same as without a
+        policy.
+        """
+
+    @_abc_1.abstractmethod
+    def QuoteImage(
+        self,
+        request: _image_service_pb2.QuoteImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_image_service_pb2.QuoteImageResponse, _abc.Awaitable[_image_service_pb2.QuoteImageResponse]]:
+        """QuoteImage tells what GenerateImage would do now for the same request,
+        without doing any of it: nothing is charged, recorded, reserved, cached
+        or counted against a rate rule or concurrency cap. It says whether the
+        image would be served from the cache (and what that saves), else the
+        most it can cost and the expected cost, what would be left in each
+        window after it, the degradation step that would be used, and whether
+        and why it would be refused (the same ErrorInfo reason and RetryInfo
+        delay). A refusal is part of the answer, not an error.
+
+        Errors: INVALID_ARGUMENT (bad field of the request; details:
+        BadRequest), FAILED_PRECONDITION (a retired model: MODEL_RETIRED),
+        UNAVAILABLE (BudgetService cannot be reached).
         """
 
     @_abc_1.abstractmethod
