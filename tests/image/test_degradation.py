@@ -14,6 +14,17 @@ from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from recipeimage.image.v1 import degradation_pb2 as dpb
 from recipeimage.image.v1 import image_service_pb2 as pb
 
+from services.image.domain.degradation import (
+    Action,
+    Choice,
+    DegradationPolicy,
+    Option,
+    Room,
+    Setting,
+    Step,
+    choose,
+    steps,
+)
 from tests.image.conftest import (
     HIGH,
     LOW,
@@ -227,3 +238,80 @@ def test_degraded_spend_never_exceeds_the_limit_under_concurrency(pair, tokens) 
         budget_pb.ReconcileLedgerRequest(), metadata=tokens.admin()
     )
     assert reconciliation.consistent, reconciliation.differences
+
+
+# ---- the rules alone ------------------------------------------------------------------
+
+OFFERED_QUALITIES = ("low", "medium", "high")
+OFFERED_SIZES = ("1024x1024", "1024x1536", "1536x1024")
+
+
+def test_the_steps_go_down_in_quality_first_then_in_size() -> None:
+    policy = DegradationPolicy(lower_quality=True, smaller_size=True)
+    found = steps(
+        policy,
+        Setting("high", "1024x1536"),
+        OFFERED_QUALITIES,
+        OFFERED_SIZES,
+        allow_similar=False,
+        built_prompt=True,
+    )
+    assert [(s.setting.quality, s.setting.size) for s in found] == [
+        ("high", "1024x1536"),
+        ("medium", "1024x1536"),
+        ("low", "1024x1536"),
+        ("high", "1024x1024"),
+        ("medium", "1024x1024"),
+        ("low", "1024x1024"),
+    ]
+    assert all(s.may_generate and not s.similar for s in found)
+    no_policy = steps(
+        DegradationPolicy(),
+        Setting("high", "1024x1536"),
+        OFFERED_QUALITIES,
+        OFFERED_SIZES,
+        allow_similar=True,
+        built_prompt=True,
+    )
+    assert [(s.setting, s.similar) for s in no_policy] == [(Setting("high", "1024x1536"), True)]
+
+
+def test_cached_only_looks_for_the_same_dish_and_never_generates_lower() -> None:
+    requested = Setting("medium", "1024x1024")
+    found = steps(
+        DegradationPolicy(cached_only=True, qualities=("low",)),
+        requested,
+        OFFERED_QUALITIES,
+        OFFERED_SIZES,
+        allow_similar=False,
+        built_prompt=True,
+    )
+    assert [(s.setting, s.similar, s.may_generate) for s in found] == [
+        (requested, False, True),
+        (requested, True, False),
+        (Setting("low", "1024x1024"), True, False),
+    ]
+    # A caller's own prompt is never matched to another recipe's image.
+    own_prompt = steps(
+        DegradationPolicy(cached_only=True),
+        requested,
+        OFFERED_QUALITIES,
+        OFFERED_SIZES,
+        allow_similar=True,
+        built_prompt=False,
+    )
+    assert [(s.setting, s.similar) for s in own_prompt] == [(requested, False)]
+
+
+def test_the_choice_is_the_first_step_cached_or_fitting() -> None:
+    def option(cost: int, *, cached: bool = False, may_generate: bool = True) -> Option:
+        return Option(Step(Setting("high", "1024x1024"), False, may_generate), cost, cached)
+
+    room = Room(per_generation_micros=50, remaining_micros=(100, 30))
+    assert choose([option(40), option(20)], room) == Choice(Action.GENERATE, 1)
+    assert choose([option(40), option(60, cached=True), option(20)], room) == Choice(
+        Action.SERVE_CACHED, 1
+    )
+    assert choose([option(40), option(20, may_generate=False)], room) == Choice(Action.REFUSE, 0)
+    assert choose([option(30), option(20)], room, start=1) == Choice(Action.GENERATE, 1)
+    assert choose([option(31)], room) == Choice(Action.REFUSE, 0)
