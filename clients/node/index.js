@@ -4,6 +4,7 @@
 // decoder of the google.rpc details a refusal carries in its
 // `grpc-status-details-bin` trailer.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -59,7 +60,7 @@ function call(stub, method, request, token, deadlineMs) {
  * options:
  *   budgetAddress, imageAddress  host:port of each service
  *   token                        a bearer token (user, service or admin)
- *   credentials                  grpc.credentials.createSsl(ca, key, cert) for
+ *   credentials                  tlsCredentials({caFile, certFile, keyFile}) for
  *                                TLS or mutual TLS; plaintext when left out
  *   deadlineMs                   each call's deadline (default 30000)
  *   protosDir                    where the recipeimage protos are
@@ -85,6 +86,18 @@ function createClient(options) {
       image.close();
     },
   };
+}
+
+/**
+ * Channel credentials for TLS from PEM files: caFile is the CA that signed the
+ * servers' certificates; certFile and keyFile, for mutual TLS, the client's.
+ */
+function tlsCredentials({ caFile, certFile, keyFile }) {
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    throw new Error('tlsCredentials: certFile and keyFile go together');
+  }
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
 }
 
 let rpcTypes = null;
@@ -145,4 +158,4 @@ function decodeStatusDetails(error) {
   };
 }
 
-module.exports = { createClient, decodeStatusDetails, loadServices, grpc };
+module.exports = { createClient, decodeStatusDetails, loadServices, tlsCredentials, grpc };

@@ -122,6 +122,21 @@ def test_image_service_reaches_budget_service_over_mutual_tls(
         )
         daily = next(w for w in limits.windows if w.kind == budget_pb.WINDOW_KIND_USER_DAILY)
         assert daily.spent_micros == reply.cost_micros
+        # ImageService's own health and reflection, over the same mutual TLS.
+        client = certs.mutual.client
+        listed = grpcurl(
+            "-cacert",
+            str(client.ca_file),
+            "-cert",
+            str(client.cert_file),
+            "-key",
+            str(client.key_file),
+            f"127.0.0.1:{pair.port}",
+            "list",
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "recipeimage.image.v1.ImageService" in listed.stdout
+        assert "grpc.health.v1.Health" in listed.stdout
 
 
 def test_image_service_without_a_client_certificate_cannot_reach_budget_service(

@@ -5,7 +5,7 @@
 
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { createClient, decodeStatusDetails, grpc } = require('..');
+const { createClient, decodeStatusDetails, tlsCredentials, grpc } = require('..');
 
 const NEEDED = [
   'RECIPEIMAGE_TEST_BUDGET_ADDRESS',
@@ -31,12 +31,26 @@ const CAKE = {
 };
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
+// Mutual TLS when the pair serves it (RECIPEIMAGE_TEST_TLS_* name the files).
+function credentials() {
+  const env = process.env;
+  if (!env.RECIPEIMAGE_TEST_TLS_CA_FILE) {
+    return undefined;
+  }
+  return tlsCredentials({
+    caFile: env.RECIPEIMAGE_TEST_TLS_CA_FILE,
+    certFile: env.RECIPEIMAGE_TEST_TLS_CERT_FILE,
+    keyFile: env.RECIPEIMAGE_TEST_TLS_KEY_FILE,
+  });
+}
+
 const clients = [];
 function clientWith(token) {
   const client = createClient({
     budgetAddress: process.env.RECIPEIMAGE_TEST_BUDGET_ADDRESS,
     imageAddress: process.env.RECIPEIMAGE_TEST_IMAGE_ADDRESS,
     token,
+    credentials: credentials(),
   });
   clients.push(client);
   return client;
