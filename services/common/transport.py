@@ -97,6 +97,9 @@ class WireLimits:
         return [
             ("grpc.keepalive_time_ms", _ms(self.keepalive_time_seconds)),
             ("grpc.keepalive_timeout_ms", _ms(self.keepalive_timeout_seconds)),
+            # gRPC 1.85 drops a connection over an unanswered ping only after this
+            # (default 60 s), whatever the keepalive timeout says: keep them one.
+            ("grpc.http2.ping_timeout_ms", _ms(self.keepalive_timeout_seconds)),
             # An idle connection is pinged too: the channel to BudgetService is
             # idle between calls, and a server must not punish such pings.
             ("grpc.keepalive_permit_without_calls", 1),

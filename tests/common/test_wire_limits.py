@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -77,6 +79,7 @@ def test_defaults_are_explicit_and_the_same_for_both_services() -> None:
     assert options["grpc.max_send_message_length"] == 32 * 1024 * 1024
     assert options["grpc.keepalive_time_ms"] == 60_000
     assert options["grpc.keepalive_timeout_ms"] == 20_000
+    assert options["grpc.http2.ping_timeout_ms"] == 20_000
     assert options["grpc.http2.min_ping_interval_without_data_ms"] == 30_000
     # A client pinging at the keepalive time is never told too_many_pings.
     assert limits.keepalive_time_seconds >= limits.min_client_ping_interval_seconds
@@ -111,3 +114,68 @@ def test_wire_settings_are_read_from_the_environment() -> None:
 def test_unusable_wire_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         wire_limits_from_env(env)
+
+
+# ---- keepalive, seen on the wire -------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SETTINGS, PING = 4, 6
+
+
+def _frame(kind: int, flags: int = 0, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + (0).to_bytes(4, "big") + payload
+
+
+def _silent_peer(port: int, seconds: float) -> tuple[list[int], bool]:
+    """An HTTP/2 client that acknowledges SETTINGS and never answers a PING;
+    the frame types the server sent within `seconds`, and whether it closed."""
+    kinds: list[int] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as peer:
+        peer.sendall(PREFACE + _frame(SETTINGS))
+        deadline = time.monotonic() + seconds
+        buffer = b""
+        while time.monotonic() < deadline:
+            peer.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = peer.recv(4096)
+            except TimeoutError:
+                break
+            if not chunk:
+                return kinds, True
+            buffer += chunk
+            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                length, kind, flags = int.from_bytes(buffer[:3], "big"), buffer[3], buffer[4]
+                kinds.append(kind)
+                if kind == SETTINGS and not flags & 1:
+                    peer.sendall(_frame(SETTINGS, flags=1))
+                buffer = buffer[9 + length :]
+    return kinds, False
+
+
+def _bare_server(limits: WireLimits) -> RunningServer:
+    return start_server(ServerSettings("127.0.0.1:0", 2, 4, 1, limits=limits), _register, [])
+
+
+def test_the_server_pings_an_idle_peer_and_drops_one_that_never_answers() -> None:
+    limits = WireLimits(
+        keepalive_time_seconds=0.5,
+        keepalive_timeout_seconds=0.5,
+        min_client_ping_interval_seconds=0.5,
+    )
+    server = _bare_server(limits)
+    try:
+        kinds, closed = _silent_peer(server.port, seconds=10)
+    finally:
+        server.stop(0)
+    assert PING in kinds
+    assert closed
+
+
+def test_without_a_short_keepalive_an_idle_peer_is_left_alone() -> None:
+    server = _bare_server(WireLimits())  # the defaults: first ping after 60 s
+    try:
+        kinds, closed = _silent_peer(server.port, seconds=2)
+    finally:
+        server.stop(0)
+    assert PING not in kinds
+    assert not closed
