@@ -23,7 +23,9 @@ $(PROMTOOL):
 	command -v promtool >/dev/null || { $(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
-$(NODE_STAMP): package.json package-lock.json
+# The root package holds the build tools; clients/node (an npm workspace) the
+# Node.js client's own dependencies, installed in the same node_modules.
+$(NODE_STAMP): package.json package-lock.json clients/node/package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
@@ -31,8 +33,8 @@ $(NODE_STAMP): package.json package-lock.json
 run: $(STAMP)
 	$(VENV)/bin/recipeimage-dev
 
-## test: the whole test suite, on SQLite and on the local PostgreSQL
-test: $(STAMP)
+## test: the whole test suite, on SQLite and on the local PostgreSQL (the Node.js client's tests too)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## lint: buf lint for the contracts, ruff and mypy --strict for the Python, the import layers, the compose file against the Compose spec, the alerting rules and the dashboard

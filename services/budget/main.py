@@ -167,6 +167,8 @@ def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = No
                 max_workers=settings.max_workers,
                 max_concurrent_rpcs=settings.max_concurrent_rpcs,
                 grace_seconds=access.grace_seconds,
+                limits=settings.wire,
+                tls=settings.tls,
             ),
             register,
             [SERVICE_NAME],

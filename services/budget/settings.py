@@ -36,6 +36,12 @@ from services.common.config import (
     env_int,
     env_str,
 )
+from services.common.transport import (
+    ServerTls,
+    WireLimits,
+    server_tls_from_env,
+    wire_limits_from_env,
+)
 
 _TIER_KEYS = {
     "daily": "daily_micros",
@@ -74,6 +80,9 @@ class BudgetSettings:
     admission: AdmissionSettings
     # Abuse prevention: the triggers of automatic blocks, their durations.
     abuse: AbuseSettings
+    # None: plaintext. Message size caps and keepalive (services/common/transport.py).
+    tls: ServerTls | None = None
+    wire: WireLimits = WireLimits()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -125,6 +134,8 @@ class BudgetSettings:
             ),
             admission=admission_settings(env),
             abuse=abuse_settings(env),
+            tls=server_tls_from_env(env),
+            wire=wire_limits_from_env(env),
         )
 
 

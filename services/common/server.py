@@ -1,5 +1,6 @@
 """A gRPC server as both services run it: a thread pool with a cap on
-concurrent RPCs, grpc.health.v1, reflection, and graceful shutdown."""
+concurrent RPCs, grpc.health.v1, reflection, graceful shutdown, explicit
+message size caps and keepalive, and TLS or mutual TLS when configured."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.transport import ServerTls, WireLimits
+
 log = logging.getLogger("recipeimage.server")
 
 
@@ -23,7 +26,9 @@ class ServerSettings:
     max_workers: int
     max_concurrent_rpcs: int
     grace_seconds: float
-    max_message_bytes: int = 32 * 1024 * 1024
+    limits: WireLimits = WireLimits()
+    # None: plaintext (the `make run` default).
+    tls: ServerTls | None = None
 
 
 class RunningServer:
@@ -45,8 +50,7 @@ def start_server(
 ) -> RunningServer:
     """Build, bind and start a server; `register` adds the service's servicers."""
     options = [
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        *settings.limits.server_options(),
         # Without this a second server could bind the same port and split traffic.
         ("grpc.so_reuseport", 0),
     ]
@@ -64,7 +68,10 @@ def start_server(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(settings.address)
+        if settings.tls is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, settings.tls.credentials())
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {settings.address}: {exc}") from exc
     if port == 0:
@@ -72,9 +79,20 @@ def start_server(
     server.start()
     log.info(
         "serving",
-        extra={"services": list(service_names), "address": settings.address, "port": port},
+        extra={
+            "services": list(service_names),
+            "address": settings.address,
+            "port": port,
+            "tls": _tls_mode(settings.tls),
+        },
     )
     return RunningServer(server, health_servicer, port)
+
+
+def _tls_mode(tls: ServerTls | None) -> str:
+    if tls is None:
+        return "off"
+    return "mutual" if tls.client_ca_file is not None else "on"
 
 
 def serve_until_signalled(

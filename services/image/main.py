@@ -38,6 +38,7 @@ from services.common.server import (
 )
 from services.common.settings import Access, CommonSettings
 from services.common.telemetry import Metrics
+from services.common.transport import open_channel
 from services.image.adapters.budget_client import BudgetClient, ServiceToken
 from services.image.adapters.image_store import ImageStore, content_type_of
 from services.image.adapters.providers.offline import OfflineProvider
@@ -132,7 +133,7 @@ def build_app(
         on_failure.callback(provider.close)
         engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
         on_failure.callback(engine.dispose)
-        channel = grpc.insecure_channel(settings.budget_target)
+        channel = open_channel(settings.budget_target, settings.budget_tls, settings.wire)
         on_failure.callback(channel.close)
         prepare_database("image", engine, settings.database_url)
         metrics = Metrics("image")
@@ -183,6 +184,7 @@ def _ready_facts(
         "provider": provider.name,
         "default_model": defaults.model,
         "budget_target": app.settings.budget_target,
+        "budget_tls": "off" if app.settings.budget_tls is None else "on",
         "price_table": prices.version,
     }
 
@@ -262,6 +264,8 @@ def start_image_server(
             max_workers=settings.max_workers,
             max_concurrent_rpcs=settings.max_concurrent_rpcs,
             grace_seconds=grace_seconds,
+            limits=settings.wire,
+            tls=settings.tls,
         ),
         lambda grpc_server: pb_grpc.add_ImageServiceServicer_to_server(servicer, grpc_server),
         [SERVICE_NAME],

@@ -18,6 +18,14 @@ from services.common.config import (
     env_path,
     env_str,
 )
+from services.common.transport import (
+    ChannelTls,
+    ServerTls,
+    WireLimits,
+    budget_channel_tls_from_env,
+    server_tls_from_env,
+    wire_limits_from_env,
+)
 
 PROVIDERS = ("auto", "openai", "offline")
 
@@ -57,6 +65,11 @@ class ImageSettings:
     generation_lease_seconds: float
     single_flight_wait_seconds: float
     fallback_image: Path | None
+    # None: plaintext, for this server and for the channel to BudgetService.
+    tls: ServerTls | None = None
+    budget_tls: ChannelTls | None = None
+    # Message size caps and keepalive of this server and of the channel.
+    wire: WireLimits = WireLimits()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
@@ -120,6 +133,9 @@ class ImageSettings:
             ),
             # Empty: no fallback; a provider failure is an error for the caller.
             fallback_image=Path(fallback_image) if fallback_image else None,
+            tls=server_tls_from_env(env),
+            budget_tls=budget_channel_tls_from_env(env),
+            wire=wire_limits_from_env(env),
         )
 
     def resolved_provider(self) -> str:

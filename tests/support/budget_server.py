@@ -6,7 +6,9 @@ service's tests that talk to it.
 
 It binds 127.0.0.1:0 (the OS picks the port), serves no metrics and runs no
 background reaper unless asked (reaper_interval_seconds=...): tests reap with
-budget.app.reap_expired(now). Admission control's rate rules and caps are all
+budget.app.reap_expired(now). `tls=certs.mutual` (tests/support/tls.py) serves
+TLS or mutual TLS and connects the harness's channel with the client's side
+of it; plaintext otherwise. Admission control's rate rules and caps are all
 disabled unless asked (admission=admission(...)), so a test of money is not
 refused for its pace; so are the abuse triggers (abuse=AbuseSettings(...)), so
 a test of failures is not blocked for them. Any BudgetSettings field can be
@@ -51,6 +53,7 @@ from services.common.auth import Authenticator
 from services.common.clock import Clock
 from services.common.db import dialect_name
 from tests.support.access import access
+from tests.support.tls import TlsPair
 
 
 class ManualClock:
@@ -161,12 +164,16 @@ def running_budget(
     database_url: str,
     authenticator: Authenticator,
     clock: Clock | None = None,
+    *,
+    tls: TlsPair | None = None,
     **setting_overrides: object,
 ) -> Iterator[RunningBudget]:
+    if tls is not None:
+        setting_overrides["tls"] = tls.server
     settings = budget_settings(database_url, **setting_overrides)
     app = build_app(settings, access(authenticator), clock)
     target = f"127.0.0.1:{app.port}"
-    channel = grpc.insecure_channel(target)
+    channel = grpc.insecure_channel(target) if tls is None else tls.channel(target)
     try:
         yield RunningBudget(
             app=app,

@@ -16,6 +16,10 @@ are BudgetSettings fields (e.g. tiers=tiers(free=TierLimits(...))).
 
 starts one more ImageService on the same database, BudgetService and image
 store: another replica.
+
+`tls=certs.mutual` (tests/support/tls.py) makes both servers serve TLS (or
+mutual TLS), ImageService reach BudgetService with the client's side of it,
+and the harness's channels connect with it too; plaintext otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from services.image.settings import ImageSettings
 from tests.support.access import access
 from tests.support.budget_server import RunningBudget, running_budget
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.tls import TlsPair
 
 TEST_OPENAI_KEY = "sk-test-not-a-real-key"
 
@@ -103,17 +108,21 @@ def running_image(
     openai_base_url: str | None = None,
     provider: str | Provider = "offline",
     clock: Clock | None = None,
+    tls: TlsPair | None = None,
     **overrides: object,
 ) -> Iterator[RunningImage]:
     """An ImageService (one replica) on an existing database and BudgetService."""
     choice, instance = _provider_choice(provider, openai_base_url)
+    if tls is not None:  # explicit overrides win: a test may give a wrong client side
+        overrides = {"tls": tls.server, "budget_tls": tls.client, **overrides}
     settings = image_settings(
         database_url, store_dir, budget_target=budget_target, **{**choice, **overrides}
     )
     app = build_app(
         settings, access(authenticator, DEFAULT_GRACE_SECONDS), clock=clock, provider=instance
     )
-    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+    target = f"127.0.0.1:{app.port}"
+    channel = grpc.insecure_channel(target) if tls is None else tls.channel(target)
     try:
         yield RunningImage(app, channel, image_service_pb2_grpc.ImageServiceStub(channel))
     finally:
@@ -130,13 +139,14 @@ def running_pair(
     provider: str | Provider = "offline",
     clock: Clock | None = None,
     budget_overrides: Mapping[str, object] | None = None,
+    tls: TlsPair | None = None,
     **overrides: object,
 ) -> Iterator[RunningPair]:
     """`provider` is a RECIPEIMAGE_PROVIDER choice ("offline", "openai") or a
     Provider object to use as is."""
     with (
         running_budget(
-            database_url, authenticator, clock, **dict(budget_overrides or {})
+            database_url, authenticator, clock, tls=tls, **dict(budget_overrides or {})
         ) as budget,
         tempfile.TemporaryDirectory(prefix="recipeimage-images-") as store,
         running_image(
@@ -147,6 +157,7 @@ def running_pair(
             openai_base_url=openai_base_url,
             provider=provider,
             clock=clock,
+            tls=tls,
             **overrides,
         ) as image,
     ):
