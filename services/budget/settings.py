@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
@@ -74,6 +75,9 @@ class BudgetSettings:
     admission: AdmissionSettings
     # Abuse prevention: the triggers of automatic blocks, their durations.
     abuse: AbuseSettings
+    # The price table cost optimization prices what-ifs with (ImageService
+    # reads the same variable); None: the shipped one.
+    price_table: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -125,6 +129,9 @@ class BudgetSettings:
             ),
             admission=admission_settings(env),
             abuse=abuse_settings(env),
+            price_table=Path(table)
+            if (table := env_str(env, "RECIPEIMAGE_PRICE_TABLE", ""))
+            else None,
         )
 
 

@@ -138,6 +138,8 @@ class GenerateImage:
     def _plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
         context = analyze(command.recipe)
         prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
+        # A caller's prompt may show anything: it has no dish.
+        dish = "" if request.prompt else match_key(request.model, request.size, context) or ""
         usage = Usage(
             request_id=request.request_id or uuid.uuid4().hex,
             user_id=command.user_id,
@@ -147,11 +149,14 @@ class GenerateImage:
             quality=request.quality,
             model=request.model,
             provider=self.provider.name,
+            dish_key=dish,
+            similar_allowed=request.allow_similar,
+            custom_prompt=bool(request.prompt),
         )
         similar = request.allow_similar and not request.prompt
         lookup = Lookup(
             key=cache_key(request.model, request.size, request.quality, prompt),
-            match_key=match_key(request.model, request.size, context) if similar else None,
+            match_key=(dish or None) if similar else None,
             context=context,
             quality=request.quality,
             quality_rank=quality_rank(request.quality),
@@ -171,6 +176,7 @@ class GenerateImage:
             cached=True,
             cache_hit="similar" if hit.similar else "exact",
             cost_saved_micros=hit.saved_micros,
+            image_id=hit.image.image_id,
         )
         try:
             duplicate = self.budget.record_usage(served)
