@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ from services.budget.domain.optimization import (
 from services.budget.domain.usage import Outcome, UsageSummary
 from services.budget.store.models import UsageRow, table
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
+from services.common.db import dialect_name
 
 USAGE = table(UsageRow)
 GENERATED = Outcome.GENERATED.value
@@ -107,9 +109,10 @@ def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> 
     return _in_scope(statement, user_id).subquery("g")
 
 
-def _caching_and_unserved(
-    session: Session, user_id: str | None, start: datetime, end: datetime
-) -> tuple[CachingFacts, WasteFacts]:
+def _flagged_generations(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's generations in the range, each with its cost and three
+    flags, each computed once: its dish was generated before (with
+    allow_similar off), it repeats its recipe, its image was never served."""
     g = _generated_in_range(user_id, start, end)
     earlier = USAGE.alias("earlier")
     hit = USAGE.alias("hit")
@@ -124,32 +127,49 @@ def _caching_and_unserved(
             _rank(earlier.c.quality) >= _rank(g.c.quality),
         ),
     )
-    repeat = and_(g.c.recipe_id != "", g.c.nth > 1)
     unserved = and_(
         g.c.image_id.is_not(None),
         ~exists().where(
             hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == g.c.image_id
         ),
     )
+    return (
+        select(
+            g.c.cost_micros.label("cost"),
+            g.c.recipe_id,
+            dish_cached.label("dish_cached"),
+            and_(g.c.recipe_id != "", g.c.nth > 1).label("repeat"),
+            unserved.label("unserved"),
+        )
+        .offset(0)
+        .subquery("f")
+    )  # OFFSET 0: PostgreSQL computes each flag once, not per use
+
+
+def _caching_and_unserved(
+    session: Session, user_id: str | None, start: datetime, end: datetime
+) -> tuple[CachingFacts, WasteFacts]:
+    f = _flagged_generations(user_id, start, end)
+    avoidable = or_(f.c.dish_cached, f.c.repeat)
 
     def count(condition: Any) -> Any:
         return func.count().filter(condition)
 
     def cost(condition: Any) -> Any:
-        return func.sum(case((condition, g.c.cost_micros), else_=0))
+        return func.sum(case((condition, f.c.cost), else_=0))
 
     row = session.execute(
         select(
-            count(dish_cached),
-            cost(dish_cached),
-            func.count(func.distinct(case((repeat, g.c.recipe_id)))),
-            count(repeat),
-            cost(repeat),
-            count(or_(dish_cached, repeat)),
-            cost(or_(dish_cached, repeat)),
-            count(unserved),
-            cost(unserved),
-        ).select_from(g)
+            count(f.c.dish_cached),
+            cost(f.c.dish_cached),
+            func.count(func.distinct(case((f.c.repeat, f.c.recipe_id)))),
+            count(f.c.repeat),
+            cost(f.c.repeat),
+            count(avoidable),
+            cost(avoidable),
+            count(f.c.unserved),
+            cost(f.c.unserved),
+        )
     ).one()
     values = [_exact(value) for value in row]
     return CachingFacts(*values[:7]), WasteFacts(values[7], values[8])
@@ -228,6 +248,13 @@ def load_optimization_facts(
     session: Session, user_id: str | None, start: datetime, end: datetime
 ) -> OptimizationFacts:
     """Every fact of a scope's range (user_id None: every user's)."""
+    if dialect_name(session) == "postgresql":
+        # The correlated subqueries' estimates put these reads above
+        # jit_above_cost, and compiling them took longer than running them;
+        # the window functions sort a scope's generations, which spilled to
+        # disk at the default work_mem.
+        session.execute(text("SET LOCAL jit = off"))
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     summary, settings = load_scope_rollup(session, user_id, (start, end))
     system = summary if user_id is None else load_scope_rollup(session, None, (start, end))[0]
     caching, unserved = _caching_and_unserved(session, user_id, start, end)
