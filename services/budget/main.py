@@ -43,7 +43,7 @@ from services.common.db import create_db_engine, create_sessions
 from services.common.jsonlog import configure_logging
 from services.common.migrations import MigrationsPending, prepare_database
 from services.common.paging import PageTokens
-from services.common.prices import PriceTable, load_price_table
+from services.common.prices import configured_price_table
 from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
@@ -146,15 +146,8 @@ def build_servicer(
         Reconciler(store, settings.time_zone),
         Admission(store, gate, policy.tier_of, clock, abuse),
         Blocks(store, clock, pager),
-        optimization=Optimization(store, clock, read_price_table(settings)),
+        optimization=Optimization(store, clock, configured_price_table(settings.price_table)),
     )
-
-
-def read_price_table(settings: BudgetSettings) -> PriceTable:
-    try:
-        return load_price_table(settings.price_table)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"RECIPEIMAGE_PRICE_TABLE: {exc}") from exc
 
 
 def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = None) -> BudgetApp:

@@ -74,6 +74,24 @@ def _settings_statement(everyone: bool) -> Executable:
     )
 
 
+@functools.cache
+def _hits_statement(everyone: bool) -> Executable:
+    c = range_facts("p_", everyone).c
+    return select(
+        func.sum(c.cache_hits), func.sum(case((c.outcome == GENERATED, c.generations), else_=0))
+    )
+
+
+def load_scope_hits(
+    session: Session, user_id: str | None, span: tuple[datetime, datetime]
+) -> tuple[int, int]:
+    """A scope's cache hits and generations over span (user_id None: every
+    user's), from the same rollup facts as load_scope_rollup."""
+    params = {"user_id": user_id, **rollup_split("p_", *span)}
+    hits, generations = session.execute(_hits_statement(user_id is None), params).one()
+    return _exact(hits), _exact(generations)
+
+
 def load_scope_rollup(
     session: Session, user_id: str | None, span: tuple[datetime, datetime]
 ) -> tuple[UsageSummary, list[SettingGroup]]:
@@ -256,7 +274,13 @@ def load_optimization_facts(
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     summary, settings = load_scope_rollup(session, user_id, (start, end))
-    system = summary if user_id is None else load_scope_rollup(session, None, (start, end))[0]
+    if user_id is None:
+        system_hits = summary.period.cache_hits
+        system_generations = sum(
+            row.count for row in summary.outcomes if row.outcome is Outcome.GENERATED
+        )
+    else:
+        system_hits, system_generations = load_scope_hits(session, None, (start, end))
     caching, unserved = _caching_and_unserved(session, user_id, start, end)
     retries, retry_cost = _retries(session, user_id, start, end)
     prompts = _prompt_groups(session, user_id, start, end)
@@ -273,8 +297,6 @@ def load_optimization_facts(
         waste=WasteFacts(
             unserved.unserved_generations, unserved.unserved_cost_micros, retries, retry_cost
         ),
-        system_cache_hits=system.period.cache_hits,
-        system_generations=sum(
-            row.count for row in system.outcomes if row.outcome is Outcome.GENERATED
-        ),
+        system_cache_hits=system_hits,
+        system_generations=system_generations,
     )
