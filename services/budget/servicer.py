@@ -12,7 +12,9 @@ money: a user token must not be able to commit its own generation at cost
 zero. Tiers, overrides, system limits, the audit log and reconciliation are
 for admins; so are blocks and rate overrides. Admit is for trusted callers
 (ImageService asks it before every GenerateImage); a user sees its own rate
-rules and block in GetLimits but can never lift a block.
+rules and block in GetLimits but can never lift a block. Cost optimization
+is read like stats (a user for itself, a trusted caller for the user it
+names); only an admin analyzes the whole system.
 """
 
 from __future__ import annotations

@@ -422,3 +422,26 @@ def test_bad_input_is_refused_with_the_fields(budget, tokens) -> None:
         error = _refused(lambda m=metadata, f=fields: analyze(budget, m, **f))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert _fields(error) == expected
+
+
+def test_the_usage_context_is_stored_and_checked(budget, tokens) -> None:
+    def record(**fields):  # type: ignore[no-untyped-def]
+        return budget.stub.RecordUsage(
+            pb.RecordUsageRequest(
+                usage=pb.UsageRecord(
+                    request_id=f"req-{next(_ids)}",
+                    user_id="u1",
+                    outcome=pb.USAGE_OUTCOME_CACHE_HIT_SIMILAR,
+                    **fields,
+                )
+            ),
+            metadata=tokens.service(),
+        )
+
+    stored = record(dish_key=D1, similar_allowed=True, image_id=I1).usage
+    assert (stored.dish_key, stored.similar_allowed, stored.image_id) == (D1, True, I1)
+    assert not stored.custom_prompt
+    for field, value in [("dish_key", "broccoli soup"), ("image_id", "AB" * 32)]:
+        error = _refused(lambda f=field, v=value: record(**{f: v}))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _fields(error) == [f"usage.{field}"]
