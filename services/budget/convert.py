@@ -258,6 +258,10 @@ def usage_from_proto(message: pb.UsageRecord) -> Usage:
         input_tokens=message.input_tokens,
         output_tokens=message.output_tokens,
         reservation_id=message.reservation_id,
+        dish_key=message.dish_key,
+        similar_allowed=message.similar_allowed,
+        custom_prompt=message.custom_prompt,
+        image_id=message.image_id,
     )
 
 
@@ -284,6 +288,10 @@ def usage(value: Usage) -> pb.UsageRecord:
         input_tokens=value.input_tokens,
         output_tokens=value.output_tokens,
         reservation_id=value.reservation_id,
+        dish_key=value.dish_key,
+        similar_allowed=value.similar_allowed,
+        custom_prompt=value.custom_prompt,
+        image_id=value.image_id,
     )
     if value.created_at is not None:
         message.create_time.CopyFrom(timestamp(value.created_at))

@@ -25,6 +25,7 @@ from services.budget.app.blocks import Blocks
 from services.budget.app.held import HELD_GAUGES, HeldNow
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
+from services.budget.app.optimization import Optimization
 from services.budget.app.paging import Pager
 from services.budget.app.reaper import Reaper
 from services.budget.app.reconciliation import Reconciler
@@ -42,6 +43,7 @@ from services.common.db import create_db_engine, create_sessions
 from services.common.jsonlog import configure_logging
 from services.common.migrations import MigrationsPending, prepare_database
 from services.common.paging import PageTokens
+from services.common.prices import configured_price_table
 from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
@@ -144,6 +146,7 @@ def build_servicer(
         Reconciler(store, settings.time_zone),
         Admission(store, gate, policy.tier_of, clock, abuse),
         Blocks(store, clock, pager),
+        optimization=Optimization(store, clock, configured_price_table(settings.price_table)),
     )
 
 

@@ -12,7 +12,9 @@ money: a user token must not be able to commit its own generation at cost
 zero. Tiers, overrides, system limits, the audit log and reconciliation are
 for admins; so are blocks and rate overrides. Admit is for trusted callers
 (ImageService asks it before every GenerateImage); a user sees its own rate
-rules and block in GetLimits but can never lift a block.
+rules and block in GetLimits but can never lift a block. Cost optimization
+is read like stats (a user for itself, a trusted caller for the user it
+names); only an admin analyzes the whole system.
 """
 
 from __future__ import annotations
@@ -20,20 +22,23 @@ from __future__ import annotations
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
+from recipeimage.budget.v1 import optimization_pb2 as opb
 
-from services.budget import convert, convert_admission
+from services.budget import convert, convert_admission, convert_optimization
 from services.budget.app.admission import Admission
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
+from services.budget.app.optimization import Optimization
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
 from services.budget.domain.audit import Actor
+from services.budget.domain.optimization import Scope
 from services.budget.domain.usage import ID_LENGTH
 from services.budget.domain.validation import Violations
 from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal, Role
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.rpc import Guard, rpc
 from services.common.timestamps import optional_from_proto
 
@@ -83,6 +88,8 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         reconciler: Reconciler,
         admission: Admission,
         blocks: Blocks,
+        *,
+        optimization: Optimization,
     ) -> None:
         self.guard = guard
         self._reservations = reservations
@@ -92,6 +99,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self._reconciler = reconciler
         self._admission = admission
         self._blocks = blocks
+        self._optimization = optimization
 
     @rpc(ANY_ROLE)
     def GetLimits(
@@ -317,3 +325,27 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
             user_id=settings.user_id,
             overrides=convert_admission.rate_limit_values(settings.rate_overrides),
         )
+
+    # Cost optimization
+
+    @rpc(ANY_ROLE)
+    def AnalyzeCostOptimization(
+        self, request: opb.AnalyzeCostOptimizationRequest, context: Context, principal: Principal
+    ) -> opb.AnalyzeCostOptimizationResponse:
+        scope = convert_optimization.scope_from_proto(request.scope)
+        if scope is Scope.SYSTEM:
+            if principal.role is not Role.ADMIN:
+                raise PermissionDenied("only an admin may analyze the whole system")
+            user_id, violations = "", Violations()
+            if request.user_id:
+                violations.add("user_id", "must be empty with scope SYSTEM")
+        else:
+            user_id, violations = acting_for(principal, request.user_id)
+        analysis = self._optimization.analyze(
+            user_id,
+            scope,
+            violations,
+            start=optional_from_proto(violations, request, "start_time"),
+            end=optional_from_proto(violations, request, "end_time"),
+        )
+        return convert_optimization.analysis(analysis)

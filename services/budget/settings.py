@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
@@ -83,6 +84,9 @@ class BudgetSettings:
     # None: plaintext. Message size caps and keepalive (services/common/transport.py).
     tls: ServerTls | None = None
     wire: WireLimits = WireLimits()
+    # The price table cost optimization prices what-ifs with (ImageService
+    # reads the same variable); None: the shipped one.
+    price_table: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -136,6 +140,9 @@ class BudgetSettings:
             abuse=abuse_settings(env),
             tls=server_tls_from_env(env),
             wire=wire_limits_from_env(env),
+            price_table=Path(table)
+            if (table := env_str(env, "RECIPEIMAGE_PRICE_TABLE", ""))
+            else None,
         )
 
 

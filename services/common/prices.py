@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from services.common.config import ConfigError
+
 DEFAULT_PRICE_TABLE = pathlib.Path(__file__).with_name("price_table.json")
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_RATE = 1_000_000  # token rates are quoted per 1M tokens
@@ -355,6 +357,15 @@ def _table(raw: Any) -> PriceTable:
                 f"{price.replacement!r} is not a model in the table",
             )
     return PriceTable(version=doc["version"], currency="USD", models=MappingProxyType(models))
+
+
+def configured_price_table(path: pathlib.Path | None) -> PriceTable:
+    """The table RECIPEIMAGE_PRICE_TABLE names (None: the shipped one), for a
+    service's start: a ConfigError names the setting."""
+    try:
+        return load_price_table(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"RECIPEIMAGE_PRICE_TABLE: {exc}") from exc
 
 
 def load_price_table(path: pathlib.Path | None = None) -> PriceTable:

@@ -28,7 +28,7 @@ from services.common.jsonlog import configure_logging
 from services.common.migrations import prepare_database
 from services.common.paging import PageTokens
 from services.common.periodic import PeriodicJob
-from services.common.prices import PriceError, PriceTable, load_price_table
+from services.common.prices import PriceError, PriceTable, configured_price_table
 from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
@@ -329,10 +329,7 @@ def build_use_cases(
 
 
 def read_price_table(settings: ImageSettings) -> PriceTable:
-    try:
-        return load_price_table(settings.price_table)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"RECIPEIMAGE_PRICE_TABLE: {exc}") from exc
+    return configured_price_table(settings.price_table)
 
 
 def check_defaults(settings: ImageSettings, prices: PriceTable, clock: Clock) -> Defaults:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
+from recipeimage.budget.v1 import optimization_pb2 as opb
 
 from services.common.auth import Authenticator, Role
 from tests.budget.conftest import reservation_states
@@ -34,6 +35,7 @@ ALL_CALLS = [
     ("UnblockUser", pb.UnblockUserRequest(user_id="u1")),
     ("ListBlocks", pb.ListBlocksRequest()),
     ("SetUserRateLimits", pb.SetUserRateLimitsRequest(user_id="u1")),
+    ("AnalyzeCostOptimization", opb.AnalyzeCostOptimizationRequest(user_id="u1")),
 ]
 ADMISSION_CALLS = ("Admit", "BlockUser", "UnblockUser", "ListBlocks", "SetUserRateLimits")
 
@@ -85,6 +87,7 @@ def test_every_rpc_needs_a_valid_token(budget, bad_credentials, tokens, method, 
             "GetUsageStats",
             "ListUsage",
             "SetSpendCap",
+            "AnalyzeCostOptimization",
         )
     ],
     ids=[
@@ -95,6 +98,7 @@ def test_every_rpc_needs_a_valid_token(budget, bad_credentials, tokens, method, 
         "GetUsageStats",
         "ListUsage",
         "SetSpendCap",
+        "AnalyzeCostOptimization",
     ],
 )
 def test_a_user_token_cannot_act_for_another_user(budget, tokens, method, request_) -> None:

@@ -68,6 +68,14 @@ class Usage:
     output_tokens: int = 0
     reservation_id: str = ""
     created_at: datetime | None = None
+    # What cost optimization reads (ImageService fills them): the dish's hash
+    # (empty: a caller's prompt or an unknown dish), whether the request
+    # allowed a similar-dish image, whether the caller wrote the prompt, and
+    # the image generated or served (SHA-256 hex of its bytes).
+    dish_key: str = ""
+    similar_allowed: bool = False
+    custom_prompt: bool = False
+    image_id: str = ""
 
 
 def completed(

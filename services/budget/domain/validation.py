@@ -3,6 +3,7 @@ the request is refused once (google.rpc.BadRequest at the edge)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,6 +14,7 @@ from services.common.errors import Violations as BaseViolations
 
 MAX_RANGE = timedelta(days=366)
 MAX_ZONE_CHARS = 64
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _USAGE_TEXT_LIMITS = {
     "recipe_id": ID_LENGTH,
     "size": 32,
@@ -64,6 +66,9 @@ class Violations(BaseViolations):
                 self.add(prefix + name, f"at most {limit} characters")
         if usage.cache_hit not in ("", "exact", "similar"):
             self.add(prefix + "cache_hit", 'must be "exact", "similar" or empty')
+        for name in ("dish_key", "image_id"):
+            if getattr(usage, name) and not _SHA256_HEX.fullmatch(getattr(usage, name)):
+                self.add(prefix + name, "64 lowercase hexadecimal characters or empty")
 
     def time_zone(self, name: str, default: ZoneInfo) -> ZoneInfo:
         """The IANA zone named (default when the name is empty)."""

@@ -218,6 +218,21 @@ class UsageRow(Base):
             postgresql_where=text("prompt_fingerprint IS NOT NULL"),
             sqlite_where=text("prompt_fingerprint IS NOT NULL"),
         ),
+        # Cost optimization: earlier generations of a dish (any user's).
+        Index(
+            "ix_budget_usage_records_dish_key_created_at",
+            "dish_key",
+            "created_at",
+            postgresql_where=text("dish_key IS NOT NULL"),
+            sqlite_where=text("dish_key IS NOT NULL"),
+        ),
+        # Cost optimization: the cache hits that served an image.
+        Index(
+            "ix_budget_usage_records_image_id_hits",
+            "image_id",
+            postgresql_where=text("cached AND image_id IS NOT NULL"),
+            sqlite_where=text("cached AND image_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
@@ -247,6 +262,11 @@ class UsageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # A generated record's prompt without its noise, hashed (domain.abuse).
     prompt_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Cost optimization's context (migration 0010); NULL in older records.
+    dish_key: Mapped[str | None] = mapped_column(String(64))
+    similar_allowed: Mapped[bool | None] = mapped_column(Boolean())
+    custom_prompt: Mapped[bool | None] = mapped_column(Boolean())
+    image_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class UsageDailyRow(Base):

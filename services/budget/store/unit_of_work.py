@@ -13,6 +13,7 @@ from services.budget.store.abuse import AbuseStore
 from services.budget.store.audit import AuditStore
 from services.budget.store.blocks import BlockStore
 from services.budget.store.limits import LimitsStore
+from services.budget.store.optimization import OptimizationQueries
 from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
 from services.budget.store.reservations import ReservationStore
@@ -59,6 +60,10 @@ class Transaction:
     @cached_property
     def abuse(self) -> AbuseStore:
         return AbuseStore(self.session)
+
+    @cached_property
+    def optimization(self) -> OptimizationQueries:
+        return OptimizationQueries(self.session)
 
 
 class BudgetStore:

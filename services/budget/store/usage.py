@@ -42,7 +42,11 @@ _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
     "created_at",
+    "similar_allowed",
+    "custom_prompt",
 )
+# Kept as NULL when empty (the partial indexes skip them).
+_OPTIONAL_KEYS = ("dish_key", "image_id")
 
 
 @functools.cache
@@ -126,11 +130,15 @@ def _usage_values(usage: Usage) -> dict[str, object]:
     values["outcome"] = usage.outcome.value
     values["reservation_id"] = usage.reservation_id or None
     values["prompt_fingerprint"] = fingerprint_of(usage)
+    values.update({name: getattr(usage, name) or None for name in _OPTIONAL_KEYS})
     return values
 
 
 def _usage(row: UsageRow) -> Usage:
     values = {name: getattr(row, name) for name in _USAGE_FIELDS}
+    values["similar_allowed"] = bool(row.similar_allowed)
+    values["custom_prompt"] = bool(row.custom_prompt)
+    values.update({name: getattr(row, name) or "" for name in _OPTIONAL_KEYS})
     return Usage(
         **values,
         outcome=Outcome(row.outcome),

@@ -43,10 +43,10 @@ PART_TOTAL, PART_MONTH, PART_BREAKDOWN, PART_OUTCOME = "1 total", "2 month", "3 
 _KINDS = ("model", "size", "quality", "outcome")
 
 
-def _edge(prefix: str, start: str, end: str) -> Select[Any]:
+def _edge(prefix: str, start: str, end: str, everyone: bool) -> Select[Any]:
     """The ledger's records of a partial day, [start, end), pre-aggregated."""
     u = USAGE.c
-    return (
+    statement = (
         select(
             u.model,
             u.size,
@@ -60,18 +60,19 @@ def _edge(prefix: str, start: str, end: str) -> Select[Any]:
             func.max(u.created_at),
         )
         .where(
-            u.user_id == bindparam("user_id"),
             u.created_at >= bindparam(f"{prefix}{start}"),
             u.created_at < bindparam(f"{prefix}{end}"),
         )
         .group_by(u.model, u.size, u.quality, u.outcome)
     )
+    return statement if everyone else statement.where(u.user_id == bindparam("user_id"))
 
 
-def _facts(prefix: str) -> CTE:
+def range_facts(prefix: str, everyone: bool = False) -> CTE:
     """A range's usage as pre-aggregated rows by model, size, quality and
     outcome: whole UTC days [d0, d1) from the rollup, and the partial days at
-    the edges, [h0, h1) and [t0, t1), from the ledger, each one index range."""
+    the edges, [h0, h1) and [t0, t1), from the ledger, each one index range.
+    One user's (bindparam user_id), or everyone's."""
     d = DAILY.c
     rolled = select(
         d.model,
@@ -85,13 +86,13 @@ def _facts(prefix: str) -> CTE:
         d.cost_saved_micros.label("saved"),
         d.last_at.label("last_at"),
     ).where(
-        d.user_id == bindparam("user_id"),
         d.day >= bindparam(f"{prefix}d0"),
         d.day < bindparam(f"{prefix}d1"),
     )
-    return union_all(rolled, _edge(prefix, "h0", "h1"), _edge(prefix, "t0", "t1")).cte(
-        f"{prefix}facts"
-    )
+    if not everyone:
+        rolled = rolled.where(d.user_id == bindparam("user_id"))
+    edges = (_edge(prefix, "h0", "h1", everyone), _edge(prefix, "t0", "t1", everyone))
+    return union_all(rolled, *edges).cte(f"{prefix}facts")
 
 
 def _summary_part(part: str, facts: CTE, group: tuple[str, ...]) -> Select[Any]:
@@ -121,10 +122,11 @@ def _summary_part(part: str, facts: CTE, group: tuple[str, ...]) -> Select[Any]:
 
 
 @functools.cache
-def _usage_summary() -> Executable:
-    """Parameters: user_id, and for the period (p_) and the month (m_) the
-    rollup days d0, d1 and the edges h0, h1, t0, t1 (see rollup_split)."""
-    period, month = _facts("p_"), _facts("m_")
+def _usage_summary(everyone: bool = False) -> Executable:
+    """Parameters: user_id (unless everyone), and for the period (p_) and the
+    month (m_) the rollup days d0, d1 and the edges h0, h1, t0, t1 (see
+    rollup_split)."""
+    period, month = range_facts("p_", everyone), range_facts("m_", everyone)
     return union_all(
         _summary_part(PART_TOTAL, period, ()),
         _summary_part(PART_MONTH, month, ()),
@@ -202,16 +204,17 @@ def _outcome(row: Row[Any]) -> OutcomeRow:
 
 def load_usage_summary(
     session: Session,
-    user_id: str,
+    user_id: str | None,
     span: tuple[datetime, datetime],
     month: tuple[datetime, datetime],
 ) -> UsageSummary:
     """The span's totals, breakdown by model, size and quality, and by
-    outcome, and the month's totals."""
+    outcome, and the month's totals: of one user, or (user_id None) of every
+    user."""
     params = {"user_id": user_id, **rollup_split("p_", *span), **rollup_split("m_", *month)}
     totals = {PART_TOTAL: UsageTotals(), PART_MONTH: UsageTotals()}
     breakdown, outcomes = [], []
-    for row in session.execute(_usage_summary(), params):
+    for row in session.execute(_usage_summary(user_id is None), params):
         if row.part in totals:
             totals[row.part] = _totals(row)
         elif row.part == PART_BREAKDOWN:

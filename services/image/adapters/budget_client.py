@@ -239,4 +239,8 @@ def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         reservation_id=reservation_id,
+        dish_key=usage.dish_key,
+        similar_allowed=usage.similar_allowed,
+        custom_prompt=usage.custom_prompt,
+        image_id=usage.image_id,
     )

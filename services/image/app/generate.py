@@ -57,7 +57,7 @@ from services.image.domain.results import GenerateResult, Source
 from services.image.domain.settlement import Settlement
 from services.image.recipes.analyzer import analyze
 from services.image.recipes.prompts import build_prompt
-from services.image.recipes.similarity import effective_threshold
+from services.image.recipes.similarity import effective_threshold, match_key
 
 log = logging.getLogger("recipeimage.image.generation")
 
@@ -171,6 +171,8 @@ class GenerateImage:
         usage record so far and its cache lookup."""
         context = analyze(command.recipe)
         prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
+        # A caller's prompt may show anything: it has no dish.
+        dish = "" if request.prompt else match_key(request.model, request.size, context) or ""
         usage = Usage(
             request_id=request.request_id or uuid.uuid4().hex,
             user_id=command.user_id,
@@ -180,6 +182,9 @@ class GenerateImage:
             quality=request.quality,
             model=request.model,
             provider=self.provider.name,
+            dish_key=dish,
+            similar_allowed=request.allow_similar,
+            custom_prompt=bool(request.prompt),
         )
         lookup = lookup_for(
             request,
@@ -201,6 +206,7 @@ class GenerateImage:
             cached=True,
             cache_hit="similar" if hit.similar else "exact",
             cost_saved_micros=hit.saved_micros,
+            image_id=hit.image.image_id,
         )
         try:
             duplicate = self.budget.record_usage(served)

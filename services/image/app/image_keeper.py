@@ -8,7 +8,7 @@ transaction; the entry names the attempt (user, request id) that paid for it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +75,7 @@ class ImageKeeper:
         for and is readable) and leaves the winner's entry.
         """
         image_id = self.files.put(generated.data, generated.content_type)
+        commit = replace(commit, usage=replace(commit.usage, image_id=image_id))
         usage = commit.usage
         now = self.clock.now()
         with self.sessions.begin() as session:

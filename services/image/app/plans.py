@@ -70,7 +70,9 @@ def at_step(plan: Plan, step: Step) -> Plan:
         similar=step.similar,
         threshold=plan.lookup.threshold,
     )
-    return Plan(request, replace(plan.usage, quality=quality, size=size), lookup)
+    # The dish key names the size (a caller's own prompt has none).
+    dish = match_key(request.model, size, plan.lookup.context) or "" if plan.usage.dish_key else ""
+    return Plan(request, replace(plan.usage, quality=quality, size=size, dish_key=dish), lookup)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     fallback_used: bool = False
+    # For BudgetService's cost optimization: the dish a built prompt was for
+    # (recipes.similarity.match_key, a hash; empty for a caller's prompt or an
+    # unknown dish), how the request was made, and the image (its id, the
+    # SHA-256 hex of its bytes) the attempt generated or served.
+    dish_key: str = ""
+    similar_allowed: bool = False
+    custom_prompt: bool = False
+    image_id: str = ""
 
     def without_text(self) -> Usage:
         """The record without the caller's free text (recipe id, prompt, error

@@ -703,6 +703,10 @@ class UsageRecord(_message.Message):
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DISH_KEY_FIELD_NUMBER: _builtins.int
+    SIMILAR_ALLOWED_FIELD_NUMBER: _builtins.int
+    CUSTOM_PROMPT_FIELD_NUMBER: _builtins.int
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Unique per attempt of a user (two users' ids never collide)."""
     user_id: _builtins.str
@@ -727,6 +731,19 @@ class UsageRecord(_message.Message):
     input_tokens: _builtins.int
     output_tokens: _builtins.int
     reservation_id: _builtins.str
+    dish_key: _builtins.str
+    """SHA-256 hex of the dish the prompt was built for (model, size, dish,
+    diet, signature foods: what a similar-dish hit matches on); empty for a
+    caller's prompt or an unknown dish.
+    """
+    similar_allowed: _builtins.bool
+    """True when the request allowed a similar-dish image."""
+    custom_prompt: _builtins.bool
+    """True when the caller supplied the prompt."""
+    image_id: _builtins.str
+    """The stored image (SHA-256 hex of its bytes) the attempt generated or, for
+    a cache hit, served; empty otherwise.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -756,10 +773,14 @@ class UsageRecord(_message.Message):
         output_tokens: _builtins.int = ...,
         reservation_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        dish_key: _builtins.str = ...,
+        similar_allowed: _builtins.bool = ...,
+        custom_prompt: _builtins.bool = ...,
+        image_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "cached", b"cached", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "create_time", b"create_time", "error_message", b"error_message", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "input_tokens", b"input_tokens", "model", b"model", "outcome", b"outcome", "output_tokens", b"output_tokens", "prompt", b"prompt", "prompt_length", b"prompt_length", "provider", b"provider", "quality", b"quality", "recipe_id", b"recipe_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "size", b"size", "success", b"success", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "cached", b"cached", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "create_time", b"create_time", "custom_prompt", b"custom_prompt", "dish_key", b"dish_key", "error_message", b"error_message", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image_id", b"image_id", "input_tokens", b"input_tokens", "model", b"model", "outcome", b"outcome", "output_tokens", b"output_tokens", "prompt", b"prompt", "prompt_length", b"prompt_length", "provider", b"provider", "quality", b"quality", "recipe_id", b"recipe_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "similar_allowed", b"similar_allowed", "size", b"size", "success", b"success", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from recipeimage.budget.v1 import budget_service_pb2 as recipeimage_dot_budget_dot_v1_dot_budget__service__pb2
+from recipeimage.budget.v1 import optimization_pb2 as recipeimage_dot_budget_dot_v1_dot_optimization__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -136,6 +137,11 @@ class BudgetServiceStub:
                 '/recipeimage.budget.v1.BudgetService/SetUserRateLimits',
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsResponse.FromString,
+                _registered_method=True)
+        self.AnalyzeCostOptimization = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/AnalyzeCostOptimization',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationResponse.FromString,
                 _registered_method=True)
 
 
@@ -406,6 +412,24 @@ class BudgetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnalyzeCostOptimization(self, request, context):
+        """AnalyzeCostOptimization prices what a user's (or, for an admin with
+        scope SYSTEM, every user's) usage in a range would have cost with other
+        settings, from the ledger and the price table: suggestions with their
+        savings and impact, caching, prompt efficiency and waste, an efficiency
+        score and a breakdown by model, size, quality and outcome. A user
+        analyzes only itself. Read-only.
+
+        Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
+        with scope USER, user_id given with scope SYSTEM, an empty range or one
+        longer than 366 days),
+        PERMISSION_DENIED (a user naming another user, a non-admin asking for
+        scope SYSTEM).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BudgetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -503,6 +527,11 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.SetUserRateLimits,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsResponse.SerializeToString,
+            ),
+            'AnalyzeCostOptimization': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeCostOptimization,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1026,6 +1055,33 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/SetUserRateLimits',
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.SetUserRateLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeCostOptimization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/AnalyzeCostOptimization',
+            recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationResponse.FromString,
             options,
             channel_credentials,
             insecure,

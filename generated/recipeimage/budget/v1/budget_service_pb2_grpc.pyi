@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from recipeimage.budget.v1 import budget_service_pb2 as _budget_service_pb2
+from recipeimage.budget.v1 import optimization_pb2 as _optimization_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -221,6 +222,20 @@ class BudgetServiceStub:
 
     Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
     """
+    AnalyzeCostOptimization: _grpc.UnaryUnaryMultiCallable[_optimization_pb2.AnalyzeCostOptimizationRequest, _optimization_pb2.AnalyzeCostOptimizationResponse]
+    """AnalyzeCostOptimization prices what a user's (or, for an admin with
+    scope SYSTEM, every user's) usage in a range would have cost with other
+    settings, from the ledger and the price table: suggestions with their
+    savings and impact, caching, prompt efficiency and waste, an efficiency
+    score and a breakdown by model, size, quality and outcome. A user
+    analyzes only itself. Read-only.
+
+    Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
+    with scope USER, user_id given with scope SYSTEM, an empty range or one
+    longer than 366 days),
+    PERMISSION_DENIED (a user naming another user, a non-admin asking for
+    scope SYSTEM).
+    """
 
 @_typing.type_check_only
 class BudgetServiceAsyncStub(BudgetServiceStub):
@@ -414,6 +429,20 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     field left unset clears its override. Admin only; audited.
 
     Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
+    """
+    AnalyzeCostOptimization: _aio.UnaryUnaryMultiCallable[_optimization_pb2.AnalyzeCostOptimizationRequest, _optimization_pb2.AnalyzeCostOptimizationResponse]  # type: ignore[assignment]
+    """AnalyzeCostOptimization prices what a user's (or, for an admin with
+    scope SYSTEM, every user's) usage in a range would have cost with other
+    settings, from the ledger and the price table: suggestions with their
+    savings and impact, caching, prompt efficiency and waste, an efficiency
+    score and a breakdown by model, size, quality and outcome. A user
+    analyzes only itself. Read-only.
+
+    Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
+    with scope USER, user_id given with scope SYSTEM, an empty range or one
+    longer than 366 days),
+    PERMISSION_DENIED (a user naming another user, a non-admin asking for
+    scope SYSTEM).
     """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -719,6 +748,26 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         field left unset clears its override. Admin only; audited.
 
         Errors: INVALID_ARGUMENT (user_id missing, a value not positive).
+        """
+
+    @_abc_1.abstractmethod
+    def AnalyzeCostOptimization(
+        self,
+        request: _optimization_pb2.AnalyzeCostOptimizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_optimization_pb2.AnalyzeCostOptimizationResponse, _abc.Awaitable[_optimization_pb2.AnalyzeCostOptimizationResponse]]:
+        """AnalyzeCostOptimization prices what a user's (or, for an admin with
+        scope SYSTEM, every user's) usage in a range would have cost with other
+        settings, from the ledger and the price table: suggestions with their
+        savings and impact, caching, prompt efficiency and waste, an efficiency
+        score and a breakdown by model, size, quality and outcome. A user
+        analyzes only itself. Read-only.
+
+        Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
+        with scope USER, user_id given with scope SYSTEM, an empty range or one
+        longer than 366 days),
+        PERMISSION_DENIED (a user naming another user, a non-admin asking for
+        scope SYSTEM).
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

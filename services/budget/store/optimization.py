@@ -1,0 +1,302 @@
+"""Cost optimization's reads: the facts of one user's (or every user's) range.
+
+- The figures by model, size, quality and outcome come from GetUsageStats'
+  statement (usage_summary: the daily rollup for whole UTC days, the ledger
+  for the edges), and the generated images by setting from the same facts.
+  load_scope_rollup is the one function that reads them for a scope, so the
+  system scope can move to a system-wide rollup without touching the rest.
+- What needs single records (a dish generated before, a recipe generated
+  again, an image never served again, a retry after a failure, prompt tokens)
+  is read from the ledger's index range of the scope, aggregated by the
+  database: nothing is loaded row by row.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Executable,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.orm import Session
+
+from services.budget.domain.optimization import (
+    QUALITY_RANKS,
+    CachingFacts,
+    OptimizationFacts,
+    PromptGroup,
+    SettingGroup,
+    WasteFacts,
+)
+from services.budget.domain.usage import Outcome, UsageSummary
+from services.budget.store.models import UsageRow, table
+from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
+from services.common.db import dialect_name
+
+USAGE = table(UsageRow)
+GENERATED = Outcome.GENERATED.value
+RETRIED_AFTER = (Outcome.FAILED, Outcome.FALLBACK, Outcome.ABANDONED, Outcome.REFUSED)
+
+
+def _exact(value: Any) -> int:
+    return int(value or 0)
+
+
+def _rank(quality: Any) -> Any:
+    return case(*((quality == name, rank) for name, rank in QUALITY_RANKS.items()), else_=0)
+
+
+def _in_scope(statement: Select[Any], user_id: str | None) -> Select[Any]:
+    return statement if user_id is None else statement.where(USAGE.c.user_id == user_id)
+
+
+@functools.cache
+def _settings_statement(everyone: bool) -> Executable:
+    facts = range_facts("p_", everyone)
+    c = facts.c
+    return (
+        select(c.model, c.size, c.quality, func.sum(c.generations), func.sum(c.cost))
+        .where(c.outcome == GENERATED)
+        .group_by(c.model, c.size, c.quality)
+        .order_by(c.model, c.size, c.quality)
+    )
+
+
+@functools.cache
+def _hits_statement(everyone: bool) -> Executable:
+    c = range_facts("p_", everyone).c
+    return select(
+        func.sum(c.cache_hits), func.sum(case((c.outcome == GENERATED, c.generations), else_=0))
+    )
+
+
+def load_scope_hits(
+    session: Session, user_id: str | None, span: tuple[datetime, datetime]
+) -> tuple[int, int]:
+    """A scope's cache hits and generations over span (user_id None: every
+    user's), from the same rollup facts as load_scope_rollup."""
+    params = {"user_id": user_id, **rollup_split("p_", *span)}
+    hits, generations = session.execute(_hits_statement(user_id is None), params).one()
+    return _exact(hits), _exact(generations)
+
+
+def load_scope_rollup(
+    session: Session, user_id: str | None, span: tuple[datetime, datetime]
+) -> tuple[UsageSummary, list[SettingGroup]]:
+    """A scope's GetUsageStats figures over span, and its generated images by
+    model, size and quality (user_id None: every user's)."""
+    empty = (span[1], span[1])
+    summary = load_usage_summary(session, user_id, span, empty)
+    params = {"user_id": user_id, **rollup_split("p_", *span)}
+    settings = [
+        SettingGroup(row[0], row[1], row[2], _exact(row[3]), _exact(row[4]))
+        for row in session.execute(_settings_statement(user_id is None), params)
+    ]
+    return summary, settings
+
+
+def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's generated records in [start, end), each with its place
+    among its user's generations of its recipe."""
+    u = USAGE.c
+    statement = select(
+        u.id,
+        u.created_at,
+        u.cost_micros,
+        u.recipe_id,
+        u.dish_key,
+        u.similar_allowed,
+        u.quality,
+        u.image_id,
+        func.row_number()
+        .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
+        .label("nth"),
+    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED)
+    return _in_scope(statement, user_id).subquery("g")
+
+
+def _flagged_generations(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's generations in the range, each with its cost and three
+    flags, each computed once: its dish was generated before (with
+    allow_similar off), it repeats its recipe, its image was never served."""
+    g = _generated_in_range(user_id, start, end)
+    earlier = USAGE.alias("earlier")
+    hit = USAGE.alias("hit")
+    dish_cached = and_(
+        g.c.similar_allowed == false(),
+        g.c.dish_key.is_not(None),
+        exists().where(
+            earlier.c.dish_key == g.c.dish_key,
+            earlier.c.created_at < g.c.created_at,
+            earlier.c.outcome == GENERATED,
+            earlier.c.success == true(),
+            _rank(earlier.c.quality) >= _rank(g.c.quality),
+        ),
+    )
+    unserved = and_(
+        g.c.image_id.is_not(None),
+        ~exists().where(
+            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == g.c.image_id
+        ),
+    )
+    return (
+        select(
+            g.c.cost_micros.label("cost"),
+            g.c.recipe_id,
+            dish_cached.label("dish_cached"),
+            and_(g.c.recipe_id != "", g.c.nth > 1).label("repeat"),
+            unserved.label("unserved"),
+        )
+        .offset(0)
+        .subquery("f")
+    )  # OFFSET 0: PostgreSQL computes each flag once, not per use
+
+
+def _caching_and_unserved(
+    session: Session, user_id: str | None, start: datetime, end: datetime
+) -> tuple[CachingFacts, WasteFacts]:
+    f = _flagged_generations(user_id, start, end)
+    avoidable = or_(f.c.dish_cached, f.c.repeat)
+
+    def count(condition: Any) -> Any:
+        return func.count().filter(condition)
+
+    def cost(condition: Any) -> Any:
+        return func.sum(case((condition, f.c.cost), else_=0))
+
+    row = session.execute(
+        select(
+            count(f.c.dish_cached),
+            cost(f.c.dish_cached),
+            func.count(func.distinct(case((f.c.repeat, f.c.recipe_id)))),
+            count(f.c.repeat),
+            cost(f.c.repeat),
+            count(avoidable),
+            cost(avoidable),
+            count(f.c.unserved),
+            cost(f.c.unserved),
+        )
+    ).one()
+    values = [_exact(value) for value in row]
+    return CachingFacts(*values[:7]), WasteFacts(values[7], values[8])
+
+
+def _retries(
+    session: Session, user_id: str | None, start: datetime, end: datetime
+) -> tuple[int, int]:
+    """Attempts of a recipe right after a failed or refused attempt of it by
+    the same user, and their cost."""
+    u = USAGE.c
+    attempts = _in_scope(
+        select(
+            u.cost_micros,
+            func.lag(u.outcome)
+            .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
+            .label("before"),
+        ).where(u.created_at >= start, u.created_at < end, u.recipe_id != ""),
+        user_id,
+    ).subquery("a")
+    row = session.execute(
+        select(func.count(), func.sum(attempts.c.cost_micros)).where(
+            attempts.c.before.in_([outcome.value for outcome in RETRIED_AFTER])
+        )
+    ).one()
+    return _exact(row[0]), _exact(row[1])
+
+
+def _prompt_groups(
+    session: Session,
+    user_id: str | None,
+    start: datetime,
+    end: datetime,
+    *,
+    built_only: bool = False,
+) -> list[PromptGroup]:
+    """Generated images by model and by who wrote the prompt (records from
+    before the ledger knew it are left out)."""
+    u = USAGE.c
+    statement = _in_scope(
+        select(
+            u.model,
+            u.custom_prompt,
+            func.count(),
+            func.sum(u.input_tokens),
+            func.sum(u.cost_micros),
+        )
+        .where(
+            u.created_at >= start,
+            u.created_at < end,
+            u.outcome == GENERATED,
+            u.custom_prompt.is_not(None),
+        )
+        .group_by(u.model, u.custom_prompt)
+        .order_by(u.model, u.custom_prompt),
+        user_id,
+    )
+    if built_only:
+        statement = statement.where(u.custom_prompt == false())
+    return [
+        PromptGroup(row[0], bool(row[1]), _exact(row[2]), _exact(row[3]), _exact(row[4]))
+        for row in session.execute(statement)
+    ]
+
+
+class OptimizationQueries:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def load_facts(self, user_id: str | None, start: datetime, end: datetime) -> OptimizationFacts:
+        """Every fact of a scope's range (user_id None: every user's)."""
+        return load_optimization_facts(self.session, user_id, start, end)
+
+
+def load_optimization_facts(
+    session: Session, user_id: str | None, start: datetime, end: datetime
+) -> OptimizationFacts:
+    """Every fact of a scope's range (user_id None: every user's)."""
+    if dialect_name(session) == "postgresql":
+        # The correlated subqueries' estimates put these reads above
+        # jit_above_cost, and compiling them took longer than running them;
+        # the window functions sort a scope's generations, which spilled to
+        # disk at the default work_mem.
+        session.execute(text("SET LOCAL jit = off"))
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+    summary, settings = load_scope_rollup(session, user_id, (start, end))
+    if user_id is None:
+        system_hits = summary.period.cache_hits
+        system_generations = sum(
+            row.count for row in summary.outcomes if row.outcome is Outcome.GENERATED
+        )
+    else:
+        system_hits, system_generations = load_scope_hits(session, None, (start, end))
+    caching, unserved = _caching_and_unserved(session, user_id, start, end)
+    retries, retry_cost = _retries(session, user_id, start, end)
+    prompts = _prompt_groups(session, user_id, start, end)
+    needs_baseline = any(group.custom for group in prompts) and user_id is not None
+    system_prompts = (
+        _prompt_groups(session, None, start, end, built_only=True) if needs_baseline else prompts
+    )
+    return OptimizationFacts(
+        summary=summary,
+        settings=settings,
+        prompts=prompts,
+        system_prompts=system_prompts,
+        caching=caching,
+        waste=WasteFacts(
+            unserved.unserved_generations, unserved.unserved_cost_micros, retries, retry_cost
+        ),
+        system_cache_hits=system_hits,
+        system_generations=system_generations,
+    )
