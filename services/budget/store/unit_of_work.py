@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.budget.store.abuse import AbuseStore
 from services.budget.store.audit import AuditStore
 from services.budget.store.blocks import BlockStore
+from services.budget.store.credits import CreditStore
 from services.budget.store.limits import LimitsStore
 from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
@@ -43,6 +44,10 @@ class Transaction:
     @cached_property
     def usage(self) -> UsageStore:
         return UsageStore(self.session, self.dialect)
+
+    @cached_property
+    def credits(self) -> CreditStore:
+        return CreditStore(self.session, self.dialect)
 
     @cached_property
     def audit(self) -> AuditStore:
