@@ -1514,7 +1514,9 @@ class LedgerDifference(_message.Message):
     user_id: _builtins.str
     """The user of a user window or of a reservation; empty for system windows."""
     field: _builtins.str
-    """"spent_micros", "reserved_micros", "overrun_micros" or "usage_record"."""
+    """"spent_micros", "reserved_micros", "overrun_micros", "credit_micros",
+    "usage_record" or "usage_rollup".
+    """
     counter_micros: _builtins.int
     """What the counter (or the reservation) says."""
     ledger_micros: _builtins.int

@@ -353,7 +353,8 @@ class BudgetServiceServicer:
         window, spent equals the cost of the usage records of the reservations
         committed in it, reserved equals the amount of its held reservations, and
         overrun equals the spend no hold covered; every committed reservation has
-        its one usage record with the committed cost. Reports each difference.
+        its one usage record with the committed cost; every window's credited
+        amount equals the credits granted to it. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.

@@ -172,7 +172,8 @@ class BudgetServiceStub:
     window, spent equals the cost of the usage records of the reservations
     committed in it, reserved equals the amount of its held reservations, and
     overrun equals the spend no hold covered; every committed reservation has
-    its one usage record with the committed cost. Reports each difference.
+    its one usage record with the committed cost; every window's credited
+    amount equals the credits granted to it. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -402,7 +403,8 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     window, spent equals the cost of the usage records of the reservations
     committed in it, reserved equals the amount of its held reservations, and
     overrun equals the spend no hold covered; every committed reservation has
-    its one usage record with the committed cost. Reports each difference.
+    its one usage record with the committed cost; every window's credited
+    amount equals the credits granted to it. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -713,7 +715,8 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         window, spent equals the cost of the usage records of the reservations
         committed in it, reserved equals the amount of its held reservations, and
         overrun equals the spend no hold covered; every committed reservation has
-        its one usage record with the committed cost. Reports each difference.
+        its one usage record with the committed cost; every window's credited
+        amount equals the credits granted to it. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
