@@ -17,7 +17,6 @@ from services.budget.domain.export import (
     message_parts,
 )
 from services.budget.domain.validation import Violations
-from services.budget.store.export import ExportQueries
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.paging import PageTokens
 
@@ -63,7 +62,7 @@ class Export:
     ) -> Iterator[ExportMessage]:
         while True:
             with self._store.transaction() as tx:
-                records = ExportQueries(tx.session).load_chunk(span, after, self._chunk_rows)
+                records = tx.export.load_chunk(span, after, self._chunk_rows)
             for part in message_parts(records):
                 after = part[-1].id
                 yield ExportMessage(part, self._tokens.encode({"i": after}, query))

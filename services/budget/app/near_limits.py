@@ -10,7 +10,6 @@ from services.budget.domain.limits import LimitPolicy, Tier
 from services.budget.domain.near_limits import MAX_SHARE_BASIS_POINTS, NearLimitsPage
 from services.budget.domain.validation import Violations
 from services.budget.domain.windows import Span, period_of
-from services.budget.store.near_limits import NearLimitQueries
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
 
@@ -38,7 +37,7 @@ class NearLimits:
         now = self._clock.now()
         zone = self._policy.zone
         with self._store.transaction() as tx:
-            found = NearLimitQueries(tx.session).load_page(
+            found = tx.near_limits.load_page(
                 tiers={tier: self._policy.tier_limits(tier) for tier in Tier},
                 default_tier=self._policy.default_tier,
                 day=period_of(Span.DAY, now, zone).start_date,

@@ -11,7 +11,6 @@ from datetime import datetime
 from services.budget.domain.limits import LimitPolicy, LimitValues, Tier
 from services.budget.domain.simulation import Proposal, Replay
 from services.budget.domain.validation import MAX_RANGE, Violations
-from services.budget.store.simulation import SimulationQueries
 from services.budget.store.unit_of_work import BudgetStore
 
 
@@ -45,9 +44,7 @@ class Simulation:
         assert start is not None and end is not None  # checked above
         replay = Replay(self._proposal(tiers, system), self._policy.zone)
         with self._store.transaction() as tx:
-            records = SimulationQueries(tx.session).stream_records(
-                start, end, self._policy.default_tier
-            )
+            records = tx.simulation.stream_records(start, end, self._policy.default_tier)
             for record in records:
                 replay.add(record)
         return replay

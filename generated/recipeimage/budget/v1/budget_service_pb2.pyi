@@ -218,6 +218,7 @@ class Window(_message.Message):
     EFFECTIVE_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
     kind: Global___WindowKind.ValueType
     limit_micros: _builtins.int
+    """The rule's limit, without credits (see effective_limit_micros)."""
     spent_micros: _builtins.int
     reserved_micros: _builtins.int
     remaining_micros: _builtins.int
