@@ -23,28 +23,18 @@ from recipeimage.budget.v1 import management_tools_pb2 as tpb
 
 from services.budget.main import build_app
 from services.common.auth import Authenticator, Role
-from services.common.db import create_db_engine
-from services.common.migrations import upgrade
-from tests.bench.budget_bench import DAYS, LOAD_SQL, USERS
+from tests.bench.budget_bench import DAYS, LOAD_SQL, USERS, migrated_budget_database
 from tests.bench.harness import Measurement, drive, report
 from tests.support.access import access
 from tests.support.budget_server import budget_settings
-from tests.support.databases import PostgresDatabases, _conninfo, postgres_admin_url
+from tests.support.databases import _conninfo
 
 RECORDS = int(os.environ.get("TOOLS_BENCH_RECORDS", "1000000"))
 RESUME_SECONDS = 5.0
 
 
 def run(baseline: Measurement) -> None:
-    databases = PostgresDatabases(postgres_admin_url())
-    databases.check_reachable()
-    url = databases.create_empty()
-    try:
-        engine = create_db_engine(url)
-        try:
-            upgrade("budget", engine)
-        finally:
-            engine.dispose()
+    with migrated_budget_database() as url:
         started = time.perf_counter()
         with psycopg.connect(_conninfo(url), autocommit=True) as connection:
             connection.execute(
@@ -53,8 +43,6 @@ def run(baseline: Measurement) -> None:
             connection.execute("VACUUM ANALYZE budget_usage_records")
         print(f"(loaded {RECORDS:,} usage records in {time.perf_counter() - started:.0f} s)")
         _measure(url, baseline)
-    finally:
-        databases.drop_all()
 
 
 def _measure(url: str, baseline: Measurement) -> None:

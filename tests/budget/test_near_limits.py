@@ -87,6 +87,15 @@ def test_users_near_their_limits_fullest_first(budget, tokens, clock) -> None:
     assert [row[0] for row in lower] == ["u5", "u2", "u1", "u4", "u3"]
     assert rows(near(budget, tokens, 9501)) == []
     assert near(budget, tokens, 1).users[0].tier == tpb.TIER_NAME_FREE
+    # On pro (10,000,000 a day), u1's 400,000 is 4% of its day.
+    budget.set_tier("u1", "pro")
+    assert "u1" not in [row[0] for row in rows(near(budget, tokens, 8000))]
+    u1 = next(u for u in near(budget, tokens, 400).users if u.user_id == "u1")
+    assert (u1.tier, u1.share_basis_points, u1.effective_limit_micros) == (
+        tpb.TIER_NAME_PRO,
+        400,
+        10_000_000,
+    )
 
 
 def test_pages_follow_the_share_order(budget, tokens, clock) -> None:
