@@ -10,6 +10,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
 
 from services.budget import convert_admission as admission
+from services.budget import convert_tools as tools
 from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
 from services.budget.domain.limits import (
     LimitValues,
@@ -104,6 +105,8 @@ def window(state: WindowState) -> pb.Window:
         reset_time=timestamp(state.period.end),
         limit_source=state.source,
         overrun_micros=state.overrun_micros,
+        credit_micros=state.credit_micros,
+        effective_limit_micros=state.effective_limit_micros,
     )
 
 
@@ -142,6 +145,7 @@ def limits(view: LimitsView) -> pb.GetLimitsResponse:
         concurrency=admission.concurrency(view.concurrency),
         block=admission.block(view.block),
         rate_overrides=admission.rate_limit_values(view.rate_overrides),
+        credits=[tools.credit(c, view.as_of or c.created_at) for c in view.credits],
     )
 
 
@@ -177,6 +181,8 @@ def _snapshot(value: AuditSnapshot) -> pb.AuditSnapshot:
         message.block.CopyFrom(audited)
     if value.rate_overrides is not None:
         message.rate_overrides.CopyFrom(admission.rate_limit_values(value.rate_overrides))
+    if value.credit is not None:
+        message.credit.CopyFrom(tools.credit(value.credit, value.credit.created_at))
     return message
 
 

@@ -22,14 +22,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.budget.app.abuse import AbuseWatch, BlockCounter
 from services.budget.app.admission import Admission, Gate, ShadowCounter
 from services.budget.app.blocks import Blocks
+from services.budget.app.credits import Credits
+from services.budget.app.export import Export
 from services.budget.app.held import HELD_GAUGES, HeldNow
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
+from services.budget.app.management_tools import ManagementTools
+from services.budget.app.near_limits import NearLimits
 from services.budget.app.optimization import Optimization
 from services.budget.app.paging import Pager
 from services.budget.app.reaper import Reaper
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
+from services.budget.app.simulation import Simulation
 from services.budget.app.stats import Stats
 from services.budget.domain.admission import AdmissionPolicy
 from services.budget.domain.limits import LimitPolicy
@@ -124,6 +129,23 @@ def watch(metrics: Metrics, engine: Engine, store: BudgetStore) -> None:
     metrics.gauges_on_scrape(HELD_GAUGES, HeldNow(store).read)
 
 
+def management_tools(
+    settings: BudgetSettings,
+    store: BudgetStore,
+    clock: Clock,
+    policy: LimitPolicy,
+    pager: Pager,
+    page_tokens: PageTokens,
+) -> ManagementTools:
+    """Credits, users near their limits, the ledger's export, the simulation."""
+    return ManagementTools(
+        Credits(store, clock, settings.time_zone),
+        NearLimits(store, clock, policy, pager),
+        Export(store, page_tokens),
+        Simulation(store, policy),
+    )
+
+
 def build_servicer(
     settings: BudgetSettings,
     guard: Guard,
@@ -147,6 +169,7 @@ def build_servicer(
         Admission(store, gate, policy.tier_of, clock, abuse),
         Blocks(store, clock, pager),
         optimization=Optimization(store, clock, configured_price_table(settings.price_table)),
+        tools=management_tools(settings, store, clock, policy, pager, page_tokens),
     )
 
 

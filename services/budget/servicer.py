@@ -19,24 +19,30 @@ names); only an admin analyzes the whole system.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TypeVar
+
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
+from recipeimage.budget.v1 import management_tools_pb2 as tpb
 from recipeimage.budget.v1 import optimization_pb2 as opb
 
-from services.budget import convert, convert_admission, convert_optimization
+from services.budget import convert, convert_admission, convert_optimization, convert_tools
 from services.budget.app.admission import Admission
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
+from services.budget.app.management_tools import ManagementTools
 from services.budget.app.optimization import Optimization
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
 from services.budget.domain.audit import Actor
-from services.budget.domain.optimization import Scope
+from services.budget.domain.optimization import Scope as AnalysisScope
 from services.budget.domain.usage import ID_LENGTH
 from services.budget.domain.validation import Violations
+from services.budget.domain.windows import Scope
 from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal, Role
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.rpc import Guard, rpc
@@ -44,6 +50,7 @@ from services.common.timestamps import optional_from_proto
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BudgetService"].full_name
 Context = grpc.ServicerContext
+T = TypeVar("T")
 
 
 def acting_for(
@@ -90,6 +97,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         blocks: Blocks,
         *,
         optimization: Optimization,
+        tools: ManagementTools,
     ) -> None:
         self.guard = guard
         self._reservations = reservations
@@ -100,6 +108,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self._admission = admission
         self._blocks = blocks
         self._optimization = optimization
+        self._tools = tools
 
     @rpc(ANY_ROLE)
     def GetLimits(
@@ -333,7 +342,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self, request: opb.AnalyzeCostOptimizationRequest, context: Context, principal: Principal
     ) -> opb.AnalyzeCostOptimizationResponse:
         scope = convert_optimization.scope_from_proto(request.scope)
-        if scope is Scope.SYSTEM:
+        if scope is AnalysisScope.SYSTEM:
             if principal.role is not Role.ADMIN:
                 raise PermissionDenied("only an admin may analyze the whole system")
             user_id, violations = "", Violations()
@@ -349,3 +358,76 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
             end=optional_from_proto(violations, request, "end_time"),
         )
         return convert_optimization.analysis(analysis)
+
+    # Management tools (admin)
+
+    @rpc(ADMIN_ONLY)
+    def GrantCredit(
+        self, request: tpb.GrantCreditRequest, context: Context, principal: Principal
+    ) -> tpb.GrantCreditResponse:
+        window = convert_tools.window_from_proto(request.window)
+        if window is not None and window[0] is Scope.SYSTEM:
+            user_id, violations = "", Violations()
+            if request.user_id:
+                violations.add("user_id", "must be empty for a system window")
+        else:
+            user_id, violations = acting_for(principal, request.user_id)
+        expires_at = optional_from_proto(violations, request, "expire_time")
+        credit = self._tools.credits.grant(
+            actor(principal),
+            window,
+            user_id,
+            request.amount_micros,
+            request.reason,
+            expires_at,
+            violations,
+        )
+        return tpb.GrantCreditResponse(credit=convert_tools.credit(credit, credit.created_at))
+
+    @rpc(ADMIN_ONLY)
+    def ListUsersNearLimits(
+        self, request: tpb.ListUsersNearLimitsRequest, context: Context, principal: Principal
+    ) -> tpb.ListUsersNearLimitsResponse:
+        page = self._tools.near_limits.list_users(
+            request.min_share_basis_points, request.page_size, request.page_token
+        )
+        return convert_tools.near_limits(page)
+
+    @rpc(ADMIN_ONLY)
+    def ExportUsage(
+        self, request: tpb.ExportUsageRequest, context: Context, principal: Principal
+    ) -> Iterator[tpb.ExportUsageResponse]:
+        violations = Violations()
+        if len(request.user_id) > ID_LENGTH:
+            violations.add("user_id", f"at most {ID_LENGTH} characters")
+        messages = self._tools.export.open(
+            request.user_id,
+            optional_from_proto(violations, request, "start_time"),
+            optional_from_proto(violations, request, "end_time"),
+            request.cursor,
+            violations,
+        )
+        return _until_cancelled(context, map(convert_tools.export_message, messages))
+
+    @rpc(ADMIN_ONLY)
+    def SimulateLimits(
+        self, request: tpb.SimulateLimitsRequest, context: Context, principal: Principal
+    ) -> tpb.SimulateLimitsResponse:
+        violations = Violations()
+        replay = self._tools.simulation.run(
+            optional_from_proto(violations, request, "start_time"),
+            optional_from_proto(violations, request, "end_time"),
+            convert_tools.proposed_tiers(request.tiers),
+            convert_tools.proposed_system(request),
+            violations,
+        )
+        return convert_tools.simulation(replay)
+
+
+def _until_cancelled(context: Context, messages: Iterator[T]) -> Iterator[T]:
+    """Stream messages while the client is there: a cancelled export stops
+    reading the database at the next message."""
+    for message in messages:
+        if not context.is_active():
+            return
+        yield message

@@ -9,9 +9,10 @@ works the same under a real server and under grpcio-testing.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,6 +45,9 @@ class Guard:
 
 
 def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., Any]]:
+    """A unary handler, or a server-streaming one: a method that returns a
+    generator has each error raised while it streams mapped the same way."""
+
     def decorate(method: Handler[Any, Any]) -> Callable[..., Any]:
         name = method.__name__
 
@@ -60,40 +64,78 @@ def rpc(roles: frozenset[Role]) -> Callable[[Handler[Any, Any]], Callable[..., A
                 if isinstance(request, Message):
                     check_request(request)
                 response = method(self, request, context, principal)
-            except DomainError as error:
-                status = to_status(error)
-                _count_refusal(guard, name, error)
-                log.info(
-                    "rpc refused",
-                    extra={
-                        "method": name,
-                        "code": status.code.name,
-                        "error": error.message,
-                        "principal": principal.subject if principal else None,
-                    },
-                )
-            except (OperationalError, InterfaceError):
-                # A dropped connection, a killed backend, a locked SQLite file: the
-                # transaction rolled back (or, lost during COMMIT, applied once; every
-                # write is idempotent by its key), so a retry is safe.
-                status = to_status(DATABASE_UNAVAILABLE)
-                log.warning(
-                    "rpc failed: database unavailable", exc_info=True, extra={"method": name}
-                )
-            except Exception:
-                status = internal_status()
-                log.exception("rpc failed", extra={"method": name})
-            code = status.code.name if status else "OK"
-            guard.metrics.observe_rpc(name, code, time.perf_counter() - started)
-            if status is not None:
-                context.set_trailing_metadata(status.trailing_metadata)
-                context.abort(status.code, status.details)
+            except Exception as error:  # noqa: BLE001 - each kind is mapped in _status_of
+                status = _status_of(guard, name, principal, error)
+            if status is None and inspect.isgenerator(response):
+                return _streamed(guard, name, principal, started, response, context)
+            _finish(guard, name, started, status, context)
             return response
 
         handler.rpc_roles = roles  # type: ignore[attr-defined]  # read by the invariant tests
         return handler
 
     return decorate
+
+
+def _streamed(
+    guard: Guard,
+    name: str,
+    principal: Principal | None,
+    started: float,
+    messages: Generator[Any, Any, Any],
+    context: grpc.ServicerContext,
+) -> Iterator[Any]:
+    """Yield a streaming handler's messages, mapping what it raises."""
+    status: grpc.Status | None = None
+    try:
+        yield from messages
+    except Exception as error:  # noqa: BLE001 - each kind is mapped in _status_of
+        status = _status_of(guard, name, principal, error)
+    finally:
+        messages.close()
+    _finish(guard, name, started, status, context)
+
+
+def _finish(
+    guard: Guard,
+    name: str,
+    started: float,
+    status: grpc.Status | None,
+    context: grpc.ServicerContext,
+) -> None:
+    """Count the call, and abort it with status when it failed."""
+    code = status.code.name if status else "OK"
+    guard.metrics.observe_rpc(name, code, time.perf_counter() - started)
+    if status is not None:
+        context.set_trailing_metadata(status.trailing_metadata)
+        context.abort(status.code, status.details)
+
+
+def _status_of(
+    guard: Guard, name: str, principal: Principal | None, error: Exception
+) -> grpc.Status:
+    """The status a raised error becomes, logged."""
+    if isinstance(error, DomainError):
+        status = to_status(error)
+        _count_refusal(guard, name, error)
+        log.info(
+            "rpc refused",
+            extra={
+                "method": name,
+                "code": status.code.name,
+                "error": error.message,
+                "principal": principal.subject if principal else None,
+            },
+        )
+        return status
+    if isinstance(error, (OperationalError, InterfaceError)):
+        # A dropped connection, a killed backend, a locked SQLite file: the
+        # transaction rolled back (or, lost during COMMIT, applied once; every
+        # write is idempotent by its key), so a retry is safe.
+        log.warning("rpc failed: database unavailable", exc_info=error, extra={"method": name})
+        return to_status(DATABASE_UNAVAILABLE)
+    log.error("rpc failed", exc_info=error, extra={"method": name})
+    return internal_status()
 
 
 def _count_refusal(guard: Guard, method: str, error: DomainError) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
 import psycopg
@@ -94,7 +96,10 @@ FROM (
 """
 
 
-def run(baseline: Measurement) -> None:
+@contextmanager
+def migrated_budget_database() -> Iterator[str]:
+    """A new, migrated budget database on the test server (its URL), dropped
+    at the end."""
     databases = PostgresDatabases(postgres_admin_url())
     databases.check_reachable()
     url = databases.create_empty()
@@ -104,9 +109,14 @@ def run(baseline: Measurement) -> None:
             upgrade("budget", engine)
         finally:
             engine.dispose()
-        _measure(url, baseline)
+        yield url
     finally:
         databases.drop_all()
+
+
+def run(baseline: Measurement) -> None:
+    with migrated_budget_database() as url:
+        _measure(url, baseline)
 
 
 def _measure(url: str, baseline: Measurement) -> None:

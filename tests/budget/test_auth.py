@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
+from recipeimage.budget.v1 import management_tools_pb2 as tpb
 from recipeimage.budget.v1 import optimization_pb2 as opb
 
 from services.common.auth import Authenticator, Role
@@ -36,7 +37,18 @@ ALL_CALLS = [
     ("ListBlocks", pb.ListBlocksRequest()),
     ("SetUserRateLimits", pb.SetUserRateLimitsRequest(user_id="u1")),
     ("AnalyzeCostOptimization", opb.AnalyzeCostOptimizationRequest(user_id="u1")),
+    (
+        "GrantCredit",
+        tpb.GrantCreditRequest(
+            user_id="u1", window=tpb.LIMIT_WINDOW_USER_DAILY, amount_micros=1, reason="r"
+        ),
+    ),
+    ("ListUsersNearLimits", tpb.ListUsersNearLimitsRequest(min_share_basis_points=8000)),
+    ("ExportUsage", tpb.ExportUsageRequest()),
+    ("SimulateLimits", tpb.SimulateLimitsRequest()),
 ]
+# Server-streaming: the call's status comes with the stream.
+STREAMING = {"ExportUsage"}
 ADMISSION_CALLS = ("Admit", "BlockUser", "UnblockUser", "ListBlocks", "SetUserRateLimits")
 
 
@@ -65,7 +77,9 @@ def bad_credentials(authenticator: Authenticator) -> dict[str, tuple]:
 def test_every_rpc_needs_a_valid_token(budget, bad_credentials, tokens, method, request_) -> None:
     for name, metadata in bad_credentials.items():
         with pytest.raises(grpc.RpcError) as raised:
-            getattr(budget.stub, method)(request_, metadata=metadata)
+            answer = getattr(budget.stub, method)(request_, metadata=metadata)
+            if method in STREAMING:
+                list(answer)
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     assert reservation_states(budget) == {}
     limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.admin())

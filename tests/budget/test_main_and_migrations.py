@@ -38,6 +38,7 @@ BUDGET_TABLES = {
     "budget_rate_states",
     "budget_blocks",
     "budget_abuse_streaks",
+    "budget_credits",
 }
 
 

@@ -34,6 +34,7 @@ class Reconciler:
             differences += queries.reservation_differences(checked)
             differences += queries.unreserved_spend(checked)
             differences += queries.rollup_differences(checked)
+            differences += queries.credit_differences(checked)
             windows, reservations = queries.counts(checked)
         return Reconciliation(
             windows_checked=windows,

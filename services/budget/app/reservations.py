@@ -29,6 +29,7 @@ from services.budget.app.settlement_records import (
     store_attempt,
     store_spend,
 )
+from services.budget.domain.credits import active_credit
 from services.budget.domain.limits import (
     PER_GENERATION_LIMIT_EXCEEDED,
     LimitPolicy,
@@ -56,7 +57,7 @@ from services.budget.domain.reservations import (
 )
 from services.budget.domain.usage import Outcome, Usage, completed
 from services.budget.domain.validation import Violations
-from services.budget.domain.windows import Span, WindowKey
+from services.budget.domain.windows import Scope, Span, WindowKey
 from services.budget.store.reservations import ReservationStore
 from services.budget.store.unit_of_work import BudgetStore, Transaction
 from services.common.clock import Clock
@@ -156,14 +157,20 @@ class Reservations:
     ) -> LimitsView:
         limits = self._policy.effective(user, system)
         windows = self._policy.windows(limits, now)
-        counters = tx.windows.load_counters(w.key for w in windows)
+        keys = [w.key for w in windows]
+        counters = tx.windows.load_counters(keys)
+        credits = tx.credits.load_for_windows(keys, self._policy.zone)
         return LimitsView(
             user_id=user.user_id,
             tier=limits.tier,
             per_generation=limits.per_generation,
-            windows=[_state(w, counters[w.key]) for w in windows],
+            windows=[
+                _state(w, counters[w.key], active_credit(credits, w.key, now)) for w in windows
+            ],
             overrides=user.overrides,
             cap=user.cap,
+            credits=[c for c in credits if c.key.scope is Scope.USER],
+            as_of=now,
         )
 
     # Holding money
@@ -319,22 +326,30 @@ def _hold_in_windows(
     tx: Transaction, windows: list[WindowLimit], amount: int, now: datetime
 ) -> None:
     """Hold amount in the four windows, or raise the refusal of the first one
-    (in lock order) without room."""
-    if not all(amount <= window.limit_micros for window in windows):
-        # No window row needs to change to know it: the first window (in lock
-        # order) without room refuses, as CheckBudget says.
-        counters = tx.windows.load_counters(w.key for w in windows)
-        refusing = next(w for w in windows if not _room(w, counters[w.key], amount))
-        raise window_refusal(refusing, counters[refusing.key], amount, now)
-    granted = tx.windows.hold([(w.key, w.limit_micros) for w in windows], amount)
-    for window in windows:
-        if window.key not in granted:
-            counters_of = tx.windows.load_counters([window.key])[window.key]
-            raise window_refusal(window, counters_of, amount, now)
+    (in lock order) without room, as CheckBudget says. Credits count inside
+    the hold statement; only an amount above a window's own limit needs to
+    read them first."""
+    too_small = [w.key for w in windows if amount > w.limit_micros]
+    credited: frozenset[WindowKey] = frozenset()
+    if too_small:
+        active = tx.credits.load_active_amounts(too_small, now)
+        credited = frozenset(key for key in too_small if active[key])
+    granted: set[WindowKey] | frozenset[WindowKey] = frozenset()
+    if len(credited) == len(too_small):
+        granted = tx.windows.hold([(w.key, w.limit_micros) for w in windows], amount, now, credited)
+    if all(w.key in granted for w in windows):
+        return
+    keys = [w.key for w in windows]
+    counters = tx.windows.load_counters(keys)
+    credits = tx.credits.load_active_amounts(keys, now)
+    rooms = (w for w in windows if not _room(w, counters[w.key], credits[w.key], amount))
+    refusing = next(rooms, next(w for w in windows if w.key not in granted))
+    raise window_refusal(refusing, counters[refusing.key], amount, now, credits[refusing.key])
 
 
-def _room(window: WindowLimit, counters: Counters, amount: int) -> bool:
-    return counters.spent_micros + counters.reserved_micros + amount <= window.limit_micros
+def _room(window: WindowLimit, counters: Counters, credit_micros: int, amount: int) -> bool:
+    held = counters.spent_micros + counters.reserved_micros + amount
+    return held <= window.limit_micros + credit_micros
 
 
 def _load_owned(store: ReservationStore, reservation_id: str, only_user: str | None) -> Reservation:
@@ -368,7 +383,7 @@ def _replay(existing: Reservation | None) -> Reserved:
     return Reserved(existing, replayed=True)
 
 
-def _state(window: WindowLimit, counters: Counters) -> WindowState:
+def _state(window: WindowLimit, counters: Counters, credit_micros: int) -> WindowState:
     return WindowState(
         key=window.key,
         limit_micros=window.limit_micros,
@@ -377,4 +392,5 @@ def _state(window: WindowLimit, counters: Counters) -> WindowState:
         source=window.source,
         period=window.period,
         overrun_micros=counters.overrun_micros,
+        credit_micros=credit_micros,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.budget.domain.blocks import Block
+from services.budget.domain.credits import Credit
 from services.budget.domain.limits import LimitValues, RateLimitValues, Tier
 
 
@@ -26,6 +27,7 @@ class AuditAction(enum.StrEnum):
     BLOCK_USER = "block_user"
     UNBLOCK_USER = "unblock_user"
     SET_USER_RATE_LIMITS = "set_user_rate_limits"
+    GRANT_CREDIT = "grant_credit"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class AuditSnapshot:
     the admin-set limits (daily and monthly; None: the configured ones).
     For BlockUser and UnblockUser: the user's block in force (None: none).
     For SetUserRateLimits: the user's rate overrides.
+    For GrantCredit (after): the credit granted.
     """
 
     tier: Tier | None = None
@@ -44,6 +47,7 @@ class AuditSnapshot:
     system: LimitValues | None = None
     block: Block | None = None
     rate_overrides: RateLimitValues | None = None
+    credit: Credit | None = None
 
 
 @dataclass(frozen=True)

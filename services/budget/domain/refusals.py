@@ -13,25 +13,29 @@ from services.common.errors import QuotaExceeded
 
 
 def window_refusal(
-    window: WindowLimit, counters: Counters, amount: int, now: datetime
+    window: WindowLimit, counters: Counters, amount: int, now: datetime, credit_micros: int = 0
 ) -> QuotaExceeded:
+    """limit_micros is the effective limit: the window's own plus its active
+    credits (credit_micros, also in the metadata)."""
     key = window.key
+    limit = window.limit_micros + credit_micros
     whose = f"user {key.subject}" if key.scope is Scope.USER else "the system"
     span = "daily" if key.span is Span.DAY else "monthly"
     return QuotaExceeded(
-        f"{whose}'s {span} limit would be exceeded: limit {window.limit_micros}, spent "
+        f"{whose}'s {span} limit would be exceeded: limit {limit}, spent "
         f"{counters.spent_micros}, reserved {counters.reserved_micros}, requested {amount} "
         f"micro-USD; the window resets at {window.period.end.isoformat()}",
         reason=window.reason,
         subject=f"user:{key.subject}" if key.scope is Scope.USER else "system",
         retry_after=window.period.end - now,
         metadata={
-            "limit_micros": str(window.limit_micros),
+            "limit_micros": str(limit),
             "spent_micros": str(counters.spent_micros),
             "reserved_micros": str(counters.reserved_micros),
             "requested_micros": str(amount),
             "window": key.name,
             "limit_source": window.source,
+            **({"credit_micros": str(credit_micros)} if credit_micros else {}),
         },
     )
 

@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from services.budget.domain.admission import CapState, RateState
 from services.budget.domain.blocks import Block
+from services.budget.domain.credits import Credit
 from services.budget.domain.limits import (
     NO_RATE_OVERRIDES,
     Limit,
@@ -77,13 +78,21 @@ class WindowState:
     period: Period
     # Spend no hold covered (late commits, commits above their hold).
     overrun_micros: int = 0
+    # The window's active credits (GrantCredit), on top of limit_micros.
+    credit_micros: int = 0
+
+    @property
+    def effective_limit_micros(self) -> int:
+        return self.limit_micros + self.credit_micros
 
     @property
     def remaining_micros(self) -> int:
-        return max(0, self.limit_micros - self.spent_micros - self.reserved_micros)
+        return max(0, self.effective_limit_micros - self.spent_micros - self.reserved_micros)
 
     def admits(self, amount_micros: int) -> bool:
-        return self.spent_micros + self.reserved_micros + amount_micros <= self.limit_micros
+        return (
+            self.spent_micros + self.reserved_micros + amount_micros <= self.effective_limit_micros
+        )
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,10 @@ class LimitsView:
     concurrency: CapState | None = None
     block: Block | None = None
     rate_overrides: RateLimitValues = NO_RATE_OVERRIDES
+    # The credits of the user's current day and month, active or expired.
+    credits: list[Credit] = field(default_factory=list)
+    # When the view was read (a credit is active before its expiry).
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)

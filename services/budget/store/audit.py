@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
 from services.budget.domain.blocks import Block, BlockSource
 from services.budget.domain.limits import LimitValues, RateLimitValues, Tier
+from services.budget.store.credits import credit_from_json, credit_json
 from services.budget.store.models import AuditRow
 
 
@@ -67,6 +68,8 @@ def snapshot_json(snapshot: AuditSnapshot) -> str:
         document["rate_overrides"] = snapshot.rate_overrides.as_dict()
     if snapshot.block is not None:
         document["block"] = _block_json(snapshot.block)
+    if snapshot.credit is not None:
+        document["credit"] = credit_json(snapshot.credit)
     return json.dumps(document, sort_keys=True)
 
 
@@ -124,6 +127,7 @@ def snapshot_from_json(text: str) -> AuditSnapshot:
             if "rate_overrides" in document
             else None
         ),
+        credit=credit_from_json(document["credit"]) if "credit" in document else None,
     )
 
 

@@ -121,6 +121,8 @@ class WindowRow(Base):
         CheckConstraint("spent_micros >= 0", name="spent_not_negative"),
         CheckConstraint("reserved_micros >= 0", name="reserved_not_negative"),
         CheckConstraint("overrun_micros >= 0", name="overrun_not_negative"),
+        # ListUsersNearLimits reads the current day's and month's user rows.
+        Index("ix_budget_windows_scope_kind_start_date", "scope", "kind", "start_date"),
     )
 
     scope: Mapped[str] = mapped_column(String(8), primary_key=True)
@@ -131,6 +133,42 @@ class WindowRow(Base):
     reserved_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
     # Spend no hold covered: late commits, and commits above their hold.
     overrun_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    # Every credit granted to this window instance, expired ones included
+    # (budget_credits says which still count). Zero: the hold needs no look
+    # at the credits; written in the grant's transaction (migration 0009).
+    credit_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+
+
+class CreditRow(Base):
+    """Credits an admin granted to one window instance (GrantCredit): the
+    record of each; the window row's credit_micros is their sum."""
+
+    __tablename__ = "budget_credits"
+    __table_args__ = (
+        CheckConstraint("scope IN ('user', 'system')", name="scope"),
+        CheckConstraint("kind IN ('day', 'month')", name="kind"),
+        CheckConstraint("amount_micros > 0", name="amount_positive"),
+        # A window's credits that still count, read by the hold statement.
+        Index(
+            "ix_budget_credits_window_expires_at",
+            "scope",
+            "subject",
+            "kind",
+            "start_date",
+            "expires_at",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH))
+    kind: Mapped[str] = mapped_column(String(8))
+    start_date: Mapped[date] = mapped_column(Date())
+    amount_micros: Mapped[int] = mapped_column(BigInteger())
+    reason: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
 
 
 class ReservationRow(Base):
@@ -208,6 +246,8 @@ class UsageRow(Base):
             "id",
             postgresql_include=list(STATS_COLUMNS),
         ),
+        # ExportUsage of one user: its records in ascending id (keyset).
+        Index("ix_budget_usage_records_user_id_id", "user_id", "id"),
         # Cache busting: a user's generated records of one prompt fingerprint
         # in a time range (only generated records have one).
         Index(
@@ -308,7 +348,8 @@ class AuditRow(Base):
     __table_args__ = (
         CheckConstraint(
             "action IN ('set_user_tier', 'set_user_limits', 'set_spend_cap', "
-            "'set_system_limits', 'block_user', 'unblock_user', 'set_user_rate_limits')",
+            "'set_system_limits', 'block_user', 'unblock_user', 'set_user_rate_limits', "
+            "'grant_credit')",
             name="action",
         ),
         Index("ix_budget_audit_log_target_user_id_id", "target_user_id", "id"),

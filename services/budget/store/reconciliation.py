@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.budget.domain.reconciliation import MAX_DIFFERENCES, CheckedRange, Difference
 from services.budget.domain.reservations import ReservationState
 from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, window_name
+from services.budget.store.credits import credit_differences
 from services.budget.store.models import ReservationRow, UsageDailyRow, UsageRow, WindowRow
 from services.budget.store.windows import as_date
 from services.common.db import dialect_name
@@ -287,6 +288,10 @@ class ReconciliationQueries:
             )
             for row in self._rollup_rows(checked)
         ]
+
+    def credit_differences(self, checked: CheckedRange) -> list[Difference]:
+        """Window rows whose credit_micros is not the sum of their credits."""
+        return credit_differences(self.session, checked)
 
     def counts(self, checked: CheckedRange) -> tuple[int, int]:
         """How many windows and reservations the checks covered."""

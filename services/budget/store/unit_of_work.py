@@ -12,11 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.budget.store.abuse import AbuseStore
 from services.budget.store.audit import AuditStore
 from services.budget.store.blocks import BlockStore
+from services.budget.store.credits import CreditStore
+from services.budget.store.export import ExportQueries
 from services.budget.store.limits import LimitsStore
+from services.budget.store.near_limits import NearLimitQueries
 from services.budget.store.optimization import OptimizationQueries
 from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
 from services.budget.store.reservations import ReservationStore
+from services.budget.store.simulation import SimulationQueries
 from services.budget.store.usage import UsageStore
 from services.budget.store.windows import WindowStore
 from services.common.db import dialect_name
@@ -44,6 +48,22 @@ class Transaction:
     @cached_property
     def usage(self) -> UsageStore:
         return UsageStore(self.session, self.dialect)
+
+    @cached_property
+    def credits(self) -> CreditStore:
+        return CreditStore(self.session, self.dialect)
+
+    @cached_property
+    def near_limits(self) -> NearLimitQueries:
+        return NearLimitQueries(self.session)
+
+    @cached_property
+    def export(self) -> ExportQueries:
+        return ExportQueries(self.session)
+
+    @cached_property
+    def simulation(self) -> SimulationQueries:
+        return SimulationQueries(self.session)
 
     @cached_property
     def audit(self) -> AuditStore:

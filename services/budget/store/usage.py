@@ -88,7 +88,7 @@ class UsageStore:
         row = self.session.scalar(
             select(UsageRow).where(UsageRow.user_id == user_id, UsageRow.request_id == request_id)
         )
-        return _usage(row) if row else None
+        return usage_of_row(row) if row else None
 
     def load_summary(
         self, user_id: str, span: tuple[datetime, datetime], month: tuple[datetime, datetime]
@@ -119,7 +119,8 @@ class UsageStore:
             )
         statement = statement.order_by(UsageRow.created_at.desc(), UsageRow.id.desc()).limit(limit)
         return [
-            (_usage(row), Cursor(row.created_at, row.id)) for row in self.session.scalars(statement)
+            (usage_of_row(row), Cursor(row.created_at, row.id))
+            for row in self.session.scalars(statement)
         ]
 
 
@@ -134,7 +135,7 @@ def _usage_values(usage: Usage) -> dict[str, object]:
     return values
 
 
-def _usage(row: UsageRow) -> Usage:
+def usage_of_row(row: UsageRow) -> Usage:
     values = {name: getattr(row, name) for name in _USAGE_FIELDS}
     values["similar_allowed"] = bool(row.similar_allowed)
     values["custom_prompt"] = bool(row.custom_prompt)

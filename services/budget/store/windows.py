@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy.types import TypeEngine
 from services.budget.domain.reservations import Counters, Settlement
 from services.budget.domain.windows import WindowKey
 from services.budget.store.models import WindowRow, table
+from services.common.db import UtcDateTime
 
 WINDOWS = table(WindowRow)
 
@@ -65,11 +66,28 @@ def _typed(sql: str, **extra: TypeEngine[Any]) -> TextClause:
 # multi-row VALUES construct and would compile it again on every call.
 
 
+_WOULD_HOLD = (
+    "budget_windows.spent_micros + budget_windows.reserved_micros + excluded.reserved_micros"
+)
+_LIMIT = f"""CASE excluded.scope || '_' || excluded.kind
+        {" ".join(f"WHEN '{name}' THEN :limit_{name}" for name in _LOCK_ORDER_NAMES)}
+    END"""
+# The window's credits that count at :now. Read only for a row that was ever
+# credited (credit_micros > 0) and only when the limit alone has no room, so a
+# hold without credits costs what it did; exact, since an expired credit
+# drops out by its expires_at, with no job to run first.
+_ACTIVE_CREDIT = """(SELECT COALESCE(SUM(c.amount_micros), 0) FROM budget_credits AS c
+        WHERE c.scope = budget_windows.scope AND c.subject = budget_windows.subject
+        AND c.kind = budget_windows.kind AND c.start_date = budget_windows.start_date
+        AND c.expires_at > :now)"""
+
+
 @functools.cache
 def _hold() -> TextClause:
     """Hold amount in all four windows, in one statement: each row is created
     holding amount, or amount is added to it if spent + reserved + amount
-    stays within that window's limit (parameters limit_user_day ...). The rows
+    stays within that window's limit (parameters limit_user_day ...) plus
+    its credits that count at now (parameter now). The rows
     are given, and so locked, in lock order (PostgreSQL takes the rows of a
     multi-row INSERT in the order given). RETURNING names the windows that
     took the hold; one missing means a refusal, and the caller rolls back."""
@@ -80,16 +98,14 @@ VALUES
     {_window_rows("0, :amount, 0")}
 ON CONFLICT (scope, subject, kind, start_date) DO UPDATE
 SET reserved_micros = budget_windows.reserved_micros + excluded.reserved_micros
-WHERE budget_windows.spent_micros + budget_windows.reserved_micros + excluded.reserved_micros
-    <= CASE excluded.scope || '_' || excluded.kind
-        {" ".join(f"WHEN '{name}' THEN :limit_{name}" for name in _LOCK_ORDER_NAMES)}
-    END
+WHERE {_WOULD_HOLD} <= {_LIMIT}
+    OR (budget_windows.credit_micros > 0 AND {_WOULD_HOLD} <= {_LIMIT} + {_ACTIVE_CREDIT})
 RETURNING scope, kind
 """
     limits: dict[str, TypeEngine[Any]] = {
         f"limit_{name}": BigInteger() for name in _LOCK_ORDER_NAMES
     }
-    return _typed(sql, amount=BigInteger(), **limits)
+    return _typed(sql, amount=BigInteger(), now=UtcDateTime(), **limits)
 
 
 @functools.cache
@@ -154,15 +170,25 @@ class WindowStore:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def hold(self, limits: Sequence[tuple[WindowKey, int]], amount_micros: int) -> set[WindowKey]:
+    def hold(
+        self,
+        limits: Sequence[tuple[WindowKey, int]],
+        amount_micros: int,
+        now: datetime,
+        credited: frozenset[WindowKey] = frozenset(),
+    ) -> set[WindowKey]:
         """Hold amount in a reservation's four windows (with their limits, in
-        lock order) where spent + reserved + amount stays within the limit:
-        one conditional upsert for all four, one round trip. Returns the
-        windows that took it; any other refuses, and the caller must roll back.
-        Rows are created holding amount, so amount <= every limit must hold."""
-        if len(limits) != WINDOW_ROWS or any(amount_micros > limit for _, limit in limits):
+        lock order) where spent + reserved + amount stays within the limit
+        plus the window's credits active at now: one conditional upsert for
+        all four, one round trip. Returns the windows that took it; any other
+        refuses, and the caller must roll back. Rows are created holding
+        amount, so amount <= every limit must hold but for windows known to
+        have credits (`credited`: their rows exist, a grant created them)."""
+        if len(limits) != WINDOW_ROWS or any(
+            amount_micros > limit and key not in credited for key, limit in limits
+        ):
             raise ValueError("four windows, each with room for the amount, are needed")
-        params: dict[str, object] = {"amount": amount_micros}
+        params: dict[str, object] = {"amount": amount_micros, "now": now}
         for number, (key, limit) in enumerate(limits):
             params |= _window_params(key, f"w{number}_")
             params[f"limit_{key.scope.value}_{key.span.value}"] = limit

@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from recipeimage.budget.v1 import admission_pb2 as _admission_pb2
+from recipeimage.budget.v1 import management_tools_pb2 as _management_tools_pb2
 from recipeimage.common.v1 import image_quality_pb2 as _image_quality_pb2
 import builtins as _builtins
 import sys
@@ -182,6 +183,7 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_BLOCK_USER: _AuditAction.ValueType  # 5
     AUDIT_ACTION_UNBLOCK_USER: _AuditAction.ValueType  # 6
     AUDIT_ACTION_SET_USER_RATE_LIMITS: _AuditAction.ValueType  # 7
+    AUDIT_ACTION_GRANT_CREDIT: _AuditAction.ValueType  # 8
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """AuditAction is the kind of change an audit entry records."""
@@ -194,6 +196,7 @@ AUDIT_ACTION_SET_SYSTEM_LIMITS: AuditAction.ValueType  # 4
 AUDIT_ACTION_BLOCK_USER: AuditAction.ValueType  # 5
 AUDIT_ACTION_UNBLOCK_USER: AuditAction.ValueType  # 6
 AUDIT_ACTION_SET_USER_RATE_LIMITS: AuditAction.ValueType  # 7
+AUDIT_ACTION_GRANT_CREDIT: AuditAction.ValueType  # 8
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final
@@ -211,12 +214,15 @@ class Window(_message.Message):
     RESET_TIME_FIELD_NUMBER: _builtins.int
     LIMIT_SOURCE_FIELD_NUMBER: _builtins.int
     OVERRUN_MICROS_FIELD_NUMBER: _builtins.int
+    CREDIT_MICROS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
     kind: Global___WindowKind.ValueType
     limit_micros: _builtins.int
+    """The rule's limit, without credits (see effective_limit_micros)."""
     spent_micros: _builtins.int
     reserved_micros: _builtins.int
     remaining_micros: _builtins.int
-    """limit - spent - reserved, never below zero."""
+    """effective limit - spent - reserved, never below zero."""
     limit_source: _builtins.str
     """Which rule set the limit: "tier:free", "tier:premium" or "tier:pro" (the
     tier's configured limit), "override" (an admin's SetUserLimits), "cap"
@@ -229,6 +235,10 @@ class Window(_message.Message):
     Only overruns (and a limit lowered below what is spent) take spent +
     reserved above the limit.
     """
+    credit_micros: _builtins.int
+    """The active credits of this window instance (GrantCredit)."""
+    effective_limit_micros: _builtins.int
+    """limit_micros + credit_micros: what spent + reserved may reach."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -245,10 +255,12 @@ class Window(_message.Message):
         reset_time: _timestamp_pb2.Timestamp | None = ...,
         limit_source: _builtins.str = ...,
         overrun_micros: _builtins.int = ...,
+        credit_micros: _builtins.int = ...,
+        effective_limit_micros: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reset_time", b"reset_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "limit_micros", b"limit_micros", "limit_source", b"limit_source", "overrun_micros", b"overrun_micros", "remaining_micros", b"remaining_micros", "reserved_micros", b"reserved_micros", "reset_time", b"reset_time", "spent_micros", b"spent_micros", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_micros", b"credit_micros", "effective_limit_micros", b"effective_limit_micros", "kind", b"kind", "limit_micros", b"limit_micros", "limit_source", b"limit_source", "overrun_micros", b"overrun_micros", "remaining_micros", b"remaining_micros", "reserved_micros", b"reserved_micros", "reset_time", b"reset_time", "spent_micros", b"spent_micros", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -326,6 +338,7 @@ class GetLimitsResponse(_message.Message):
     CONCURRENCY_FIELD_NUMBER: _builtins.int
     BLOCK_FIELD_NUMBER: _builtins.int
     RATE_OVERRIDES_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     tier: Global___UserTier.ValueType
     per_generation_limit_micros: _builtins.int
@@ -361,6 +374,12 @@ class GetLimitsResponse(_message.Message):
     def rate_overrides(self) -> _admission_pb2.RateLimitValues:
         """An admin's overrides of the tier's rate rules and concurrency cap."""
 
+    @_builtins.property
+    def credits(self) -> _containers.RepeatedCompositeFieldContainer[_management_tools_pb2.Credit]:
+        """The credits granted to the user's current day and month, active or
+        expired, oldest first.
+        """
+
     def __init__(
         self,
         *,
@@ -375,10 +394,11 @@ class GetLimitsResponse(_message.Message):
         concurrency: _admission_pb2.ConcurrencyCap | None = ...,
         block: _admission_pb2.Block | None = ...,
         rate_overrides: _admission_pb2.RateLimitValues | None = ...,
+        credits: _abc.Iterable[_management_tools_pb2.Credit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "concurrency", b"concurrency", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "concurrency", b"concurrency", "overrides", b"overrides", "per_generation_limit_micros", b"per_generation_limit_micros", "per_generation_limit_source", b"per_generation_limit_source", "rate_overrides", b"rate_overrides", "rate_rules", b"rate_rules", "spend_cap", b"spend_cap", "tier", b"tier", "user_id", b"user_id", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "concurrency", b"concurrency", "credits", b"credits", "overrides", b"overrides", "per_generation_limit_micros", b"per_generation_limit_micros", "per_generation_limit_source", b"per_generation_limit_source", "rate_overrides", b"rate_overrides", "rate_rules", b"rate_rules", "spend_cap", b"spend_cap", "tier", b"tier", "user_id", b"user_id", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1433,6 +1453,7 @@ class AuditSnapshot(_message.Message):
     SYSTEM_LIMITS_FIELD_NUMBER: _builtins.int
     BLOCK_FIELD_NUMBER: _builtins.int
     RATE_OVERRIDES_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
     tier: Global___UserTier.ValueType
     """For a user: its stored tier (UNSPECIFIED: the default), overrides, caps."""
     @_builtins.property
@@ -1453,6 +1474,10 @@ class AuditSnapshot(_message.Message):
     def rate_overrides(self) -> _admission_pb2.RateLimitValues:
         """For SetUserRateLimits: the user's rate overrides."""
 
+    @_builtins.property
+    def credit(self) -> _management_tools_pb2.Credit:
+        """For GrantCredit (after): the credit granted."""
+
     def __init__(
         self,
         *,
@@ -1462,10 +1487,11 @@ class AuditSnapshot(_message.Message):
         system_limits: Global___LimitValues | None = ...,
         block: _admission_pb2.Block | None = ...,
         rate_overrides: _admission_pb2.RateLimitValues | None = ...,
+        credit: _management_tools_pb2.Credit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "credit", b"credit", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "credit", b"credit", "overrides", b"overrides", "rate_overrides", b"rate_overrides", "spend_cap", b"spend_cap", "system_limits", b"system_limits", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1552,7 +1578,9 @@ class LedgerDifference(_message.Message):
     user_id: _builtins.str
     """The user of a user window or of a reservation; empty for system windows."""
     field: _builtins.str
-    """"spent_micros", "reserved_micros", "overrun_micros" or "usage_record"."""
+    """"spent_micros", "reserved_micros", "overrun_micros", "credit_micros",
+    "usage_record" or "usage_rollup".
+    """
     counter_micros: _builtins.int
     """What the counter (or the reservation) says."""
     ledger_micros: _builtins.int

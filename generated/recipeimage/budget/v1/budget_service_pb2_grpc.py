@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from recipeimage.budget.v1 import budget_service_pb2 as recipeimage_dot_budget_dot_v1_dot_budget__service__pb2
+from recipeimage.budget.v1 import management_tools_pb2 as recipeimage_dot_budget_dot_v1_dot_management__tools__pb2
 from recipeimage.budget.v1 import optimization_pb2 as recipeimage_dot_budget_dot_v1_dot_optimization__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -142,6 +143,26 @@ class BudgetServiceStub:
                 '/recipeimage.budget.v1.BudgetService/AnalyzeCostOptimization',
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationResponse.FromString,
+                _registered_method=True)
+        self.GrantCredit = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/GrantCredit',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.GrantCreditRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.GrantCreditResponse.FromString,
+                _registered_method=True)
+        self.ListUsersNearLimits = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ListUsersNearLimits',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ListUsersNearLimitsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ListUsersNearLimitsResponse.FromString,
+                _registered_method=True)
+        self.ExportUsage = channel.unary_stream(
+                '/recipeimage.budget.v1.BudgetService/ExportUsage',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ExportUsageRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ExportUsageResponse.FromString,
+                _registered_method=True)
+        self.SimulateLimits = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SimulateLimits',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsResponse.FromString,
                 _registered_method=True)
 
 
@@ -341,7 +362,8 @@ class BudgetServiceServicer:
         window, spent equals the cost of the usage records of the reservations
         committed in it, reserved equals the amount of its held reservations, and
         overrun equals the spend no hold covered; every committed reservation has
-        its one usage record with the committed cost. Reports each difference.
+        its one usage record with the committed cost; every window's credited
+        amount equals the credits granted to it. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
@@ -425,6 +447,61 @@ class BudgetServiceServicer:
         longer than 366 days),
         PERMISSION_DENIED (a user naming another user, a non-admin asking for
         scope SYSTEM).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantCredit(self, request, context):
+        """GrantCredit adds a one-off amount to the current instance of a user's
+        (or the system's) daily or monthly window, with a reason and an expiry
+        (default and at most the window's reset). While active it raises the
+        window's effective limit for ReserveBudget and CheckBudget; GetLimits
+        shows it. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (window missing, user_id missing for a user
+        window or given for a system window, amount not positive, reason missing
+        or too long, an expiry not after now or after the window's reset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsersNearLimits(self, request, context):
+        """ListUsersNearLimits pages through the users whose spent + reserved is at
+        or above a share of an effective limit (tier, override, cap, credits) of
+        their current day or month, fullest first (AIP-158). Computed by the
+        database over the current window rows. Admin only.
+
+        Errors: INVALID_ARGUMENT (share missing or out of range, negative
+        page_size, a page_token that is malformed or was issued for other request
+        fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUsage(self, request, context):
+        """ExportUsage streams the usage ledger's records (one user's or all, in an
+        optional time range) in ascending record id, in messages that each carry
+        a cursor; a new call with a message's cursor resumes right after it.
+        Admin only.
+
+        Errors: INVALID_ARGUMENT (an empty range, a cursor that is malformed or
+        was issued for other request fields), CANCELLED (the client went away).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SimulateLimits(self, request, context):
+        """SimulateLimits replays the ledger's records of a range against proposed
+        tier limits (and optionally system limits) and reports, per tier and in
+        total, how many requests and users would have been refused, by reason,
+        and the spend that would have been avoided. Read-only. Admin only.
+
+        Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
+        a tier missing or named twice, a negative limit).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -532,6 +609,26 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.AnalyzeCostOptimization,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationResponse.SerializeToString,
+            ),
+            'GrantCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantCredit,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.GrantCreditRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.GrantCreditResponse.SerializeToString,
+            ),
+            'ListUsersNearLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsersNearLimits,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ListUsersNearLimitsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ListUsersNearLimitsResponse.SerializeToString,
+            ),
+            'ExportUsage': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportUsage,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ExportUsageRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ExportUsageResponse.SerializeToString,
+            ),
+            'SimulateLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulateLimits,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1082,6 +1179,114 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/AnalyzeCostOptimization',
             recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_optimization__pb2.AnalyzeCostOptimizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/GrantCredit',
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.GrantCreditRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.GrantCreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsersNearLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ListUsersNearLimits',
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ListUsersNearLimitsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ListUsersNearLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ExportUsage',
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ExportUsageRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.ExportUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulateLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SimulateLimits',
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from recipeimage.budget.v1 import budget_service_pb2 as _budget_service_pb2
+from recipeimage.budget.v1 import management_tools_pb2 as _management_tools_pb2
 from recipeimage.budget.v1 import optimization_pb2 as _optimization_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -175,7 +176,8 @@ class BudgetServiceStub:
     window, spent equals the cost of the usage records of the reservations
     committed in it, reserved equals the amount of its held reservations, and
     overrun equals the spend no hold covered; every committed reservation has
-    its one usage record with the committed cost. Reports each difference.
+    its one usage record with the committed cost; every window's credited
+    amount equals the credits granted to it. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -235,6 +237,45 @@ class BudgetServiceStub:
     longer than 366 days),
     PERMISSION_DENIED (a user naming another user, a non-admin asking for
     scope SYSTEM).
+    """
+    GrantCredit: _grpc.UnaryUnaryMultiCallable[_management_tools_pb2.GrantCreditRequest, _management_tools_pb2.GrantCreditResponse]
+    """GrantCredit adds a one-off amount to the current instance of a user's
+    (or the system's) daily or monthly window, with a reason and an expiry
+    (default and at most the window's reset). While active it raises the
+    window's effective limit for ReserveBudget and CheckBudget; GetLimits
+    shows it. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (window missing, user_id missing for a user
+    window or given for a system window, amount not positive, reason missing
+    or too long, an expiry not after now or after the window's reset).
+    """
+    ListUsersNearLimits: _grpc.UnaryUnaryMultiCallable[_management_tools_pb2.ListUsersNearLimitsRequest, _management_tools_pb2.ListUsersNearLimitsResponse]
+    """ListUsersNearLimits pages through the users whose spent + reserved is at
+    or above a share of an effective limit (tier, override, cap, credits) of
+    their current day or month, fullest first (AIP-158). Computed by the
+    database over the current window rows. Admin only.
+
+    Errors: INVALID_ARGUMENT (share missing or out of range, negative
+    page_size, a page_token that is malformed or was issued for other request
+    fields).
+    """
+    ExportUsage: _grpc.UnaryStreamMultiCallable[_management_tools_pb2.ExportUsageRequest, _management_tools_pb2.ExportUsageResponse]
+    """ExportUsage streams the usage ledger's records (one user's or all, in an
+    optional time range) in ascending record id, in messages that each carry
+    a cursor; a new call with a message's cursor resumes right after it.
+    Admin only.
+
+    Errors: INVALID_ARGUMENT (an empty range, a cursor that is malformed or
+    was issued for other request fields), CANCELLED (the client went away).
+    """
+    SimulateLimits: _grpc.UnaryUnaryMultiCallable[_management_tools_pb2.SimulateLimitsRequest, _management_tools_pb2.SimulateLimitsResponse]
+    """SimulateLimits replays the ledger's records of a range against proposed
+    tier limits (and optionally system limits) and reports, per tier and in
+    total, how many requests and users would have been refused, by reason,
+    and the spend that would have been avoided. Read-only. Admin only.
+
+    Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
+    a tier missing or named twice, a negative limit).
     """
 
 @_typing.type_check_only
@@ -383,7 +424,8 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     window, spent equals the cost of the usage records of the reservations
     committed in it, reserved equals the amount of its held reservations, and
     overrun equals the spend no hold covered; every committed reservation has
-    its one usage record with the committed cost. Reports each difference.
+    its one usage record with the committed cost; every window's credited
+    amount equals the credits granted to it. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -443,6 +485,45 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     longer than 366 days),
     PERMISSION_DENIED (a user naming another user, a non-admin asking for
     scope SYSTEM).
+    """
+    GrantCredit: _aio.UnaryUnaryMultiCallable[_management_tools_pb2.GrantCreditRequest, _management_tools_pb2.GrantCreditResponse]  # type: ignore[assignment]
+    """GrantCredit adds a one-off amount to the current instance of a user's
+    (or the system's) daily or monthly window, with a reason and an expiry
+    (default and at most the window's reset). While active it raises the
+    window's effective limit for ReserveBudget and CheckBudget; GetLimits
+    shows it. Admin only; audited.
+
+    Errors: INVALID_ARGUMENT (window missing, user_id missing for a user
+    window or given for a system window, amount not positive, reason missing
+    or too long, an expiry not after now or after the window's reset).
+    """
+    ListUsersNearLimits: _aio.UnaryUnaryMultiCallable[_management_tools_pb2.ListUsersNearLimitsRequest, _management_tools_pb2.ListUsersNearLimitsResponse]  # type: ignore[assignment]
+    """ListUsersNearLimits pages through the users whose spent + reserved is at
+    or above a share of an effective limit (tier, override, cap, credits) of
+    their current day or month, fullest first (AIP-158). Computed by the
+    database over the current window rows. Admin only.
+
+    Errors: INVALID_ARGUMENT (share missing or out of range, negative
+    page_size, a page_token that is malformed or was issued for other request
+    fields).
+    """
+    ExportUsage: _aio.UnaryStreamMultiCallable[_management_tools_pb2.ExportUsageRequest, _management_tools_pb2.ExportUsageResponse]  # type: ignore[assignment]
+    """ExportUsage streams the usage ledger's records (one user's or all, in an
+    optional time range) in ascending record id, in messages that each carry
+    a cursor; a new call with a message's cursor resumes right after it.
+    Admin only.
+
+    Errors: INVALID_ARGUMENT (an empty range, a cursor that is malformed or
+    was issued for other request fields), CANCELLED (the client went away).
+    """
+    SimulateLimits: _aio.UnaryUnaryMultiCallable[_management_tools_pb2.SimulateLimitsRequest, _management_tools_pb2.SimulateLimitsResponse]  # type: ignore[assignment]
+    """SimulateLimits replays the ledger's records of a range against proposed
+    tier limits (and optionally system limits) and reports, per tier and in
+    total, how many requests and users would have been refused, by reason,
+    and the spend that would have been avoided. Read-only. Admin only.
+
+    Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
+    a tier missing or named twice, a negative limit).
     """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -672,7 +753,8 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         window, spent equals the cost of the usage records of the reservations
         committed in it, reserved equals the amount of its held reservations, and
         overrun equals the spend no hold covered; every committed reservation has
-        its one usage record with the committed cost. Reports each difference.
+        its one usage record with the committed cost; every window's credited
+        amount equals the credits granted to it. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
@@ -768,6 +850,69 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         longer than 366 days),
         PERMISSION_DENIED (a user naming another user, a non-admin asking for
         scope SYSTEM).
+        """
+
+    @_abc_1.abstractmethod
+    def GrantCredit(
+        self,
+        request: _management_tools_pb2.GrantCreditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_tools_pb2.GrantCreditResponse, _abc.Awaitable[_management_tools_pb2.GrantCreditResponse]]:
+        """GrantCredit adds a one-off amount to the current instance of a user's
+        (or the system's) daily or monthly window, with a reason and an expiry
+        (default and at most the window's reset). While active it raises the
+        window's effective limit for ReserveBudget and CheckBudget; GetLimits
+        shows it. Admin only; audited.
+
+        Errors: INVALID_ARGUMENT (window missing, user_id missing for a user
+        window or given for a system window, amount not positive, reason missing
+        or too long, an expiry not after now or after the window's reset).
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsersNearLimits(
+        self,
+        request: _management_tools_pb2.ListUsersNearLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_tools_pb2.ListUsersNearLimitsResponse, _abc.Awaitable[_management_tools_pb2.ListUsersNearLimitsResponse]]:
+        """ListUsersNearLimits pages through the users whose spent + reserved is at
+        or above a share of an effective limit (tier, override, cap, credits) of
+        their current day or month, fullest first (AIP-158). Computed by the
+        database over the current window rows. Admin only.
+
+        Errors: INVALID_ARGUMENT (share missing or out of range, negative
+        page_size, a page_token that is malformed or was issued for other request
+        fields).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportUsage(
+        self,
+        request: _management_tools_pb2.ExportUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_management_tools_pb2.ExportUsageResponse], _abc.AsyncIterator[_management_tools_pb2.ExportUsageResponse]]:
+        """ExportUsage streams the usage ledger's records (one user's or all, in an
+        optional time range) in ascending record id, in messages that each carry
+        a cursor; a new call with a message's cursor resumes right after it.
+        Admin only.
+
+        Errors: INVALID_ARGUMENT (an empty range, a cursor that is malformed or
+        was issued for other request fields), CANCELLED (the client went away).
+        """
+
+    @_abc_1.abstractmethod
+    def SimulateLimits(
+        self,
+        request: _management_tools_pb2.SimulateLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_tools_pb2.SimulateLimitsResponse, _abc.Awaitable[_management_tools_pb2.SimulateLimitsResponse]]:
+        """SimulateLimits replays the ledger's records of a range against proposed
+        tier limits (and optionally system limits) and reports, per tier and in
+        total, how many requests and users would have been refused, by reason,
+        and the spend that would have been avoided. Read-only. Admin only.
+
+        Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
+        a tier missing or named twice, a negative limit).
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
