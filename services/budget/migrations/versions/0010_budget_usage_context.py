@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_budget_usage_context"
-down_revision = "0006_budget_abuse"
+down_revision = "0009_budget_credits"
 branch_labels = None
 depends_on = None
 
