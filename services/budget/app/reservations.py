@@ -339,11 +339,14 @@ def _hold_in_windows(
         granted = tx.windows.hold([(w.key, w.limit_micros) for w in windows], amount, now, credited)
     if all(w.key in granted for w in windows):
         return
-    keys = [w.key for w in windows]
+    # A window that took the amount holds it until the rollback: only the
+    # others can be the one without room.
+    keys = [w.key for w in windows if w.key not in granted]
     counters = tx.windows.load_counters(keys)
     credits = tx.credits.load_active_amounts(keys, now)
-    rooms = (w for w in windows if not _room(w, counters[w.key], credits[w.key], amount))
-    refusing = next(rooms, next(w for w in windows if w.key not in granted))
+    untaken = [w for w in windows if w.key not in granted]
+    rooms = (w for w in untaken if not _room(w, counters[w.key], credits[w.key], amount))
+    refusing = next(rooms, untaken[0])
     raise window_refusal(refusing, counters[refusing.key], amount, now, credits[refusing.key])
 
 
