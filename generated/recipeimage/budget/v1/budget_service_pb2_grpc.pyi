@@ -228,8 +228,8 @@ class BudgetServiceStub:
     analyzes only itself. Read-only.
 
     Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
-    with scope USER, user_id given with scope SYSTEM, a range that is empty,
-    longer than 366 days or has only an end before now-30 days),
+    with scope USER, user_id given with scope SYSTEM, an empty range or one
+    longer than 366 days),
     PERMISSION_DENIED (a user naming another user, a non-admin asking for
     scope SYSTEM).
     """
@@ -433,8 +433,8 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     analyzes only itself. Read-only.
 
     Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
-    with scope USER, user_id given with scope SYSTEM, a range that is empty,
-    longer than 366 days or has only an end before now-30 days),
+    with scope USER, user_id given with scope SYSTEM, an empty range or one
+    longer than 366 days),
     PERMISSION_DENIED (a user naming another user, a non-admin asking for
     scope SYSTEM).
     """
@@ -755,8 +755,8 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         analyzes only itself. Read-only.
 
         Errors: INVALID_ARGUMENT (user_id missing for a service or admin caller
-        with scope USER, user_id given with scope SYSTEM, a range that is empty,
-        longer than 366 days or has only an end before now-30 days),
+        with scope USER, user_id given with scope SYSTEM, an empty range or one
+        longer than 366 days),
         PERMISSION_DENIED (a user naming another user, a non-admin asking for
         scope SYSTEM).
         """
