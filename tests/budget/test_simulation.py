@@ -5,10 +5,13 @@ in total; admin only; bad input."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import management_tools_pb2 as tpb
 
+from services.budget.domain.limits import LimitValues, Tier, TierLimits
+from services.budget.domain.simulation import Proposal, Replay, ReplayedRecord
 from services.budget.domain.usage import Outcome, Usage, completed
 from services.budget.store.usage import UsageStore
 from services.common.db import dialect_name
@@ -189,3 +192,35 @@ def test_bad_input_and_access(budget, tokens) -> None:
     ) == ["system_monthly_micros", "tiers[1].tier", "tiers[2].daily_micros", "tiers[2].tier"]
     request = tpb.SimulateLimitsRequest(start_time=to_proto(START), end_time=to_proto(END))
     only_admins(tokens, lambda metadata: budget.stub.SimulateLimits(request, metadata=metadata))
+
+
+def test_the_month_and_the_system_month_carry_over_days() -> None:
+    """The replay itself: a month's spend carries across days (a day's does
+    not), and the system's month counts every user's allowed spend."""
+    limits = {tier: TierLimits(100_000, 150_000, 100_000) for tier in Tier}
+    replay = Replay(Proposal(limits, system_monthly_micros=250_000), ZoneInfo("UTC"))
+
+    def add(day: int, user: str, cost: int) -> None:
+        replay.add(
+            ReplayedRecord(
+                user_id=user,
+                created_at=datetime(2026, 3, day, 12, tzinfo=UTC),
+                cost_micros=cost,
+                tier=Tier.FREE,
+                overrides=LimitValues(),
+                cap=LimitValues(),
+            )
+        )
+
+    add(1, "u1", 100_000)  # ok: u1 month 100, system 100
+    add(2, "u1", 60_000)  # refused: month (160 > 150), though the day is new
+    add(2, "u2", 100_000)  # ok: system 200
+    add(3, "u3", 60_000)  # refused: system month (260 > 250)
+    add(3, "u1", 50_000)  # ok: u1 month 150, system 250
+    total = replay.total
+    assert {reason: tally.requests for reason, tally in total.refusals.items()} == {
+        "MONTHLY_LIMIT_EXCEEDED": 1,
+        "SYSTEM_MONTHLY_LIMIT_EXCEEDED": 1,
+    }
+    assert (total.allowed_spend_micros, total.avoided_spend_micros) == (250_000, 120_000)
+    assert total.refused_users == {"u1", "u3"}

@@ -15,7 +15,14 @@ from zoneinfo import ZoneInfo
 from services.budget.domain.audit import Actor, AuditAction, AuditEntry, AuditSnapshot
 from services.budget.domain.credits import MAX_REASON_CHARS, Credit
 from services.budget.domain.validation import Violations
-from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, WindowKey, period_of
+from services.budget.domain.windows import (
+    SYSTEM_SUBJECT,
+    Period,
+    Scope,
+    Span,
+    WindowKey,
+    period_of,
+)
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
 
@@ -44,18 +51,14 @@ class Credits:
             violations.add("reason", "required")
         elif len(reason) > MAX_REASON_CHARS:
             violations.add("reason", f"at most {MAX_REASON_CHARS} characters")
-        if window is None:
+        period = period_of(window[1], now, self._zone) if window else None
+        if period is None:
             violations.add("window", "required: a user's or the system's daily or monthly window")
-            violations.raise_if_any()
-            raise AssertionError("a violation was added")  # pragma: no cover
-        scope, span = window
-        period = period_of(span, now, self._zone)
-        expires = expires_at or period.end
-        if expires <= now:
-            violations.add("expire_time", "must be after now")
-        elif expires > period.end:
-            violations.add("expire_time", f"at most the window's reset ({period.end.isoformat()})")
+        else:
+            _check_expiry(violations, expires_at or period.end, now, period)
         violations.raise_if_any()
+        assert window is not None and period is not None  # else a violation was raised
+        scope, span = window
         subject = user_id if scope is Scope.USER else SYSTEM_SUBJECT
         credit = Credit(
             id=0,
@@ -64,7 +67,7 @@ class Credits:
             amount_micros=amount_micros,
             reason=reason.strip(),
             created_at=now,
-            expires_at=expires,
+            expires_at=expires_at or period.end,
             created_by=actor.subject,
         )
         with self._store.transaction() as tx:
@@ -80,3 +83,11 @@ class Credits:
                 )
             )
         return stored
+
+
+def _check_expiry(violations: Violations, expires: datetime, now: datetime, period: Period) -> None:
+    """A credit expires after now and at the latest when its window resets."""
+    if expires <= now:
+        violations.add("expire_time", "must be after now")
+    elif expires > period.end:
+        violations.add("expire_time", f"at most the window's reset ({period.end.isoformat()})")
