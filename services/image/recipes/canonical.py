@@ -30,9 +30,10 @@ from services.image.recipes import vocabulary as vc
 from services.image.recipes.dish import DIET_PATTERN, cut_headline, strip_noise, title_parts
 
 # Words that praise, sell or describe what every such dish is like: not in a key.
+# Not "crisp", "tender" or "soft": an apple crisp, chicken tenders, soft tacos.
 _DESCRIPTIVE = frozenset({
-    "moist", "fluffy", "chewy", "fudgy", "gooey", "soft", "crispy", "crisp", "crunchy", "flaky",
-    "buttery", "juicy", "tender", "rich", "hearty", "double", "decadent", "famous", "legendary",
+    "moist", "fluffy", "chewy", "fudgy", "gooey", "crispy", "crunchy", "flaky",
+    "buttery", "juicy", "rich", "hearty", "double", "decadent", "famous", "legendary",
     "award", "winning", "original", "genuine", "signature", "nana", "granny", "aunt", "auntie",
     "uncle", "mama", "mamma", "dad", "papa", "chef", "chefs", "grandmother", "grandpa", "nonna",
     "abuela", "oma", "grootmoeder", "nagymama", "mormor", "farmor", "copycat", "knockoff",
