@@ -4,7 +4,9 @@ functions; the same pairs go through the running services in test_replay.py."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 
 import pytest
 
@@ -128,6 +130,23 @@ def test_an_entry_of_an_older_key_version_is_never_matched() -> None:
     old = context(identity_version=1)
     assert match_key(DEFAULT_MODEL, "1024x1024", old) is None
     assert not same_dish(old, context()) and not same_dish(context(), old)
+    # The key of version 1 (diet, dish, foods, model, size) is never a key of now.
+    stew = context()
+    version_1 = hashlib.sha256(
+        json.dumps(
+            {
+                "diet": sorted(stew.dietary_tags),
+                "dish": stew.dish_identity,
+                "foods": [],
+                "model": DEFAULT_MODEL.lower(),
+                "size": "1024x1024",
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+    ).hexdigest()
+    assert match_key(DEFAULT_MODEL, "1024x1024", stew) != version_1
+    assert match_key(DEFAULT_MODEL, "1024x1024", context(dietary_tags=())) != version_1
     # A context stored before versions reads as version 1.
     stored = {k: v for k, v in context().to_json().items() if k != "identity_version"}
     assert RecipeContext.from_json(stored).identity_version == 1
