@@ -97,12 +97,10 @@ KNOWN_WORDS = frozenset(
 
 @dataclass(frozen=True)
 class CanonicalDish:
-    """A title's dish: the key's words, the course its head usually is, and
-    the dish of the vocabulary it named, if any ("" otherwise)."""
+    """A title's dish: the key's words and the course its head usually is."""
 
     words: tuple[str, ...]
     course: str
-    vocabulary_dish: str = ""
 
     @property
     def key(self) -> str:
@@ -252,7 +250,7 @@ def _script_dish(title: str) -> CanonicalDish:
     if index is None:
         return UNKNOWN_DISH
     dish = vc.DISHES[index]
-    return CanonicalDish(tuple(sorted(_DISH_WORDS[index])), dish.course, dish.name)
+    return CanonicalDish(tuple(sorted(_DISH_WORDS[index])), dish.course)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -292,8 +290,7 @@ def _dish_of_part(part: str) -> CanonicalDish | None:
     if not dishes and len(words) == 1 and words[0] in _GENERIC - _STANDALONE:
         return CanonicalDish((), head or "")  # "Cake": which one?
     course = vc.DISHES[dishes[0]].course if dishes else (head or "")
-    vocabulary_dish = vc.DISHES[dishes[0]].name if len(set(dishes)) == 1 and not plain else ""
-    return CanonicalDish(tuple(sorted(words)), course, vocabulary_dish)
+    return CanonicalDish(tuple(sorted(words)), course)
 
 
 def dish_identity(title: str) -> tuple[str, str]:
