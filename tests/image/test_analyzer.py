@@ -175,6 +175,18 @@ def test_names_of_one_dish_have_one_identity(a: str, b: str) -> None:
         ("Shakshuka", "Green Shakshuka"),
         ("Greek Salad", "Caesar Salad"),
         ("Sopa de tomate", "Tomato Sauce"),
+        ("Seafood Paella", "Paella"),
+        ("Beef Pho", "Chicken Pho"),
+        ("Chicken Curry", "Chickpea Curry"),
+        ("Chicken Tikka", "Chicken Tikka Masala"),
+        ("Carrot Cake", "Carrot Cake Cupcakes"),
+        ("Pumpkin Pie", "Sweet Potato Pie"),
+        ("Caesar Salad", "Chicken Caesar Salad"),
+        ("Apple Crisp", "Apple Crumble"),
+        ("Chicken Tenders", "Fried Chicken"),
+        ("Käsespätzle", "Spätzle"),
+        ("Tarta de queso", "Tarta de manzana"),
+        ("Gâteau au chocolat", "Mousse au chocolat"),
     ],
 )
 def test_names_of_different_dishes_have_different_identities(a: str, b: str) -> None:
