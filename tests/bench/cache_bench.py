@@ -57,15 +57,15 @@ _KEY_JSON = (
     """ || '"size":"%(size)s"}'"""
 )
 _MATCH_JSON = (
-    """'{"diet":[],"dish":"benchdish ' || (g / %(per_dish)s) || '","foods":[],'"""
-    """ || '"model":"%(model)s","size":"%(size)s"}'"""
+    """'{"dish":"benchdish ' || (g / %(per_dish)s) || '","foods":[],'"""
+    """ || '"model":"%(model)s","size":"%(size)s","v":2,"variant":[]}'"""
 )
 _CONTEXT_JSON = (
     """'{"dish":"bench dish ' || (g / %(per_dish)s) || '","dish_identity":"benchdish '"""
     """ || (g / %(per_dish)s) || '","cuisine":"unknown","course":"main course",'"""
     """ || '"main_ingredients":["beef","carrot"],"defining_ingredients":["beef","carrot",'"""
     """ || '"onion","potato"],"cooking_method":"braised","complexity":"simple",'"""
-    """ || '"dietary_tags":[],"signature_foods":[]}'"""
+    """ || '"dietary_tags":[],"signature_foods":[],"identity_version":2}'"""
 )
 
 

@@ -159,6 +159,18 @@ class DishPairs:
     different: list[tuple[str, str, str]]
 
 
+# What test_similarity measured on the labelled pairs, for the terminal summary.
+DISH_REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The same-dish recall of the labelled pairs, at the end of the run."""
+    if DISH_REPORT:
+        terminalreporter.write_sep("-", "similar-dish cache on tests/fixtures/dish_pairs.json")
+        for line in DISH_REPORT:
+            terminalreporter.write_line(line)
+
+
 def dish_pairs() -> DishPairs:
     raw = json.loads(DISH_PAIRS.read_text(encoding="utf-8"))
     return DishPairs(

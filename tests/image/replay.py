@@ -34,7 +34,7 @@ from recipeimage.image.v1 import image_service_pb2 as pb
 from services.budget.domain.limits import TierLimits
 from services.common.auth import Authenticator, Role
 from services.image.recipes.analyzer import Recipe
-from tests.image.conftest import plain_recipe, proto_recipe
+from tests.image.conftest import DISH_PAIRS, plain_recipe, proto_recipe
 from tests.support.budget_server import tiers
 from tests.support.image_server import running_pair
 
@@ -70,6 +70,8 @@ class RunResult:
     # cost + saved over every answer: what the stream costs with no cache at all.
     uncached_micros: int = 0
     similar: list[SimilarHit] = field(default_factory=list)
+    # The image each recipe was first answered with, by recipe key.
+    first_image: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +156,7 @@ def run_stream(
                 timeout=30,
             )
             result.requests += 1
+            result.first_image.setdefault(request.key, reply.image.image_id)
             result.spend_micros += reply.cost_micros
             result.uncached_micros += reply.cost_micros + reply.cost_saved_micros
             if reply.source == pb.IMAGE_SOURCE_GENERATED:
@@ -190,11 +193,19 @@ def replay(stream: Sequence[Request], database=scratch_sqlite) -> ReplayReport: 
     )
 
 
+def pair_recall(run: RunResult, same: Iterable[tuple[str, str]]) -> tuple[int, int]:
+    """(pairs answered with one image, pairs asked): of the labelled same-dish
+    pairs whose two recipes were both in the stream."""
+    asked = [(a, b) for a, b in same if a in run.first_image and b in run.first_image]
+    joined = sum(1 for a, b in asked if run.first_image[a] == run.first_image[b])
+    return joined, len(asked)
+
+
 def _usd(micros: int) -> str:
     return f"{micros / 1_000_000:,.4f} USD"
 
 
-def render(report: ReplayReport) -> Iterable[str]:
+def render(report: ReplayReport, same: Sequence[tuple[str, str]] = ()) -> Iterable[str]:
     yield f"requests: {report.requests} ({report.distinct_recipes} distinct recipes)"
     yield f"spend, no cache:        {_usd(report.spend_no_cache_micros)}"
     yield f"spend, exact cache:     {_usd(report.spend_exact_only_micros)}"
@@ -203,6 +214,12 @@ def render(report: ReplayReport) -> Iterable[str]:
         yield (
             f"{name}: {run.generated} generated, {run.exact_hits} exact hits, "
             f"{run.similar_hits} similar hits"
+        )
+    joined, asked = pair_recall(report.with_similar, same)
+    if asked:
+        yield (
+            f"same-dish recall: {joined} of {asked} labelled same-dish pairs in the stream "
+            f"answered with one image ({joined / asked:.0%})"
         )
     yield f"similar hits ({len(report.with_similar.similar)}), asked <- reused:"
     for hit in report.with_similar.similar:
@@ -219,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat-share", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        default=DISH_PAIRS,
+        help="labelled pairs (keys are line numbers of --recipes) for the same-dish recall",
+    )
     args = parser.parse_args(argv)
     if not args.recipes.exists():
         print(f"replay: {args.recipes} does not exist", file=sys.stderr)
@@ -227,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         load_recipes(args.recipes, args.limit), repeat_share=args.repeat_share, seed=args.seed
     )
     report = replay(stream)
-    for line in render(report):
+    same: list[tuple[str, str]] = []
+    if args.pairs.exists():
+        same = [(p["a"], p["b"]) for p in json.loads(args.pairs.read_text("utf-8"))["same"]]
+    for line in render(report, same):
         print(line)
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False))

@@ -4,7 +4,9 @@ functions; the same pairs go through the running services in test_replay.py."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 
 import pytest
 
@@ -19,13 +21,14 @@ from services.image.recipes.analyzer import Recipe, RecipeContext, analyze
 from services.image.recipes.similarity import (
     DEFAULT_THRESHOLD,
     effective_threshold,
+    forbidden,
     ingredient_similarity,
     match_key,
     same_dish,
     score,
 )
 from services.image.settings import DEFAULT_MODEL, ImageSettings
-from tests.image.conftest import dish_pairs
+from tests.image.conftest import DISH_REPORT, dish_pairs
 
 PAIRS = dish_pairs()
 THRESHOLD = ImageSettings.from_env({}).similarity_threshold
@@ -67,16 +70,16 @@ def test_an_unknown_dish_matches_nothing_not_even_itself() -> None:
     assert score(unknown, unknown) == 0.0
 
 
-def test_dietary_tags_and_signature_foods_are_part_of_the_dish() -> None:
+def test_the_stated_variant_and_signature_foods_are_part_of_the_dish() -> None:
     stew = context()
     assert score(stew, stew) == 1.0
-    assert score(stew, context(dietary_tags=("dairy-free", "gluten-free"))) == 0.0
+    assert score(stew, context(variant_tags=("vegan", "vegetarian"))) == 0.0
     assert score(stew, context(signature_foods=("spinach",))) == 0.0
     keys = {
         match_key(DEFAULT_MODEL, "1024x1024", c)
         for c in (
             stew,
-            context(dietary_tags=()),
+            context(variant_tags=("gluten-free",)),
             context(signature_foods=("kale",)),
             context(dish_identity="stew"),
         )
@@ -92,16 +95,78 @@ def test_dietary_tags_and_signature_foods_are_part_of_the_dish() -> None:
     )
 
 
-def test_the_score_is_mostly_the_shared_foods() -> None:
+def test_tags_one_side_inferred_split_nothing() -> None:
+    # One recipe's ingredients read as dairy-free and gluten-free, the other's not.
+    stew = context()
+    inferred = context(dietary_tags=("dairy-free", "gluten-free"))
+    assert same_dish(stew, inferred) and score(stew, inferred) == 1.0
+    assert match_key(DEFAULT_MODEL, "1024x1024", stew) == match_key(
+        DEFAULT_MODEL, "1024x1024", inferred
+    )
+
+
+def test_a_vegetarian_or_vegan_promise_is_never_served_what_it_forbids() -> None:
+    meat = context(animal_foods=("meat",), dietary_tags=())
+    unread = context(animal_foods=(), dietary_tags=())  # ingredients it could not read
+    # Known vegetarian (stated or read from every ingredient): never a meat picture.
+    read_vegetarian = context(animal_foods=(), dietary_tags=("vegetarian",))
+    assert not same_dish(read_vegetarian, meat) and not same_dish(meat, read_vegetarian)
+    assert same_dish(read_vegetarian, unread)  # unknown is not a conflict
+    # Stated vegan (a label, a title): no dairy and no eggs either.
+    vegan = context(animal_foods=(), dietary_tags=("vegan", "vegetarian"), stated_tags=("vegan",))
+    for shown in ("dairy", "egg", "meat"):
+        assert score(vegan, context(animal_foods=(shown,), dietary_tags=())) == 0.0, shown
+    assert same_dish(vegan, unread)
+    # Read as vegan, not promised: butter in the other recipe's cake is not a picture.
+    read_vegan = context(animal_foods=(), dietary_tags=("vegan", "vegetarian"))
+    assert same_dish(read_vegan, context(animal_foods=("dairy", "egg"), dietary_tags=()))
+    assert not same_dish(read_vegan, meat)
+    # A label its own list contradicts ("Vegetarian" on a shrimp risotto) promises nothing.
+    mislabelled = context(animal_foods=("meat",), dietary_tags=("vegetarian",))
+    assert forbidden(mislabelled) == set() and same_dish(mislabelled, meat)
+
+
+def test_an_entry_of_an_older_key_version_is_never_matched() -> None:
+    old = context(identity_version=1)
+    assert match_key(DEFAULT_MODEL, "1024x1024", old) is None
+    assert not same_dish(old, context()) and not same_dish(context(), old)
+    # The key of version 1 (diet, dish, foods, model, size) is never a key of now.
+    stew = context()
+    version_1 = hashlib.sha256(
+        json.dumps(
+            {
+                "diet": sorted(stew.dietary_tags),
+                "dish": stew.dish_identity,
+                "foods": [],
+                "model": DEFAULT_MODEL.lower(),
+                "size": "1024x1024",
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+    ).hexdigest()
+    assert match_key(DEFAULT_MODEL, "1024x1024", stew) != version_1
+    assert match_key(DEFAULT_MODEL, "1024x1024", context(dietary_tags=())) != version_1
+    # A context stored before versions reads as version 1.
+    stored = {k: v for k, v in context().to_json().items() if k != "identity_version"}
+    assert RecipeContext.from_json(stored).identity_version == 1
+    assert RecipeContext.from_json(context().to_json()) == context()
+
+
+def test_the_score_is_a_base_for_the_dish_then_mostly_the_shared_foods() -> None:
     stew = context()
     assert ingredient_similarity(("beef", "carrot"), ("beef", "carrot")) == 1.0
     assert ingredient_similarity(("cheddar",), ("cheddar cheese",)) == 1.0
-    assert ingredient_similarity(("beef",), ()) == 0.0
+    assert ingredient_similarity(("cheddar cheese",), ("farmer cheese",)) == 1.0
+    assert ingredient_similarity(("beef fillet",), ("salmon",)) == 0.0
+    assert ingredient_similarity(("beef",), ()) == 0.5  # a list it cannot read: unknown
     assert ingredient_similarity((), ()) == 0.5
     half = context(defining_ingredients=("beef", "carrot", "celery", "onion"))
-    assert score(stew, half) == pytest.approx(0.6 * 0.5 + 0.4, abs=1e-4)
+    assert score(stew, half) == pytest.approx(0.35 + 0.45 * 0.5 + 0.2, abs=1e-4)
     other_method = context(cooking_method="slow-cooked", cuisine="unknown")
-    assert score(stew, other_method) == pytest.approx(0.6 + 0.4 * (1 + 0.5 + 0) / 3, abs=1e-4)
+    assert score(stew, other_method) == pytest.approx(0.8 + 0.2 * (1 + 0.5 + 0) / 3, abs=1e-4)
+    # Without a food in common, even a perfect context stays below the default.
+    assert score(stew, context(defining_ingredients=("quinoa",))) < THRESHOLD
 
 
 def test_the_threshold_can_be_tightened_never_loosened() -> None:
@@ -150,7 +215,7 @@ def analyzed(key: str) -> RecipeContext:
 
 
 def test_the_labelled_set_is_big_enough_to_mean_something() -> None:
-    assert len(PAIRS.same) >= 30 and len(PAIRS.different) >= 45
+    assert len(PAIRS.same) >= 60 and len(PAIRS.different) >= 130
     labelled = {frozenset((a, b)) for a, b, _ in PAIRS.same + PAIRS.different}
     assert len(labelled) == len(PAIRS.same) + len(PAIRS.different)  # no pair is both
 
@@ -169,15 +234,25 @@ def test_the_score_is_symmetric_on_every_labelled_pair() -> None:
         assert score(analyzed(a), analyzed(b)) == score(analyzed(b), analyzed(a))
 
 
-def test_enough_same_dish_pairs_match_to_save_money() -> None:
-    matched = [
-        (PAIRS.recipes[a].title, PAIRS.recipes[b].title)
-        for a, b, _ in PAIRS.same
-        if score(analyzed(a), analyzed(b)) >= THRESHOLD
+def test_most_same_dish_pairs_match_and_no_different_dish_pair_does() -> None:
+    matched = [(a, b) for a, b, _ in PAIRS.same if score(analyzed(a), analyzed(b)) >= THRESHOLD]
+    missed = [
+        f"{PAIRS.recipes[a].title!r} / {PAIRS.recipes[b].title!r} ({why})"
+        for a, b, why in PAIRS.same
+        if (a, b) not in matched
     ]
-    # Conservative on purpose (a missed reuse costs cents, a wrong photo more),
-    # but not useless: at least a third of the same-dish pairs reuse an image.
-    assert len(matched) >= len(PAIRS.same) // 3, matched
+    wrong = [(a, b) for a, b, _ in PAIRS.different if score(analyzed(a), analyzed(b)) > 0.0]
+    recall = len(matched) / len(PAIRS.same)
+    line = (
+        f"same-dish recall {len(matched)}/{len(PAIRS.same)} = {recall:.0%} at threshold "
+        f"{THRESHOLD}; different-dish pairs matched {len(wrong)}/{len(PAIRS.different)}"
+    )
+    print(line, *(f"  missed: {m}" for m in missed), sep="\n")
+    DISH_REPORT[:] = [line, *(f"  missed: {m}" for m in missed)]
+    assert wrong == []
+    # A missed reuse costs cents, a wrong photo more; but reuse across sites,
+    # languages and praise is where the cache saves.
+    assert recall >= 0.75, missed
 
 
 def test_no_two_unrelated_fixture_recipes_match_unless_labelled_same() -> None:
@@ -201,7 +276,7 @@ def test_a_recipe_matches_itself_unless_it_shows_no_food_at_all() -> None:
         elif mine.defining_ingredients:
             assert score(mine, again) == 1.0, key
         else:  # only butter, flour and sugar: nothing says what the photo shows
-            assert score(mine, again) == pytest.approx(0.7), key
+            assert score(mine, again) == pytest.approx(0.775, abs=1e-3), key
 
 
 def _original_plan_score(a: RecipeContext, b: RecipeContext) -> float:

@@ -25,13 +25,9 @@ from dataclasses import dataclass, field
 
 from services.image.recipes import lexicon as lx
 from services.image.recipes import text as tx
-from services.image.recipes.dish import (
-    DIET_PATTERN,
-    dish_identity,
-    dish_name,
-    key_tokens,
-    looks_english,
-)
+from services.image.recipes import vocabulary as vc
+from services.image.recipes.canonical import KNOWN_WORDS, dish_identity, implied_tags, title_tags
+from services.image.recipes.dish import DIET_PATTERN, dish_name, key_tokens, looks_english
 from services.image.recipes.ingredients import (
     canonical_food,
     defining_ingredients,
@@ -41,6 +37,12 @@ from services.image.recipes.ingredients import (
     signature_foods,
 )
 from services.image.recipes.lexicon import UNKNOWN
+
+# The format of dish_identity and of the similar-dish key (similarity.match_key):
+# a context stored under another version is never matched to a new one.
+IDENTITY_VERSION = 2
+# Animal foods an ingredient list shows, which a vegan or vegetarian promise forbids.
+ANIMAL_FOODS = ("dairy", "egg", "meat")
 
 # Inferring a dietary tag from the ingredients (no meat: vegetarian) needs more.
 MIN_RECOGNIZED_FOR_TAGS = 0.75
@@ -80,6 +82,14 @@ class RecipeContext:
     # The foods that change the picture wherever they appear (lexicon.SIGNATURE_FOODS),
     # sorted: part of what makes two recipes the same dish.
     signature_foods: tuple[str, ...] = field(default_factory=tuple)
+    # The dietary variant the title states ("Vegan Chocolate Cake"), sorted: in the key.
+    variant_tags: tuple[str, ...] = field(default_factory=tuple)
+    # Tags the title or the site's labels state (not inferred), sorted.
+    stated_tags: tuple[str, ...] = field(default_factory=tuple)
+    # Which of ANIMAL_FOODS the ingredient lines name, sorted ("" lines: none known).
+    animal_foods: tuple[str, ...] = field(default_factory=tuple)
+    # IDENTITY_VERSION of the analyzer that made dish_identity (1: before versions).
+    identity_version: int = IDENTITY_VERSION
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -93,6 +103,10 @@ class RecipeContext:
             "complexity": self.complexity,
             "dietary_tags": list(self.dietary_tags),
             "signature_foods": list(self.signature_foods),
+            "variant_tags": list(self.variant_tags),
+            "stated_tags": list(self.stated_tags),
+            "animal_foods": list(self.animal_foods),
+            "identity_version": self.identity_version,
         }
 
     @classmethod
@@ -120,7 +134,16 @@ class RecipeContext:
             complexity=text("complexity"),
             dietary_tags=words("dietary_tags"),
             signature_foods=words("signature_foods"),
+            variant_tags=words("variant_tags"),
+            stated_tags=words("stated_tags"),
+            animal_foods=words("animal_foods"),
+            identity_version=_version(raw.get("identity_version")),
         )
+
+
+def _version(value: object) -> int:
+    """A stored context's identity version; 1 for one stored before versions."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 _CUISINE_LABEL_PATTERNS = {name: tx.words_pattern(w) for name, w in lx.CUISINE_LABELS.items()}
@@ -143,20 +166,33 @@ _GLUTEN = (tx.words_pattern(lx.GLUTEN_WORDS), tx.words_pattern(lx.GLUTEN_EXCEPTI
 _HONEY = (tx.words_pattern(lx.HONEY_WORDS), None)
 
 
-def _stated_tags(recipe: Recipe) -> set[str]:
+def stated_tags(recipe: Recipe) -> set[str]:
+    """The tags the title and the site's labels state, with what they imply."""
     texts = [recipe.title, recipe.cuisine, *recipe.categories]
     tags: set[str] = set()
     for text in texts:
         for match in DIET_PATTERN.finditer(tx.clean(text).lower()):
             tags.add(lx.DIET_PHRASES[match.group(0).lower()])
-    return tags
+    return implied_tags(tags)
 
 
-def dietary_tags(recipe: Recipe, recognized: float) -> tuple[str, ...]:
+def animal_foods(recipe: Recipe) -> tuple[str, ...]:
+    """Which animal foods the ingredient lines name: a positive reading only
+    (a line the analyzer cannot read names nothing), optional lines left out."""
+    # An optional food is not in the picture the prompt describes.
+    lines = [line for line in recipe.ingredients if "optional" not in line.lower()]
+    text = " ; ".join(n for n in (ingredient_name(line) for line in lines) if n)
+    found = {"meat": _has(text, *_MEAT), "dairy": _has(text, *_DAIRY), "egg": _has(text, *_EGG)}
+    return tuple(sorted(name for name, present in found.items() if present))
+
+
+def dietary_tags(
+    recipe: Recipe, recognized: float, stated: set[str] | None = None
+) -> tuple[str, ...]:
     """Tags the recipe states (title, labels), and those its ingredients show
     when enough of them are recognized: vegetarian, vegan, gluten-free,
     dairy-free."""
-    tags = _stated_tags(recipe)
+    tags = set(stated_tags(recipe) if stated is None else stated)
     names = [ingredient_name(line) for line in recipe.ingredients]
     text = " ; ".join(n for n in names if n)
     if len(names) >= MIN_INGREDIENTS_FOR_TAGS and recognized >= MIN_RECOGNIZED_FOR_TAGS:
@@ -173,14 +209,7 @@ def dietary_tags(recipe: Recipe, recognized: float) -> tuple[str, ...]:
             tags.add("dairy-free")
         if not gluten:
             tags.add("gluten-free")
-    changed = True
-    while changed:
-        changed = False
-        for tag, implied in lx.DIET_IMPLIES.items():
-            if tag in tags and not tags.issuperset(implied):
-                tags.update(implied)
-                changed = True
-    return tuple(sorted(tags))
+    return tuple(sorted(implied_tags(tags)))
 
 
 # ---- cuisine, course, method, complexity ------------------------------------------------
@@ -283,18 +312,29 @@ def analyze(recipe: Recipe) -> RecipeContext:
     dish = dish_name(title) if title else ""
     recognized = recognized_share(recipe.ingredients)
     english = looks_english(title, recognized, len(recipe.ingredients))
-    identity, head_course = dish_identity(title, english=english) if title else ("", "")
+    identity, head_course = dish_identity(title) if title else ("", "")
     ingredients_text = " ; ".join(ingredient_name(line) for line in recipe.ingredients)
+    foods = defining_ingredients(recipe.ingredients)
+    stated = stated_tags(recipe)
     return RecipeContext(
         dish=dish,
         dish_identity=identity,
         cuisine=_cuisine(recipe, dish, ingredients_text),
         course=_course(recipe, key_tokens(dish), head_course),
         main_ingredients=main_ingredients(recipe.ingredients),
-        defining_ingredients=defining_ingredients(recipe.ingredients),
+        # Foods of a list the analyzer cannot read say nothing: none, not other ones.
+        defining_ingredients=foods if english else _readable(foods),
         cooking_method=_cooking_method(recipe),
         complexity=_complexity(recipe),
         # Tags are inferred from ingredients only when they are read as English.
-        dietary_tags=dietary_tags(recipe, recognized if english else 0.0),
-        signature_foods=signature_foods(title, recipe.ingredients),
+        dietary_tags=dietary_tags(recipe, recognized if english else 0.0, stated),
+        signature_foods=signature_foods(" ".join(vc.words(title)), recipe.ingredients),
+        variant_tags=title_tags(title),
+        stated_tags=tuple(sorted(stated)),
+        animal_foods=animal_foods(recipe),
     )
+
+
+def _readable(foods: Sequence[str]) -> tuple[str, ...]:
+    """The foods of another language's list that are English words throughout."""
+    return tuple(f for f in foods if all(w in KNOWN_WORDS for w in f.split()))

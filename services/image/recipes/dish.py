@@ -1,6 +1,6 @@
-"""The dish a recipe title names: its words for the prompt (dish_name) and its
-identity for the similar-dish cache (dish_identity), and whether a title is
-English at all. Pure Python.
+"""The dish a recipe title names in words for the prompt (dish_name), the
+title's parts and noise (used by canonical.py for the similar-dish key), and
+whether a title is English at all. Pure Python.
 """
 
 from __future__ import annotations
@@ -54,17 +54,16 @@ _HEADS: tuple[tuple[tuple[str, ...], str], ...] = tuple(
         key=lambda item: -len(item[0]),
     )
 )
-_STANDALONE = frozenset(tx.singular(w) for w in lx.STANDALONE_DISHES)
 
 
-def _title_parts(title: str) -> list[str]:
+def title_parts(title: str) -> list[str]:
     """A title's parts: "Caçoila | Portuguese Stewed Beef" -> two parts."""
     without = tx.BRACKETS.sub(" ", title)
     parts = [p.strip(" -–—|:,.!?*") for p in _TITLE_PARTS.split(without)]
     return [p for p in parts if p]
 
 
-def _cut_headline(text: str) -> str:
+def cut_headline(text: str) -> str:
     """ "20-Minute Chipotle Creamed Chicken Recipe Puts a Spicy Spin ..." -> before
     "Recipe": a headline goes on after the dish's name, a name goes on with "with"."""
     match = re.search(r"\brecipes?\b", text, re.IGNORECASE)
@@ -76,7 +75,7 @@ def _cut_headline(text: str) -> str:
     return text
 
 
-def _strip_noise(text: str) -> str:
+def strip_noise(text: str) -> str:
     text = _APPLIANCES.sub(" ", text)
     text = _TIME_AND_COUNT.sub(" ", text)
     words = []
@@ -117,13 +116,13 @@ def dish_name(title: str) -> str:
     """The dish in words for the prompt: the title without brackets, praise,
     appliances and counts. "My Favorite Pumpkin Bread (Kabocha + Dark Chocolate)"
     -> "pumpkin bread"."""
-    parts = _title_parts(tx.clean(title))
+    parts = title_parts(tx.clean(title))
     chosen = parts[0] if parts else ""
     for part in parts:
-        if _find_head(tx.words_of(_cut_headline(part))) is not None:
+        if _find_head(tx.words_of(cut_headline(part))) is not None:
             chosen = part
             break
-    text = _strip_noise(_cut_headline(chosen))
+    text = strip_noise(cut_headline(chosen))
     text = re.sub(r"\s+", " ", text).strip(" -–—|:,.!&+").lower()
     if not text:  # the title was nothing but noise: keep it as written
         text = tx.clean(tx.BRACKETS.sub(" ", title)).lower() or tx.clean(title).lower()
@@ -143,24 +142,3 @@ def looks_english(title: str, recognized: float, ingredient_count: int) -> bool:
     if any(w in lx.FOREIGN_WORDS for w in inner):
         return False
     return ingredient_count == 0 or recognized >= MIN_RECOGNIZED_INGREDIENTS
-
-
-def dish_identity(title: str, *, english: bool = True) -> tuple[str, str]:
-    """(identity, head course) of a title; ("", "") when the dish is not known.
-
-    The head is looked for in the name before "with" ("Salmon Salad with Caesar
-    Dressing" is a salad); the identity is made of every word of the name.
-    """
-    if not english:
-        return "", ""
-    dish = dish_name(title)
-    tokens = key_tokens(dish)
-    main = key_tokens(re.split(r"\bwith\b", dish, maxsplit=1)[0])
-    head = _find_head(main) or _find_head(tokens)
-    if head is None:
-        if len(tokens) == 1 and tokens[0] in _STANDALONE:
-            return tokens[0], ""
-        return "", ""
-    if len(tokens) == 1 and tokens[0] in lx.GENERIC_HEADS:
-        return "", head[2]  # "Cake": which one?
-    return " ".join(sorted(tokens)), head[2]

@@ -26,6 +26,7 @@ _QUANTITY = re.compile(
 )
 _SIZE_IN_INCHES = re.compile(r"\b\d+(?:[.,]\d+)?\s*[-\s]?\s*(?:inch|in\.|cm)(?:es)?\b", re.I)
 _UNIT = re.compile(r"^(?:" + "|".join(lx.UNITS) + r")\b\.?\s*(?:of\s+)?", re.IGNORECASE)
+_UNIT_WORD = re.compile(r"(?:" + "|".join(lx.UNITS) + r")\.?", re.IGNORECASE)
 _DESCRIPTORS = re.compile(
     r"(?<![\w-])(?:"
     + "|".join(lx.DESCRIPTORS)
@@ -70,7 +71,10 @@ def _food_in(text: str) -> str:
     words = [w for w in tx.clean(text).split(" ") if w and not re.fullmatch(r"[\W\d_]+", w)]
     while words and words[0] in tx.FILLER:
         words.pop(0)
-    while words and (words[-1] in tx.FILLER or words[-1] in _FORM_WORDS):
+    # "1 stick butter 110 gr": a measure after the food is not the food.
+    while words and (
+        words[-1] in tx.FILLER or words[-1] in _FORM_WORDS or _UNIT_WORD.fullmatch(words[-1])
+    ):
         words.pop()
     name = " ".join(words).strip(" .-–*®™")
     return _first_alternative(name)[:MAX_INGREDIENT_CHARS].strip()
@@ -91,7 +95,8 @@ def _first_alternative(name: str) -> str:
 def canonical_food(name: str) -> str:
     """An ingredient name in the form recipes are compared by: singular words,
     folded spellings. "Cherry Tomatoes" -> "cherry tomato"."""
-    return " ".join(t for t in tx.words_of(name) if t not in tx.FILLER)
+    words = (t.removesuffix("'s") for t in tx.words_of(name))  # "farmer's cheese"
+    return " ".join(t for t in words if t not in tx.FILLER)
 
 
 def _is_food(name: str) -> bool:
@@ -136,7 +141,9 @@ def signature_foods(title: str, lines: Sequence[str]) -> tuple[str, ...]:
     """The picture-changing foods the title or an ingredient names ("cherry
     tomatoes" are tomatoes, not cherries)."""
     found: set[str] = set()
-    names = [tx.clean(title).lower(), *(ingredient_name(line) for line in lines)]
+    # An optional food is not in every picture of the dish.
+    kept = [line for line in lines if "optional" not in line.lower()]
+    names = [tx.clean(title).lower(), *(ingredient_name(line) for line in kept)]
     for name in names:
         text = name
         for phrase in lx.NOT_SIGNATURE:

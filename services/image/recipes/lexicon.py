@@ -473,6 +473,20 @@ DIET_PHRASES: dict[str, str] = {
     "high protein": "high-protein", "high-protein": "high-protein", "protein": "high-protein",
     "low fodmap": "low-fodmap", "low-fodmap": "low-fodmap", "soy-free": "soy-free",
     "carnivore": "carnivore", "low sodium": "low-sodium", "low-sodium": "low-sodium",
+    # The same promises in the languages of the dish vocabulary (dishes.json).
+    "vegane": "vegan", "veganer": "vegan", "veganes": "vegan", "veganen": "vegan",
+    "vegano": "vegan", "vegana": "vegan", "veganos": "vegan", "veganas": "vegan",
+    "végétalien": "vegan", "végétalienne": "vegan", "végane": "vegan", "veganistische": "vegan",
+    "vegetarisch": "vegetarian", "vegetarische": "vegetarian", "vegetarischer": "vegetarian",
+    "vegetariano": "vegetarian", "vegetariana": "vegetarian", "végétarien": "vegetarian",
+    "végétarienne": "vegetarian", "vegetáriánus": "vegetarian",
+    "sin gluten": "gluten-free", "senza glutine": "gluten-free", "glutenvrij": "gluten-free",
+    "gluténmentes": "gluten-free", "sem gluten": "gluten-free",
+    "ohne ei": "egg-free", "sin huevo": "egg-free", "sem ovo": "egg-free", "sans oeufs": "egg-free",
+    "sans œufs": "egg-free", "senza uova": "egg-free", "zonder ei": "egg-free",
+    "tojásmentes": "egg-free", "laktosefrei": "dairy-free", "sin lactosa": "dairy-free",
+    "senza lattosio": "dairy-free", "lactosevrij": "dairy-free", "sans lactose": "dairy-free",
+    "sem lactose": "dairy-free", "laktózmentes": "dairy-free",
 }
 
 # A stated tag implies these as well.

@@ -1,13 +1,21 @@
 """When an image made for one recipe may stand in for another: the same dish.
 
 Two recipes are candidates for each other only when the analyzer gave both the
-same dish identity (a known one: never two unknown dishes) and the same
-dietary tags. Among candidates the score says how alike they are: mostly the
-foods they are made of, a little the course, cuisine and cooking method. The
-original plan scored cuisine, course and method alone, so a beef stew and a
-lamb curry that shared them matched; here those three only ever rank recipes
-that are already the same dish, and cannot reach the threshold by themselves
-(at most CONTEXT_WEIGHT of the score).
+same canonical dish (a known one: never two unknown dishes; canonical.py), the
+same dietary variant stated in the title ("Vegan Chocolate Cake" is another
+dish than "Chocolate Cake") and the same signature foods, and neither breaks
+the other's promise: a recipe known to be vegetarian (stated, or every
+ingredient read and none meat) never shares with one whose ingredients name
+meat, and a recipe stated vegan (dairy-free, egg-free) never with one whose
+ingredients name dairy or eggs. Tags inferred on one side only split nothing:
+an ingredient the analyzer could not read is not a conflict.
+
+Among candidates the score says how alike they are: a base for being the same
+dish, then mostly the foods they are made of, a little the course, cuisine and
+cooking method. The original plan scored cuisine, course and method alone, so
+a beef stew and a lamb curry that shared them matched; here those three only
+ever rank recipes that are already the same dish, and with the base cannot
+reach the default threshold without a food in common.
 
 Plain Python, no I/O: the cache looks candidates up by match_key (an indexed
 column) and ranks them with score().
@@ -20,13 +28,17 @@ import json
 import math
 from collections.abc import Sequence
 
-from services.image.recipes.analyzer import RecipeContext
+from services.image.recipes.analyzer import IDENTITY_VERSION, RecipeContext
 from services.image.recipes.lexicon import UNKNOWN
 
-INGREDIENT_WEIGHT = 0.6
-CONTEXT_WEIGHT = 1.0 - INGREDIENT_WEIGHT
-# What the ingredients score when neither recipe lists any: not known to
-# differ, not known to agree. With one list empty they score 0.
+# The key of every context stored before this version differs: such entries are
+# never similar candidates again (they still serve exact hits).
+KEY_VERSION = IDENTITY_VERSION
+SAME_DISH_WEIGHT = 0.35
+INGREDIENT_WEIGHT = 0.45
+CONTEXT_WEIGHT = 1.0 - SAME_DISH_WEIGHT - INGREDIENT_WEIGHT
+# What the ingredients score when a recipe lists none the analyzer can read:
+# not known to differ, not known to agree.
 NO_INGREDIENTS = 0.5
 # The default threshold: a score this high needs most foods in common (with
 # every other field agreeing, at least 7 in 12 of them; see the README).
@@ -34,17 +46,19 @@ DEFAULT_THRESHOLD = 0.8
 
 
 def match_key(model: str, size: str, context: RecipeContext) -> str | None:
-    """The index key of the images this context may reuse: same model, size, dish
-    identity and dietary tags. None when the dish is unknown: never matched."""
-    if not context.dish_identity:
+    """The index key of the images this context may reuse: same model, size,
+    canonical dish, stated variant and signature foods, and the key's version.
+    None when the dish is unknown: never matched."""
+    if not context.dish_identity or context.identity_version != KEY_VERSION:
         return None
     canonical = json.dumps(
         {
-            "diet": sorted(context.dietary_tags),
             "dish": context.dish_identity,
             "foods": sorted(context.signature_foods),
             "model": model.strip().lower(),
             "size": size.strip().lower(),
+            "v": KEY_VERSION,
+            "variant": sorted(context.variant_tags),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -56,28 +70,48 @@ def match_key(model: str, size: str, context: RecipeContext) -> str | None:
 def same_dish(a: RecipeContext, b: RecipeContext) -> bool:
     return (
         bool(a.dish_identity)
+        and a.identity_version == b.identity_version == KEY_VERSION
         and a.dish_identity == b.dish_identity
-        and tuple(sorted(a.dietary_tags)) == tuple(sorted(b.dietary_tags))
-        and tuple(sorted(a.signature_foods)) == tuple(sorted(b.signature_foods))
+        and sorted(a.variant_tags) == sorted(b.variant_tags)
+        and sorted(a.signature_foods) == sorted(b.signature_foods)
+        and not forbidden(a) & set(b.animal_foods)
+        and not forbidden(b) & set(a.animal_foods)
     )
 
 
+def forbidden(context: RecipeContext) -> set[str]:
+    """The animal foods a picture for this recipe must not show: meat when it is
+    known to be vegetarian (stated or read), dairy and eggs when it says so.
+    Not what its own list names: then the label was wrong ("Vegetarian" on a
+    shrimp risotto), and the list is what the picture was made from."""
+    tags, stated = set(context.dietary_tags), set(context.stated_tags)
+    found: set[str] = set()
+    if tags & {"vegetarian", "vegan"}:
+        found.add("meat")
+    if stated & {"vegan", "dairy-free"}:
+        found.add("dairy")
+    if stated & {"vegan", "egg-free"}:
+        found.add("egg")
+    return found - set(context.animal_foods)
+
+
 def _alike(a: str, b: str) -> bool:
-    """One food names the other: "cheddar" and "cheddar cheese", "coconut milk" and
-    "light coconut milk"."""
+    """One food names the other ("cheddar" and "cheddar cheese", "coconut milk"
+    and "light coconut milk"), or both are one kind of food ("cheddar cheese"
+    and "farmer cheese"): in recipes already of one dish, the same in a photo."""
     if a == b:
         return True
-    words_a, words_b = set(a.split()), set(b.split())
-    return words_a <= words_b or words_b <= words_a
+    words_a, words_b = a.split(), b.split()
+    if set(words_a) <= set(words_b) or set(words_b) <= set(words_a):
+        return True
+    return len(words_a) > 1 and len(words_b) > 1 and words_a[-1] == words_b[-1]
 
 
 def ingredient_similarity(a: Sequence[str], b: Sequence[str]) -> float:
     """Dice's coefficient over two recipes' foods, a food counting as shared
     when the other recipe has it or names it more or less precisely."""
-    if not a and not b:
-        return NO_INGREDIENTS
     if not a or not b:
-        return 0.0
+        return NO_INGREDIENTS
     shared_a = sum(1 for food in a if any(_alike(food, other) for other in b))
     shared_b = sum(1 for food in b if any(_alike(food, other) for other in a))
     return (shared_a + shared_b) / (len(a) + len(b))
@@ -99,7 +133,8 @@ def score(a: RecipeContext, b: RecipeContext) -> float:
         + _agreement(a.cooking_method, b.cooking_method)
     ) / 3
     value = (
-        INGREDIENT_WEIGHT * ingredient_similarity(a.defining_ingredients, b.defining_ingredients)
+        SAME_DISH_WEIGHT
+        + INGREDIENT_WEIGHT * ingredient_similarity(a.defining_ingredients, b.defining_ingredients)
         + CONTEXT_WEIGHT * context
     )
     # Rounded so that a score and the threshold compare the same way everywhere.
