@@ -34,9 +34,11 @@ MAC_B = proto_recipe(PAIRS.recipes["568"])
 # Chicken bacon ranch, and chicken bacon ranch pasta: another dish.
 RANCH = proto_recipe(PAIRS.recipes["545"])
 RANCH_PASTA = proto_recipe(PAIRS.recipes["36"])
-# A rhubarb tart and a strawberry tart, both in French: dishes the service cannot tell.
+# A rhubarb tart and a strawberry tart, both in French: two dishes the vocabulary reads.
 TARTE_RHUBARBE = proto_recipe(PAIRS.recipes["185"])
 TARTE_FRAISES = proto_recipe(PAIRS.recipes["186"])
+# A German compound the vocabulary does not know: a dish the service cannot tell.
+KARTOFFELGULASCH = proto_recipe(PAIRS.recipes["808"])
 
 
 def generate(pair, recipe, tokens, user="u1", **fields):  # type: ignore[no-untyped-def]
@@ -143,13 +145,17 @@ def test_different_dishes_and_unknown_dishes_never_share_an_image(pair, tokens) 
     assert pasta.source == pb.IMAGE_SOURCE_GENERATED
 
     rhubarb = generate(pair, TARTE_RHUBARBE, tokens)
-    assert rhubarb.context.dish_identity == ""  # French: the dish is unknown
+    assert rhubarb.context.dish_identity == "rhubarb tart"  # French, read
     strawberry = generate(pair, TARTE_FRAISES, tokens, user="u2", allow_similar=True)
+    assert strawberry.context.dish_identity == "strawberry tart"
     assert strawberry.source == pb.IMAGE_SOURCE_GENERATED
+
+    unknown = generate(pair, KARTOFFELGULASCH, tokens)
+    assert unknown.context.dish_identity == ""
     # Not even the same unknown recipe with one more line is matched.
     changed = pb.Recipe()
-    changed.CopyFrom(TARTE_RHUBARBE)
-    changed.ingredients.append("1 pincée de cannelle")
+    changed.CopyFrom(KARTOFFELGULASCH)
+    changed.ingredients.append("1 Prise Zimt")
     again = generate(pair, changed, tokens, user="u3", allow_similar=True)
     assert again.source in (pb.IMAGE_SOURCE_GENERATED, pb.IMAGE_SOURCE_CACHE_EXACT)
     assert again.source != pb.IMAGE_SOURCE_CACHE_SIMILAR

@@ -95,25 +95,28 @@ def forbidden(context: RecipeContext) -> set[str]:
     return found - set(context.animal_foods)
 
 
-def _alike(a: str, b: str) -> bool:
-    """One food names the other ("cheddar" and "cheddar cheese", "coconut milk"
-    and "light coconut milk"), or both are one kind of food ("cheddar cheese"
-    and "farmer cheese"): in recipes already of one dish, the same in a photo."""
+def _alike(a: str, b: str) -> float:
+    """1 when one food names the other ("cheddar" and "cheddar cheese", "coconut
+    milk" and "light coconut milk"), 0.5 when both are one kind of food
+    ("cheddar cheese" and "farmer cheese": in recipes already of one dish, the
+    same in a photo, but not the same recipe), else 0."""
     if a == b:
-        return True
+        return 1.0
     words_a, words_b = a.split(), b.split()
     if set(words_a) <= set(words_b) or set(words_b) <= set(words_a):
-        return True
-    return len(words_a) > 1 and len(words_b) > 1 and words_a[-1] == words_b[-1]
+        return 1.0
+    if len(words_a) > 1 and len(words_b) > 1 and words_a[-1] == words_b[-1]:
+        return 0.5
+    return 0.0
 
 
 def ingredient_similarity(a: Sequence[str], b: Sequence[str]) -> float:
     """Dice's coefficient over two recipes' foods, a food counting as shared
-    when the other recipe has it or names it more or less precisely."""
+    as far as the other recipe has it (_alike)."""
     if not a or not b:
         return NO_INGREDIENTS
-    shared_a = sum(1 for food in a if any(_alike(food, other) for other in b))
-    shared_b = sum(1 for food in b if any(_alike(food, other) for other in a))
+    shared_a = sum(max(_alike(food, other) for other in b) for food in a)
+    shared_b = sum(max(_alike(food, other) for other in a) for food in b)
     return (shared_a + shared_b) / (len(a) + len(b))
 
 
