@@ -30,6 +30,7 @@ from services.budget.app.reaper import Reaper
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
+from services.budget.app.system_metrics import SystemMetricsReports
 from services.budget.domain.admission import AdmissionPolicy
 from services.budget.domain.limits import LimitPolicy
 from services.budget.domain.reconciliation import Reconciliation
@@ -144,6 +145,7 @@ def build_servicer(
         Reconciler(store, settings.time_zone),
         Admission(store, gate, policy.tier_of, clock, abuse),
         Blocks(store, clock, pager),
+        SystemMetricsReports(store, clock, settings.time_zone, pager),
     )
 
 

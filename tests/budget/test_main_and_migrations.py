@@ -38,6 +38,9 @@ BUDGET_TABLES = {
     "budget_rate_states",
     "budget_blocks",
     "budget_abuse_streaks",
+    "budget_system_usage",
+    "budget_system_totals",
+    "budget_user_totals",
 }
 
 

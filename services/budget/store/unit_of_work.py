@@ -16,6 +16,7 @@ from services.budget.store.limits import LimitsStore
 from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
 from services.budget.store.reservations import ReservationStore
+from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage import UsageStore
 from services.budget.store.windows import WindowStore
 from services.common.db import dialect_name
@@ -59,6 +60,10 @@ class Transaction:
     @cached_property
     def abuse(self) -> AbuseStore:
         return AbuseStore(self.session)
+
+    @cached_property
+    def system_metrics(self) -> SystemMetricsQueries:
+        return SystemMetricsQueries(self.session, self.dialect)
 
 
 class BudgetStore:

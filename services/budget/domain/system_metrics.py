@@ -1,0 +1,407 @@
+"""System metrics: how a range splits into what the rollups hold (whole UTC
+days and hours) and what only the ledger holds (the partial hours at its
+edges), the trend's points, an error's reason, and the figures folded from
+the rollups' rows. Plain Python.
+
+The rollups (migration 0008) hold every user's records by UTC hour and UTC
+day; a range [start, end) in any zone is read as its whole UTC days, the
+whole UTC hours around them, and the minutes before the first and after the
+last whole hour (ledger edges: nonempty only for a range bound that is not
+on the hour, e.g. midnight in Asia/Kolkata, +05:30).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from services.budget.domain.usage import Outcome
+from services.budget.domain.windows import Period, local_midnight
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# A trend of a range up to this long is hourly, of a longer one daily.
+HOURLY_TREND_UP_TO = timedelta(hours=48)
+MAX_REASON_CHARS = 64
+# The shards of the system rollups (the migration's SHARDS).
+SYSTEM_SHARDS = 16
+_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}:")
+
+Range = tuple[datetime, datetime]
+
+
+def error_reason(message: str) -> str:
+    """The reason a usage record's error_message starts with ("<REASON>: ...",
+    as ImageService writes it); "" when it names none. The rollup triggers
+    compute the same in SQL."""
+    found = _REASON.match(message)
+    return found.group()[:-1] if found else ""
+
+
+def floor_hour(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(instant: datetime) -> datetime:
+    floor = floor_hour(instant)
+    return floor if floor == instant else floor + HOUR
+
+
+def _floor_day(instant: datetime) -> datetime:
+    return floor_hour(instant).replace(hour=0)
+
+
+def _ceil_day(instant: datetime) -> datetime:
+    floor = _floor_day(instant)
+    return floor if floor == instant else floor + DAY
+
+
+@dataclass(frozen=True)
+class RangeSplit:
+    """[start, end) as whole UTC days [days[0], days[1]) (dates), whole UTC
+    hours head_hours and tail_hours around them, and the ledger's partial
+    hours head_edge and tail_edge. Empty parts are (x, x)."""
+
+    days: tuple[date, date]
+    head_hours: Range
+    tail_hours: Range
+    head_edge: Range
+    tail_edge: Range
+
+    @property
+    def hour_ranges(self) -> list[Range]:
+        return [part for part in (self.head_hours, self.tail_hours) if part[0] < part[1]]
+
+    @property
+    def day_list(self) -> list[date]:
+        first, last = self.days
+        return [first + timedelta(days=n) for n in range((last - first).days)]
+
+
+def split_range(start: datetime, end: datetime) -> RangeSplit:
+    first_hour, last_hour = ceil_hour(start), floor_hour(end)
+    empty = (end, end)
+    if first_hour > last_hour:  # within one UTC hour: all ledger
+        return RangeSplit((end.date(), end.date()), empty, empty, (start, end), empty)
+    edges = (start, first_hour), (last_hour, end)
+    first_day, last_day = _ceil_day(first_hour), _floor_day(last_hour)
+    if first_day >= last_day:  # no whole day: all hours
+        day = first_day.date()
+        return RangeSplit((day, day), (first_hour, last_hour), empty, *edges)
+    return RangeSplit(
+        (first_day.date(), last_day.date()),
+        (first_hour, first_day),
+        (last_day, last_hour),
+        *edges,
+    )
+
+
+class Granularity(enum.StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+
+def trend_points(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[Granularity, list[Range]]:
+    """The trend's points: UTC hours for a range up to HOURLY_TREND_UP_TO, else
+    the zone's calendar days, each clipped to the range. A day boundary
+    that is not on a UTC hour (a zone like +05:30) is taken at the UTC hour
+    before it, so every point but the first and the last is whole rollup
+    hours or days; the range's own bounds are exact."""
+    if end - start <= HOURLY_TREND_UP_TO:
+        granularity, inner = Granularity.HOUR, _hours_between(start, end)
+    else:
+        granularity, inner = Granularity.DAY, _midnights_between(start, end, zone)
+    bounds = [start, *inner, end]
+    return granularity, list(zip(bounds, bounds[1:], strict=False))
+
+
+def _hours_between(start: datetime, end: datetime) -> list[datetime]:
+    hours, hour = [], ceil_hour(start)
+    if hour == start:
+        hour += HOUR
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
+    return hours
+
+
+def _midnights_between(start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
+    bounds: list[datetime] = []
+    day = start.astimezone(zone).date() + DAY
+    while (midnight := local_midnight(day, zone)) < end:
+        if (bound := floor_hour(midnight)) > start:
+            bounds.append(bound)
+        day += DAY
+    return bounds
+
+
+def _merged(ranges: list[Range]) -> list[Range]:
+    """Ranges joined where one ends where the next begins."""
+    merged: list[Range] = []
+    for start, end in sorted(ranges):
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _each_hour(ranges: list[Range]) -> list[datetime]:
+    hours = []
+    for start, end in ranges:
+        hour = start
+        while hour < end:
+            hours.append(hour)
+            hour += HOUR
+    return hours
+
+
+@dataclass(frozen=True)
+class TrendPlan:
+    """Which rollup rows make up each trend point: whole UTC days (their
+    first instants) and whole UTC hours. The range's ledger edges belong to
+    its first and last point (every inner bound is on the hour)."""
+
+    points: list[Range]
+    days: list[list[datetime]]
+    hours: list[list[datetime]]
+    day_ranges: list[Range]
+    hour_ranges: list[Range]
+
+    @classmethod
+    def of(cls, points: list[Range], split: RangeSplit) -> TrendPlan:
+        whole = (split.head_edge[1], split.tail_edge[0])
+        days, hours, all_days, all_hours = [], [], [], []
+        for start, end in points:
+            first, last = max(start, whole[0]), min(end, whole[1])
+            inner = split_range(first, max(first, last))
+            point_days = [(midnight, midnight + DAY) for midnight in _midnights(inner.day_list)]
+            days.append([midnight for midnight, _ in point_days])
+            hours.append(_each_hour(inner.hour_ranges))
+            all_days += point_days
+            all_hours += inner.hour_ranges
+        return cls(points, days, hours, _merged(all_days), _merged(all_hours))
+
+    def fold(
+        self,
+        day_totals: dict[datetime, tuple[int, int]],
+        hour_totals: dict[datetime, tuple[int, int]],
+        edges: tuple[tuple[int, int], tuple[int, int]],
+    ) -> list[TrendPoint]:
+        """The points' (generations, cost) from the rollups' totals and the
+        ledger edges' (generations, cost)."""
+        points = []
+        for n, (start, end) in enumerate(self.points):
+            parts = [day_totals.get(d, (0, 0)) for d in self.days[n]]
+            parts += [hour_totals.get(h, (0, 0)) for h in self.hours[n]]
+            if n == 0:
+                parts.append(edges[0])
+            if n == len(self.points) - 1:
+                parts.append(edges[1])
+            generations = sum(g for g, _ in parts)
+            points.append(TrendPoint(start, end, sum(c for _, c in parts), generations))
+        return points
+
+
+def _midnights(days: list[date]) -> list[datetime]:
+    return [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days]
+
+
+@dataclass(frozen=True)
+class FactRow:
+    """The range's records of one model, size, quality, outcome and reason."""
+
+    model: str
+    size: str
+    quality: str
+    outcome: str
+    reason: str
+    generations: int
+    cost_micros: int
+    successful: int
+    exact_hits: int
+    similar_hits: int
+    cost_saved_micros: int
+
+
+@dataclass(frozen=True)
+class CacheFigures:
+    exact_hits: int
+    similar_hits: int
+    cost_saved_micros: int
+    generations: int
+
+    def rate(self, hits: int) -> float:
+        return hits / self.generations if self.generations else 0.0
+
+
+@dataclass(frozen=True)
+class OutcomeFigure:
+    outcome: str
+    count: int
+    cost_micros: int
+
+
+@dataclass(frozen=True)
+class FailureFigure:
+    outcome: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SpendFigure:
+    model: str
+    size: str
+    quality: str
+    generations: int
+    cost_micros: int
+    cost_saved_micros: int
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    start: datetime
+    end: datetime
+    cost_micros: int = 0
+    generations: int = 0
+
+
+@dataclass(frozen=True)
+class SystemMetrics:
+    span: Period
+    time_zone: str
+    generations: int
+    total_cost_micros: int
+    average_cost_per_generation_micros: int
+    successful_generations: int
+    cache: CacheFigures
+    outcomes: list[OutcomeFigure]
+    failures: list[FailureFigure]
+    spend: list[SpendFigure]
+    granularity: Granularity
+    trend: list[TrendPoint]
+
+    @classmethod
+    def of(
+        cls,
+        span: Period,
+        zone_key: str,
+        facts: list[FactRow],
+        granularity: Granularity,
+        trend: list[TrendPoint],
+    ) -> SystemMetrics:
+        generations = sum(f.generations for f in facts)
+        cost = sum(f.cost_micros for f in facts)
+        return cls(
+            span=span,
+            time_zone=zone_key,
+            generations=generations,
+            total_cost_micros=cost,
+            average_cost_per_generation_micros=cost // generations if generations else 0,
+            successful_generations=sum(f.successful for f in facts),
+            cache=CacheFigures(
+                sum(f.exact_hits for f in facts),
+                sum(f.similar_hits for f in facts),
+                sum(f.cost_saved_micros for f in facts),
+                generations,
+            ),
+            outcomes=_outcomes(facts),
+            failures=_failures(facts),
+            spend=_spend(facts),
+            granularity=granularity,
+            trend=trend,
+        )
+
+
+def _add(totals: dict[tuple[str, ...], list[int]], key: tuple[str, ...], *values: int) -> None:
+    sums = totals.setdefault(key, [0] * len(values))
+    for i, value in enumerate(values):
+        sums[i] += value
+
+
+def _outcome_order(name: str) -> int:
+    names = [o.value for o in Outcome]
+    return names.index(name) if name in names else len(names)
+
+
+def _outcomes(facts: list[FactRow]) -> list[OutcomeFigure]:
+    totals: dict[tuple[str, ...], list[int]] = {}
+    for f in facts:
+        _add(totals, (f.outcome,), f.generations, f.cost_micros)
+    figures = [OutcomeFigure(key[0], *values) for key, values in totals.items()]
+    return sorted(figures, key=lambda figure: _outcome_order(figure.outcome))
+
+
+def _failures(facts: list[FactRow]) -> list[FailureFigure]:
+    totals: dict[tuple[str, ...], list[int]] = {}
+    for f in facts:
+        if not Outcome(f.outcome).served_image:
+            _add(totals, (f.outcome, f.reason), f.generations)
+    figures = [FailureFigure(key[0], key[1], values[0]) for key, values in totals.items()]
+    return sorted(figures, key=lambda f: (-f.count, _outcome_order(f.outcome), f.reason))
+
+
+def _spend(facts: list[FactRow]) -> list[SpendFigure]:
+    totals: dict[tuple[str, ...], list[int]] = {}
+    for f in facts:
+        _add(
+            totals, (f.model, f.size, f.quality), f.generations, f.cost_micros, f.cost_saved_micros
+        )
+    figures = [
+        SpendFigure(key[0], key[1], key[2], values[0], values[1], values[2])
+        for key, values in totals.items()
+    ]
+    return sorted(
+        figures, key=lambda s: (-s.cost_micros, -s.generations, s.model, s.size, s.quality)
+    )
+
+
+class TopUsersSpan(enum.StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+class TopUsersOrder(enum.StrEnum):
+    COST = "cost"
+    GENERATIONS = "generations"
+
+
+def top_users_period(span: TopUsersSpan, instant: datetime) -> Period:
+    """The UTC day or month holding instant."""
+    utc = ZoneInfo("UTC")
+    day = instant.astimezone(UTC).date()
+    if span is TopUsersSpan.DAY:
+        return Period(day, local_midnight(day, utc), local_midnight(day + DAY, utc))
+    first = day.replace(day=1)
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return Period(first, local_midnight(first, utc), local_midnight(following, utc))
+
+
+@dataclass(frozen=True)
+class TopUsersCursor:
+    """Where a page of top users ended: the last user's value (cost or
+    attempts), id and rank, and the period the ranking began in."""
+
+    value: int
+    user_id: str
+    rank: int
+    period_start: datetime
+
+
+@dataclass(frozen=True)
+class TopUser:
+    rank: int
+    user_id: str
+    cost_micros: int
+    generations: int
+
+
+@dataclass(frozen=True)
+class TopUsersPage:
+    period: Period
+    users: list[TopUser]
+    next_page_token: str

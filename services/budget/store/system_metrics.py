@@ -1,0 +1,206 @@
+"""GetSystemMetrics' and ListTopUsers' statements: a range's facts from the
+system rollups (whole UTC days and hours, shards summed) and the ledger's
+created_at index (the partial hours at its edges), the trend from the
+totals rollup, and a period's top users from an index range of the per-user
+totals. Never a scan of the ledger."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    Executable,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from services.budget.domain.system_metrics import (
+    FactRow,
+    Range,
+    RangeSplit,
+    TopUser,
+    TopUsersCursor,
+    TopUsersOrder,
+    TopUsersSpan,
+)
+from services.budget.store.models import SystemTotalsRow, SystemUsageRow, UserTotalsRow, table
+from services.budget.store.system_rollups import USAGE, ledger_keys
+
+SYSTEM = table(SystemUsageRow)
+TOTALS = table(SystemTotalsRow)
+USERS = table(UserTotalsRow)
+_KINDS = ("model", "size", "quality", "outcome", "reason")
+# The parts of a range's facts: rollup rows, then the ledger's edges.
+PART_ROLLED, PART_HEAD_EDGE, PART_TAIL_EDGE = "rolled", "head", "tail"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _rolled(kind: str, start: str, end: str) -> Select[Any]:
+    """The system rollup's rows of one kind in [start, end), shards summed."""
+    s = SYSTEM.c
+    return (
+        select(
+            literal(PART_ROLLED).label("part"),
+            *(s[name] for name in _KINDS),
+            func.sum(s.generations).label("generations"),
+            func.sum(s.cost_micros).label("cost"),
+            func.sum(s.successful).label("successful"),
+            func.sum(s.exact_hits).label("exact_hits"),
+            func.sum(s.similar_hits).label("similar_hits"),
+            func.sum(s.cost_saved_micros).label("saved"),
+        )
+        .where(s.kind == kind, s.start >= bindparam(start), s.start < bindparam(end))
+        .group_by(*(s[name] for name in _KINDS))
+    )
+
+
+def _edge(dialect: str, part: str, start: str, end: str) -> Select[Any]:
+    """The ledger's records in [start, end) (less than an hour), keyed as
+    the rollups key them."""
+    u, reason = USAGE.c, ledger_keys(dialect).reason
+    return (
+        select(
+            literal(part).label("part"),
+            u.model,
+            u.size,
+            u.quality,
+            u.outcome,
+            reason.label("reason"),
+            func.count().label("generations"),
+            func.sum(u.cost_micros).label("cost"),
+            func.count().filter(u.success.is_(True)).label("successful"),
+            func.count().filter(u.cache_hit == "exact").label("exact_hits"),
+            func.count().filter(u.cache_hit == "similar").label("similar_hits"),
+            func.sum(u.cost_saved_micros).label("saved"),
+        )
+        .where(u.created_at >= bindparam(start), u.created_at < bindparam(end))
+        .group_by(u.model, u.size, u.quality, u.outcome, reason)
+    )
+
+
+@functools.cache
+def _facts(dialect: str) -> Executable:
+    return union_all(
+        _rolled("day", "d0", "d1"),
+        _rolled("hour", "hh0", "hh1"),
+        _rolled("hour", "th0", "th1"),
+        _edge(dialect, PART_HEAD_EDGE, "e0", "e1"),
+        _edge(dialect, PART_TAIL_EDGE, "f0", "f1"),
+    )
+
+
+def _fact(row: Any) -> FactRow:
+    return FactRow(
+        model=row.model,
+        size=row.size,
+        quality=row.quality,
+        outcome=row.outcome,
+        reason=row.reason,
+        generations=int(row.generations or 0),
+        cost_micros=int(row.cost or 0),
+        successful=int(row.successful or 0),
+        exact_hits=int(row.exact_hits or 0),
+        similar_hits=int(row.similar_hits or 0),
+        cost_saved_micros=int(row.saved or 0),
+    )
+
+
+def _trend_totals(kind: str, ranges: Sequence[Range]) -> Select[Any]:
+    """The totals rollup's rows of one kind in any of ranges, by start."""
+    t = TOTALS.c
+    return (
+        select(
+            t.start,
+            func.sum(t.generations).label("generations"),
+            func.sum(t.cost_micros).label("cost"),
+        )
+        .where(t.kind == kind, or_(*(and_(t.start >= a, t.start < b) for a, b in ranges)))
+        .group_by(t.start)
+    )
+
+
+class SystemMetricsQueries:
+    def __init__(self, session: Session, dialect: str) -> None:
+        self.session = session
+        self.dialect = dialect
+
+    def read_one_snapshot(self) -> None:
+        """Every later statement of the transaction sees one snapshot (on
+        PostgreSQL REPEATABLE READ; SQLite's transactions are serial), so the
+        trend adds up to the totals. Call before the first statement."""
+        if self.dialect == "postgresql":
+            self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+    def load_facts(self, split: RangeSplit) -> dict[str, list[FactRow]]:
+        """The range's facts by part: rolled, head (edge) and tail (edge)."""
+        params = {
+            "d0": _midnight(split.days[0]),
+            "d1": _midnight(split.days[1]),
+            "hh0": split.head_hours[0],
+            "hh1": split.head_hours[1],
+            "th0": split.tail_hours[0],
+            "th1": split.tail_hours[1],
+            "e0": split.head_edge[0],
+            "e1": split.head_edge[1],
+            "f0": split.tail_edge[0],
+            "f1": split.tail_edge[1],
+        }
+        parts: dict[str, list[FactRow]] = {PART_ROLLED: [], PART_HEAD_EDGE: [], PART_TAIL_EDGE: []}
+        for row in self.session.execute(_facts(self.dialect), params):
+            parts[row.part].append(_fact(row))
+        return parts
+
+    def load_trend_totals(
+        self, days: Sequence[Range], hours: Sequence[Range]
+    ) -> tuple[dict[datetime, tuple[int, int]], dict[datetime, tuple[int, int]]]:
+        """(generations, cost) of the totals rollup by UTC day start in days
+        and by UTC hour in hours."""
+        found: tuple[dict[datetime, tuple[int, int]], dict[datetime, tuple[int, int]]] = ({}, {})
+        for kind, ranges, into in (("day", days, found[0]), ("hour", hours, found[1])):
+            if ranges:
+                for row in self.session.execute(_trend_totals(kind, ranges)):
+                    into[row.start] = (int(row.generations), int(row.cost))
+        return found
+
+    def load_top_users(
+        self,
+        span: TopUsersSpan,
+        start: date,
+        order: TopUsersOrder,
+        after: TopUsersCursor | None,
+        limit: int,
+    ) -> list[TopUser]:
+        """A period's users, highest first by order (ties: user_id
+        descending, so the index is read backwards), after the user a
+        previous page ended on."""
+        u = USERS.c
+        measure = u.cost_micros if order is TopUsersOrder.COST else u.generations
+        statement = select(u.user_id, u.cost_micros, u.generations).where(
+            u.kind == span.value, u.start == start
+        )
+        if after is not None:
+            statement = statement.where(
+                tuple_(measure, u.user_id) < tuple_(literal(after.value), literal(after.user_id))
+            )
+        rows = self.session.execute(
+            statement.order_by(measure.desc(), u.user_id.desc()).limit(limit)
+        ).all()
+        first = after.rank + 1 if after else 1
+        return [
+            TopUser(first + n, row.user_id, int(row.cost_micros), int(row.generations))
+            for n, row in enumerate(rows)
+        ]
