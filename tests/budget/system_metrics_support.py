@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
 from sqlalchemy import select
 
+from services.budget.domain.limits import Tier, TierLimits
 from services.budget.domain.system_metrics import error_reason
 from services.budget.store.models import UsageRow
 from services.common import quality
+from tests.support.budget_server import RunningBudget, running_budget
 
 TTL = timedelta(seconds=900)
+UNLIMITED = TierLimits(10**12, 10**13, 10**9)
+# Random traffic begins here; daylight saving time in Europe begins on March 29.
+START = datetime(2026, 3, 27, 18, 0, tzinfo=UTC)
 MODELS = ("gpt-image-1.5", "gpt-image-2")
 SIZES = ("1024x1024", "1536x1024")
 QUALITIES = (image_quality_pb2.IMAGE_QUALITY_LOW, image_quality_pb2.IMAGE_QUALITY_HIGH)
@@ -27,6 +34,20 @@ MESSAGES = (
     "",
     "lower: not a reason",
 )
+
+
+@contextmanager
+def unlimited_budget(database_url: str, authenticator, clock) -> Iterator[RunningBudget]:  # type: ignore[no-untyped-def]
+    """A BudgetService whose limits never refuse the random traffic."""
+    with running_budget(
+        database_url,
+        authenticator,
+        clock=clock,
+        tiers={tier: UNLIMITED for tier in Tier},
+        system_daily_limit_micros=10**13,
+        system_monthly_limit_micros=10**14,
+    ) as running:
+        yield running
 
 
 class RandomTraffic:

@@ -14,19 +14,17 @@ import pytest
 from google.protobuf import timestamp_pb2
 from recipeimage.budget.v1 import system_metrics_pb2 as mpb
 
-from services.budget.domain.limits import Tier, TierLimits
 from services.common.status import rich_details
 from tests.budget.system_metrics_support import (
+    START,
     RandomTraffic,
     expected_figures,
     in_range,
     ledger,
     reported_figures,
+    unlimited_budget,
 )
-from tests.support.budget_server import ManualClock, RunningBudget, running_budget
-
-UNLIMITED = TierLimits(10**12, 10**13, 10**9)
-START = datetime(2026, 3, 27, 18, 0, tzinfo=UTC)  # DST in Europe begins on March 29
+from tests.support.budget_server import ManualClock, RunningBudget
 
 
 def ts(instant: datetime) -> timestamp_pb2.Timestamp:
@@ -37,14 +35,7 @@ def ts(instant: datetime) -> timestamp_pb2.Timestamp:
 
 @pytest.fixture
 def budget(database_url: str, authenticator, clock: ManualClock) -> Iterator[RunningBudget]:
-    with running_budget(
-        database_url,
-        authenticator,
-        clock=clock,
-        tiers={tier: UNLIMITED for tier in Tier},
-        system_daily_limit_micros=10**13,
-        system_monthly_limit_micros=10**14,
-    ) as running:
+    with unlimited_budget(database_url, authenticator, clock) as running:
         yield running
 
 

@@ -35,6 +35,7 @@ from services.budget.domain.reconciliation import MAX_DIFFERENCES, CheckedRange,
 from services.budget.domain.reservations import ReservationState
 from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, window_name
 from services.budget.store.models import ReservationRow, UsageDailyRow, UsageRow, WindowRow
+from services.budget.store.system_rollups import rollup_checks, rollup_mismatches
 from services.budget.store.windows import as_date
 from services.common.db import dialect_name
 
@@ -287,6 +288,29 @@ class ReconciliationQueries:
             )
             for row in self._rollup_rows(checked)
         ]
+
+    def system_rollup_differences(self, checked: CheckedRange) -> list[Difference]:
+        """The system rollups and per-user totals (migration 0008) against the
+        ledger, from the checked range's UTC month on."""
+        since = checked.since_instant
+        found = []
+        for check in rollup_checks(dialect_name(self.session), since):
+            for row in rollup_mismatches(self.session, check, since, _ROWS):
+                found.append(
+                    Difference(
+                        field=f"{check.table.name.removeprefix('budget_')}_rollup",
+                        counter_micros=int(row.rolled_cost or 0),
+                        ledger_micros=int(row.ledger_cost or 0),
+                        description=(
+                            f"{check.table.name} {row.kind} of {row.start}: "
+                            f"{int(row.rolled_generations)} attempt(s) costing "
+                            f"{int(row.rolled_cost or 0)}, the ledger "
+                            f"{int(row.ledger_generations)} costing {int(row.ledger_cost or 0)}"
+                        ),
+                        user_id=row.user_id,
+                    )
+                )
+        return found
 
     def counts(self, checked: CheckedRange) -> tuple[int, int]:
         """How many windows and reservations the checks covered."""

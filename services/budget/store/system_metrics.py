@@ -34,12 +34,8 @@ from services.budget.domain.system_metrics import (
     TopUsersOrder,
     TopUsersSpan,
 )
-from services.budget.store.models import SystemTotalsRow, SystemUsageRow, UserTotalsRow, table
-from services.budget.store.system_rollups import USAGE, ledger_keys
+from services.budget.store.system_rollups import SYSTEM, TOTALS, USAGE, USERS, ledger_keys
 
-SYSTEM = table(SystemUsageRow)
-TOTALS = table(SystemTotalsRow)
-USERS = table(UserTotalsRow)
 _KINDS = ("model", "size", "quality", "outcome", "reason")
 # The parts of a range's facts: rollup rows, then the ledger's edges.
 PART_ROLLED, PART_HEAD_EDGE, PART_TAIL_EDGE = "rolled", "head", "tail"

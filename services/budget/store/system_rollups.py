@@ -7,16 +7,42 @@ triggers do."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Date, Integer, case, cast, func, literal, literal_column
+from sqlalchemy import (
+    CompoundSelect,
+    Date,
+    Integer,
+    Table,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.budget.domain.system_metrics import SYSTEM_SHARDS
-from services.budget.store.models import UsageRow, table
+from services.budget.store.models import (
+    SystemTotalsRow,
+    SystemUsageRow,
+    UsageRow,
+    UserTotalsRow,
+    table,
+)
 from services.common.db import UtcDateTime
 
 USAGE = table(UsageRow)
+SYSTEM = table(SystemUsageRow)
+TOTALS = table(SystemTotalsRow)
+USERS = table(UserTotalsRow)
 
 
 @dataclass(frozen=True)
@@ -62,3 +88,121 @@ def ledger_keys(dialect: str) -> LedgerKeys:
             f"AND {word} NOT GLOB '*[^A-Z0-9_]*' THEN {word} ELSE '' END)"
         ),
     )
+
+
+# -- reconciliation: each rollup against the ledger it rolls up
+
+_SYSTEM_KINDS = ("model", "size", "quality", "outcome")
+
+
+def _measures(with_kinds: bool) -> list[tuple[str, ColumnElement[Any]]]:
+    """Each rollup measure and the ledger aggregate it must equal."""
+    u = USAGE.c
+    measures: list[tuple[str, ColumnElement[Any]]] = [
+        ("generations", func.count()),
+        ("cost_micros", func.coalesce(func.sum(u.cost_micros), 0)),
+    ]
+    if with_kinds:
+        measures += [
+            ("successful", func.count().filter(u.success.is_(True))),
+            ("exact_hits", func.count().filter(u.cache_hit == "exact")),
+            ("similar_hits", func.count().filter(u.cache_hit == "similar")),
+            ("cost_saved_micros", func.coalesce(func.sum(u.cost_saved_micros), 0)),
+        ]
+    return measures
+
+
+@dataclass(frozen=True)
+class RollupCheck:
+    """One rollup table, the ledger keyed and aggregated as its triggers do
+    (a union of one select a kind), and the columns of its key."""
+
+    table: Table
+    ledger: CompoundSelect[Any]
+    key: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
+def _check(
+    rollup: Table, kinds: dict[str, ColumnElement[Any]], keys: list[tuple[str, Any]], since: Any
+) -> RollupCheck:
+    with_kinds = rollup.name == "budget_system_usage"
+    measures = _measures(with_kinds)
+    selects = []
+    for kind, start in kinds.items():
+        group = [start, *(expression for _, expression in keys)]
+        statement = select(
+            literal(kind).label("kind"),
+            start.label("start"),
+            *(expression.label(name) for name, expression in keys),
+            *(aggregate.label(name) for name, aggregate in measures),
+        ).group_by(*group)
+        if since is not None:
+            statement = statement.where(USAGE.c.created_at >= since)
+        selects.append(statement)
+    names = ("kind", "start", *(name for name, _ in keys))
+    return RollupCheck(rollup, union_all(*selects), names, tuple(n for n, _ in measures))
+
+
+def month_floor(since: datetime) -> datetime:
+    """The first instant of since's UTC month: what a check from since covers."""
+    return since.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
+    """The three rollups of migration 0008, from since's UTC month on (None: all)."""
+    k, u = ledger_keys(dialect), USAGE.c
+    floor = month_floor(since) if since else None
+    system_keys: list[tuple[str, Any]] = [
+        ("shard", k.shard),
+        *((name, u[name]) for name in _SYSTEM_KINDS),
+        ("reason", k.reason),
+    ]
+    return [
+        _check(SYSTEM, {"hour": k.hour, "day": k.day_start}, system_keys, floor),
+        _check(TOTALS, {"hour": k.hour, "day": k.day_start}, [("shard", k.shard)], floor),
+        _check(USERS, {"day": k.day, "month": k.month}, [("user_id", u.user_id)], floor),
+    ]
+
+
+def rollup_mismatches(
+    session: Session, check: RollupCheck, since: datetime | None, limit: int
+) -> list[Any]:
+    """Rollup rows that differ from the ledger, and ledger groups without a
+    row (columns kind, start, user_id or "", rolled_generations,
+    ledger_generations, rolled_cost, ledger_cost)."""
+    ledger = check.ledger.subquery("ledger")
+    rolled_select = select(check.table)
+    if since is not None:
+        floor = month_floor(since)
+        start = check.table.c.start
+        rolled_select = rolled_select.where(
+            start >= (floor.date() if check.table.name == "budget_user_totals" else floor)
+        )
+    rolled = rolled_select.subquery("rolled")
+    same_key = and_(*(ledger.c[name] == rolled.c[name] for name in check.key))
+    user = (lambda source: source.c.user_id) if "user_id" in check.key else (lambda _: literal(""))
+    differs = or_(*(rolled.c[name] != func.coalesce(ledger.c[name], 0) for name in check.measures))
+    counted = (
+        select(
+            rolled.c.kind,
+            rolled.c.start,
+            user(rolled).label("user_id"),
+            rolled.c.generations.label("rolled_generations"),
+            func.coalesce(ledger.c.generations, 0).label("ledger_generations"),
+            rolled.c.cost_micros.label("rolled_cost"),
+            func.coalesce(ledger.c.cost_micros, 0).label("ledger_cost"),
+        )
+        .select_from(rolled.outerjoin(ledger, same_key))
+        .where(differs)
+    )
+    missing = select(
+        ledger.c.kind,
+        ledger.c.start,
+        user(ledger).label("user_id"),
+        literal(0).label("rolled_generations"),
+        ledger.c.generations.label("ledger_generations"),
+        literal(0).label("rolled_cost"),
+        ledger.c.cost_micros.label("ledger_cost"),
+    ).where(~exists(select(rolled.c.kind).where(same_key)))
+    return list(session.execute(union_all(counted, missing).limit(limit)).all())

@@ -1489,7 +1489,11 @@ class LedgerDifference(_message.Message):
     user_id: _builtins.str
     """The user of a user window or of a reservation; empty for system windows."""
     field: _builtins.str
-    """"spent_micros", "reserved_micros", "overrun_micros" or "usage_record"."""
+    """"spent_micros", "reserved_micros", "overrun_micros", "usage_record", or
+    a rollup that differs from the ledger: "usage_rollup" (a user's daily
+    rollup), "system_usage_rollup", "system_totals_rollup" or
+    "user_totals_rollup" (the rollups of GetSystemMetrics and ListTopUsers).
+    """
     counter_micros: _builtins.int
     """What the counter (or the reservation) says."""
     ledger_micros: _builtins.int

@@ -172,7 +172,9 @@ class BudgetServiceStub:
     window, spent equals the cost of the usage records of the reservations
     committed in it, reserved equals the amount of its held reservations, and
     overrun equals the spend no hold covered; every committed reservation has
-    its one usage record with the committed cost. Reports each difference.
+    its one usage record with the committed cost; every rollup of the ledger
+    (per user and day, the system's by hour and day, the per-user totals)
+    equals the ledger. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -384,7 +386,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     window, spent equals the cost of the usage records of the reservations
     committed in it, reserved equals the amount of its held reservations, and
     overrun equals the spend no hold covered; every committed reservation has
-    its one usage record with the committed cost. Reports each difference.
+    its one usage record with the committed cost; every rollup of the ledger
+    (per user and day, the system's by hour and day, the per-user totals)
+    equals the ledger. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -677,7 +681,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         window, spent equals the cost of the usage records of the reservations
         committed in it, reserved equals the amount of its held reservations, and
         overrun equals the spend no hold covered; every committed reservation has
-        its one usage record with the committed cost. Reports each difference.
+        its one usage record with the committed cost; every rollup of the ledger
+        (per user and day, the system's by hour and day, the per-user totals)
+        equals the ledger. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
