@@ -8,7 +8,11 @@ import sys
 from tests.bench.harness import empty_rpc_baseline, report
 
 # Each module has run(baseline) -> None and prints its own lines via report().
-MODULES = ("tests.bench.budget_bench", "tests.bench.cache_bench")
+MODULES = (
+    "tests.bench.budget_bench",
+    "tests.bench.cache_bench",
+    "tests.bench.system_metrics_bench",
+)
 
 
 def main(argv: list[str]) -> int:
