@@ -94,7 +94,8 @@ def load_ledger(url: str, records: int, users: int, days: int, until: object = "
         for table in (
             "budget_usage_records",
             "budget_usage_daily",
-            "budget_system_usage",
+            "budget_system_spend",
+            "budget_system_outcomes",
             "budget_system_totals",
             "budget_user_totals",
         ):

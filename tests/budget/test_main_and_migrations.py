@@ -38,7 +38,8 @@ BUDGET_TABLES = {
     "budget_rate_states",
     "budget_blocks",
     "budget_abuse_streaks",
-    "budget_system_usage",
+    "budget_system_spend",
+    "budget_system_outcomes",
     "budget_system_totals",
     "budget_user_totals",
 }

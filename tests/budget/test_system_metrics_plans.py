@@ -24,7 +24,12 @@ from tests.support.budget_server import running_budget
 
 LEDGER = "budget_usage_records"
 EDGE_INDEX = "ix_budget_usage_records_created_at"
-ROLLUPS = ("budget_system_usage", "budget_system_totals", "budget_user_totals")
+ROLLUPS = (
+    "budget_system_spend",
+    "budget_system_outcomes",
+    "budget_system_totals",
+    "budget_user_totals",
+)
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -68,10 +68,16 @@ class SystemMetricsReports:
             queries.read_one_snapshot()
             parts = queries.load_facts(split)
             days, hours = queries.load_trend_totals(plan.day_ranges, plan.hour_ranges)
-        edges = _totals(parts["head"]), _totals(parts["tail"])
-        facts = [fact for rows in parts.values() for fact in rows]
-        trend = plan.fold(days, hours, edges)
-        return SystemMetrics.of(span, zone.key, facts, granularity, trend)
+        edges = parts["head"] + parts["tail"]
+        trend = plan.fold(days, hours, (_totals(parts["head"]), _totals(parts["tail"])))
+        return SystemMetrics.of(
+            span,
+            zone.key,
+            outcome_facts=parts["outcomes"] + edges,
+            spend_facts=parts["spend"] + edges,
+            granularity=granularity,
+            trend=trend,
+        )
 
     def top_users(
         self,

@@ -212,7 +212,8 @@ def _midnights(days: list[date]) -> list[datetime]:
 
 @dataclass(frozen=True)
 class FactRow:
-    """The range's records of one model, size, quality, outcome and reason."""
+    """Records of one model, size, quality, outcome and reason (a rollup's
+    row has "" for the kinds it does not key by, and 0 for its measures)."""
 
     model: str
     size: str
@@ -290,10 +291,15 @@ class SystemMetrics:
         cls,
         span: Period,
         zone_key: str,
-        facts: list[FactRow],
+        *,
+        outcome_facts: list[FactRow],
+        spend_facts: list[FactRow],
         granularity: Granularity,
         trend: list[TrendPoint],
     ) -> SystemMetrics:
+        """The figures of a range whose records are outcome_facts (by outcome
+        and reason) and, again, spend_facts (by model, size and quality)."""
+        facts = outcome_facts
         generations = sum(f.generations for f in facts)
         cost = sum(f.cost_micros for f in facts)
         return cls(
@@ -311,7 +317,7 @@ class SystemMetrics:
             ),
             outcomes=_outcomes(facts),
             failures=_failures(facts),
-            spend=_spend(facts),
+            spend=_spend(spend_facts),
             granularity=granularity,
             trend=trend,
         )

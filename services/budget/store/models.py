@@ -358,14 +358,14 @@ class AbuseStreakRow(Base):
     last_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class SystemUsageRow(Base):
+class SystemSpendRow(Base):
     """Every user's ledger by UTC hour and UTC day (kind "hour" or "day",
-    start the hour's or the day's first instant), model, size, quality,
-    outcome and error reason, striped over SYSTEM_SHARDS shards (the record's
-    id % SYSTEM_SHARDS) so that no row is updated by every insert; a reader
-    sums the shards. Maintained by triggers on the ledger (migration 0008)."""
+    start the hour's or the day's first instant), model, size and quality,
+    striped over SYSTEM_SHARDS shards (the record's id % SYSTEM_SHARDS) so
+    that no row is updated by every insert; a reader sums the shards.
+    Maintained by triggers on the ledger (migration 0008)."""
 
-    __tablename__ = "budget_system_usage"
+    __tablename__ = "budget_system_spend"
 
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
@@ -373,6 +373,21 @@ class SystemUsageRow(Base):
     model: Mapped[str] = mapped_column(String(100), primary_key=True)
     size: Mapped[str] = mapped_column(String(32), primary_key=True)
     quality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+
+
+class SystemOutcomesRow(Base):
+    """Every user's ledger by UTC hour and day, shard (as SystemSpendRow),
+    outcome and error reason (domain.system_metrics.error_reason).
+    Triggers, migration 0008."""
+
+    __tablename__ = "budget_system_outcomes"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer(), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
     reason: Mapped[str] = mapped_column(String(64), primary_key=True)
     generations: Mapped[int] = mapped_column(Integer())

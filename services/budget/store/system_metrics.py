@@ -1,5 +1,5 @@
 """GetSystemMetrics' and ListTopUsers' statements: a range's facts from the
-system rollups (whole UTC days and hours, shards summed) and the ledger's
+spend and outcomes rollups (whole UTC days and hours, shards summed) and the ledger's
 created_at index (the partial hours at its edges), the trend from the
 totals rollup, and a period's top users from an index range of the per-user
 totals. Never a scan of the ledger."""
@@ -14,8 +14,11 @@ from typing import Any
 from sqlalchemy import (
     Executable,
     Select,
+    String,
+    Table,
     and_,
     bindparam,
+    cast,
     func,
     literal,
     or_,
@@ -34,33 +37,51 @@ from services.budget.domain.system_metrics import (
     TopUsersOrder,
     TopUsersSpan,
 )
-from services.budget.store.system_rollups import SYSTEM, TOTALS, USAGE, USERS, ledger_keys
+from services.budget.store.system_rollups import (
+    OUTCOMES,
+    SPEND,
+    TOTALS,
+    USAGE,
+    USERS,
+    ledger_keys,
+)
 
 _KINDS = ("model", "size", "quality", "outcome", "reason")
-# The parts of a range's facts: rollup rows, then the ledger's edges.
-PART_ROLLED, PART_HEAD_EDGE, PART_TAIL_EDGE = "rolled", "head", "tail"
+# The parts of a range's facts: each rollup's rows, then the ledger's edges.
+PART_SPEND, PART_OUTCOMES, PART_HEAD_EDGE, PART_TAIL_EDGE = "spend", "outcomes", "head", "tail"
+_MEASURES = {
+    "generations": "generations",
+    "cost": "cost_micros",
+    "successful": "successful",
+    "exact_hits": "exact_hits",
+    "similar_hits": "similar_hits",
+    "saved": "cost_saved_micros",
+}
 
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
-def _rolled(kind: str, start: str, end: str) -> Select[Any]:
-    """The system rollup's rows of one kind in [start, end), shards summed."""
-    s = SYSTEM.c
+def _rolled(rollup: Table, part: str, kind: str, start: str, end: str) -> Select[Any]:
+    """A system rollup's rows of one kind in [start, end), shards summed; the
+    kinds and measures it has not are typed "" and 0, so the parts line up."""
+    c = rollup.c
+
+    def kind_of(name: str) -> Any:
+        return (c[name] if name in c else cast(literal(""), String())).label(name)
+
+    def measure(label: str, name: str) -> Any:
+        return (func.sum(c[name]) if name in c else literal(0)).label(label)
+
     return (
         select(
-            literal(PART_ROLLED).label("part"),
-            *(s[name] for name in _KINDS),
-            func.sum(s.generations).label("generations"),
-            func.sum(s.cost_micros).label("cost"),
-            func.sum(s.successful).label("successful"),
-            func.sum(s.exact_hits).label("exact_hits"),
-            func.sum(s.similar_hits).label("similar_hits"),
-            func.sum(s.cost_saved_micros).label("saved"),
+            literal(part).label("part"),
+            *(kind_of(name) for name in _KINDS),
+            *(measure(label, name) for label, name in _MEASURES.items()),
         )
-        .where(s.kind == kind, s.start >= bindparam(start), s.start < bindparam(end))
-        .group_by(*(s[name] for name in _KINDS))
+        .where(c.kind == kind, c.start >= bindparam(start), c.start < bindparam(end))
+        .group_by(*(c[name] for name in _KINDS if name in c))
     )
 
 
@@ -90,10 +111,17 @@ def _edge(dialect: str, part: str, start: str, end: str) -> Select[Any]:
 
 @functools.cache
 def _facts(dialect: str) -> Executable:
+    rolled = [
+        _rolled(rollup, part, kind, start, end)
+        for rollup, part in ((SPEND, PART_SPEND), (OUTCOMES, PART_OUTCOMES))
+        for kind, start, end in (
+            ("day", "d0", "d1"),
+            ("hour", "hh0", "hh1"),
+            ("hour", "th0", "th1"),
+        )
+    ]
     return union_all(
-        _rolled("day", "d0", "d1"),
-        _rolled("hour", "hh0", "hh1"),
-        _rolled("hour", "th0", "th1"),
+        *rolled,
         _edge(dialect, PART_HEAD_EDGE, "e0", "e1"),
         _edge(dialect, PART_TAIL_EDGE, "f0", "f1"),
     )
@@ -142,7 +170,8 @@ class SystemMetricsQueries:
             self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
     def load_facts(self, split: RangeSplit) -> dict[str, list[FactRow]]:
-        """The range's facts by part: rolled, head (edge) and tail (edge)."""
+        """The range's facts by part: the spend and the outcomes rollups'
+        rows, and the ledger's head and tail edges."""
         params = {
             "d0": _midnight(split.days[0]),
             "d1": _midnight(split.days[1]),
@@ -155,7 +184,9 @@ class SystemMetricsQueries:
             "f0": split.tail_edge[0],
             "f1": split.tail_edge[1],
         }
-        parts: dict[str, list[FactRow]] = {PART_ROLLED: [], PART_HEAD_EDGE: [], PART_TAIL_EDGE: []}
+        parts: dict[str, list[FactRow]] = {
+            part: [] for part in (PART_SPEND, PART_OUTCOMES, PART_HEAD_EDGE, PART_TAIL_EDGE)
+        }
         for row in self.session.execute(_facts(self.dialect), params):
             parts[row.part].append(_fact(row))
         return parts

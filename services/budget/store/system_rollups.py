@@ -31,8 +31,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.budget.domain.system_metrics import SYSTEM_SHARDS
 from services.budget.store.models import (
+    SystemOutcomesRow,
+    SystemSpendRow,
     SystemTotalsRow,
-    SystemUsageRow,
     UsageRow,
     UserTotalsRow,
     table,
@@ -40,7 +41,8 @@ from services.budget.store.models import (
 from services.common.db import UtcDateTime
 
 USAGE = table(UsageRow)
-SYSTEM = table(SystemUsageRow)
+SPEND = table(SystemSpendRow)
+OUTCOMES = table(SystemOutcomesRow)
 TOTALS = table(SystemTotalsRow)
 USERS = table(UserTotalsRow)
 
@@ -92,24 +94,19 @@ def ledger_keys(dialect: str) -> LedgerKeys:
 
 # -- reconciliation: each rollup against the ledger it rolls up
 
-_SYSTEM_KINDS = ("model", "size", "quality", "outcome")
 
-
-def _measures(with_kinds: bool) -> list[tuple[str, ColumnElement[Any]]]:
-    """Each rollup measure and the ledger aggregate it must equal."""
+def _measures(*names: str) -> list[tuple[str, ColumnElement[Any]]]:
+    """Rollup measures and the ledger aggregate each must equal."""
     u = USAGE.c
-    measures: list[tuple[str, ColumnElement[Any]]] = [
-        ("generations", func.count()),
-        ("cost_micros", func.coalesce(func.sum(u.cost_micros), 0)),
-    ]
-    if with_kinds:
-        measures += [
-            ("successful", func.count().filter(u.success.is_(True))),
-            ("exact_hits", func.count().filter(u.cache_hit == "exact")),
-            ("similar_hits", func.count().filter(u.cache_hit == "similar")),
-            ("cost_saved_micros", func.coalesce(func.sum(u.cost_saved_micros), 0)),
-        ]
-    return measures
+    aggregates: dict[str, ColumnElement[Any]] = {
+        "generations": func.count(),
+        "cost_micros": func.coalesce(func.sum(u.cost_micros), 0),
+        "cost_saved_micros": func.coalesce(func.sum(u.cost_saved_micros), 0),
+        "successful": func.count().filter(u.success.is_(True)),
+        "exact_hits": func.count().filter(u.cache_hit == "exact"),
+        "similar_hits": func.count().filter(u.cache_hit == "similar"),
+    }
+    return [(name, aggregates[name]) for name in names]
 
 
 @dataclass(frozen=True)
@@ -124,10 +121,12 @@ class RollupCheck:
 
 
 def _check(
-    rollup: Table, kinds: dict[str, ColumnElement[Any]], keys: list[tuple[str, Any]], since: Any
+    rollup: Table,
+    kinds: dict[str, ColumnElement[Any]],
+    keys: list[tuple[str, Any]],
+    since: Any,
 ) -> RollupCheck:
-    with_kinds = rollup.name == "budget_system_usage"
-    measures = _measures(with_kinds)
+    measures = _measures(*(c.name for c in rollup.columns if not c.primary_key))
     selects = []
     for kind, start in kinds.items():
         group = [start, *(expression for _, expression in keys)]
@@ -150,19 +149,24 @@ def month_floor(since: datetime) -> datetime:
 
 
 def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
-    """The three rollups of migration 0008, from since's UTC month on (None: all)."""
+    """The rollups of migration 0008, from since's UTC month on (None: all)."""
     k, u = ledger_keys(dialect), USAGE.c
     floor = month_floor(since) if since else None
-    system_keys: list[tuple[str, Any]] = [
-        ("shard", k.shard),
-        *((name, u[name]) for name in _SYSTEM_KINDS),
-        ("reason", k.reason),
-    ]
+    times = {"hour": k.hour, "day": k.day_start}
     return [
-        _check(SYSTEM, {"hour": k.hour, "day": k.day_start}, system_keys, floor),
-        _check(TOTALS, {"hour": k.hour, "day": k.day_start}, [("shard", k.shard)], floor),
+        _check(SPEND, times, [("shard", k.shard), *((n, u[n]) for n in _SPEND_KINDS)], floor),
+        _check(
+            OUTCOMES,
+            times,
+            [("shard", k.shard), ("outcome", u.outcome), ("reason", k.reason)],
+            floor,
+        ),
+        _check(TOTALS, times, [("shard", k.shard)], floor),
         _check(USERS, {"day": k.day, "month": k.month}, [("user_id", u.user_id)], floor),
     ]
+
+
+_SPEND_KINDS = ("model", "size", "quality")
 
 
 def rollup_mismatches(

@@ -1,9 +1,11 @@
 """budget: system rollups of the ledger for GetSystemMetrics and ListTopUsers
 
-- budget_system_usage: the ledger by UTC hour and by UTC day ("kind"), model,
-  size, quality, outcome and error reason, striped over 16 shards (a record's
-  id % 16), so concurrent records of every user never update one hot row;
-  readers sum the shards.
+- budget_system_spend and budget_system_outcomes: the ledger by UTC hour and
+  by UTC day ("kind"), the one by model, size and quality, the other by
+  outcome and error reason (two narrow rollups, not their product: a range
+  reads a few rows a shard), striped over 16 shards (a record's id % 16), so
+  concurrent records of every user never update one hot row; readers sum
+  the shards.
 - budget_system_totals: cost and attempts by UTC hour and day and shard (the
   trend, without the other kinds).
 - budget_user_totals: each user's cost and attempts by UTC day and month,
@@ -101,20 +103,22 @@ def _rollups(r: str) -> tuple[Rollup, ...]:
     x = _expressions(r)
     kinds = "CASE k.kind WHEN '{}' THEN {} ELSE {} END"
     money = (("generations", "1"), ("cost_micros", f"{r}.cost_micros"))
+    time = (
+        ("kind", "k.kind"),
+        ("start", kinds.format("hour", x["hour"], x["day_start"])),
+        ("shard", x["shard"]),
+    )
     return (
         Rollup(
-            "budget_system_usage",
+            "budget_system_spend",
             ("hour", "day"),
-            (
-                ("kind", "k.kind"),
-                ("start", kinds.format("hour", x["hour"], x["day_start"])),
-                ("shard", x["shard"]),
-                ("model", f"{r}.model"),
-                ("size", f"{r}.size"),
-                ("quality", f"{r}.quality"),
-                ("outcome", f"{r}.outcome"),
-                ("reason", x["reason"]),
-            ),
+            (*time, ("model", f"{r}.model"), ("size", f"{r}.size"), ("quality", f"{r}.quality")),
+            (*money, ("cost_saved_micros", f"{r}.cost_saved_micros")),
+        ),
+        Rollup(
+            "budget_system_outcomes",
+            ("hour", "day"),
+            (*time, ("outcome", f"{r}.outcome"), ("reason", x["reason"])),
             (
                 *money,
                 ("successful", x["successful"]),
@@ -123,16 +127,7 @@ def _rollups(r: str) -> tuple[Rollup, ...]:
                 ("cost_saved_micros", f"{r}.cost_saved_micros"),
             ),
         ),
-        Rollup(
-            "budget_system_totals",
-            ("hour", "day"),
-            (
-                ("kind", "k.kind"),
-                ("start", kinds.format("hour", x["hour"], x["day_start"])),
-                ("shard", x["shard"]),
-            ),
-            money,
-        ),
+        Rollup("budget_system_totals", ("hour", "day"), time, money),
         Rollup(
             "budget_user_totals",
             ("day", "month"),
@@ -204,6 +199,15 @@ def _run(sql: str) -> None:
 # -- upgrade and downgrade
 
 
+def _time_columns() -> list[sa.Column[object]]:
+    """A system rollup row's hour or day, and its shard."""
+    return [
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("start", Instant, nullable=False),
+        sa.Column("shard", sa.Integer(), nullable=False),
+    ]
+
+
 def _measure_columns(*names: str) -> list[sa.Column[int]]:
     return [
         sa.Column(
@@ -215,13 +219,19 @@ def _measure_columns(*names: str) -> list[sa.Column[int]]:
 
 def upgrade() -> None:
     op.create_table(
-        "budget_system_usage",
-        sa.Column("kind", sa.String(8), nullable=False),
-        sa.Column("start", Instant, nullable=False),
-        sa.Column("shard", sa.Integer(), nullable=False),
+        "budget_system_spend",
+        *_time_columns(),
         sa.Column("model", sa.String(100), nullable=False),
         sa.Column("size", sa.String(32), nullable=False),
         sa.Column("quality", sa.String(16), nullable=False),
+        *_measure_columns("generations", "cost_micros", "cost_saved_micros"),
+        sa.PrimaryKeyConstraint(
+            "kind", "start", "shard", "model", "size", "quality", name="pk_budget_system_spend"
+        ),
+    )
+    op.create_table(
+        "budget_system_outcomes",
+        *_time_columns(),
         sa.Column("outcome", sa.String(32), nullable=False),
         sa.Column("reason", sa.String(64), nullable=False),
         *_measure_columns(
@@ -233,22 +243,12 @@ def upgrade() -> None:
             "cost_saved_micros",
         ),
         sa.PrimaryKeyConstraint(
-            "kind",
-            "start",
-            "shard",
-            "model",
-            "size",
-            "quality",
-            "outcome",
-            "reason",
-            name="pk_budget_system_usage",
+            "kind", "start", "shard", "outcome", "reason", name="pk_budget_system_outcomes"
         ),
     )
     op.create_table(
         "budget_system_totals",
-        sa.Column("kind", sa.String(8), nullable=False),
-        sa.Column("start", Instant, nullable=False),
-        sa.Column("shard", sa.Integer(), nullable=False),
+        *_time_columns(),
         *_measure_columns("generations", "cost_micros"),
         sa.PrimaryKeyConstraint("kind", "start", "shard", name="pk_budget_system_totals"),
     )
@@ -320,4 +320,5 @@ def downgrade() -> None:
     op.drop_index(CREATED_AT_INDEX, "budget_usage_records")
     op.drop_table("budget_user_totals")
     op.drop_table("budget_system_totals")
-    op.drop_table("budget_system_usage")
+    op.drop_table("budget_system_outcomes")
+    op.drop_table("budget_system_spend")
