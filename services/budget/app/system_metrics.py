@@ -17,6 +17,7 @@ from services.budget.domain.system_metrics import (
     TopUsersPage,
     TopUsersSpan,
     TrendPlan,
+    figure_parts,
     split_range,
     top_users_period,
     trend_points,
@@ -66,7 +67,7 @@ class SystemMetricsReports:
         with self._store.transaction() as tx:
             queries = tx.system_metrics
             queries.read_one_snapshot()
-            parts = queries.load_facts(split)
+            parts = queries.load_facts(figure_parts(span.start, span.end))
             days, hours = queries.load_trend_totals(plan.day_ranges, plan.hour_ranges)
         edges = parts["head"] + parts["tail"]
         trend = plan.fold(days, hours, (_totals(parts["head"]), _totals(parts["tail"])))

@@ -99,6 +99,57 @@ def split_range(start: datetime, end: datetime) -> RangeSplit:
     )
 
 
+@dataclass(frozen=True)
+class FigureParts:
+    """[start, end) as the figures read it: whole UTC days [days[0], days[1])
+    added, whole UTC hours add_hours added and subtract_hours subtracted, and
+    the ledger's edges. A UTC day more than half in the range is read whole,
+    less the hours outside it: at most twelve hours a day either way (today
+    in Berlin is one day and two hours, not 24 hours). Empty parts are
+    (x, x)."""
+
+    days: tuple[date, date]
+    add_hours: tuple[Range, Range]
+    subtract_hours: tuple[Range, Range]
+    head_edge: Range
+    tail_edge: Range
+
+
+def _two(ranges: list[Range], empty: Range) -> tuple[Range, Range]:
+    padded = [*ranges, empty, empty]
+    return padded[0], padded[1]
+
+
+def figure_parts(start: datetime, end: datetime) -> FigureParts:
+    split = split_range(start, end)
+    first, last = split.head_edge[1], split.tail_edge[0]  # whole hours [first, last)
+    days: list[date] = []
+    add: list[Range] = []
+    subtract: list[Range] = []
+    day = _floor_day(first)
+    while day < last:
+        following = day + DAY
+        inside = (max(day, first), min(following, last))
+        if inside == (day, following):
+            days.append(day.date())
+        elif inside[1] - inside[0] > DAY / 2:
+            days.append(day.date())
+            subtract += [
+                part for part in ((day, inside[0]), (inside[1], following)) if part[0] < part[1]
+            ]
+        else:
+            add.append(inside)
+        day = following
+    empty = (end, end)
+    return FigureParts(
+        (days[0], days[-1] + DAY) if days else (end.date(), end.date()),
+        _two(add, empty),
+        _two(subtract, empty),
+        split.head_edge,
+        split.tail_edge,
+    )
+
+
 class Granularity(enum.StrEnum):
     HOUR = "hour"
     DAY = "day"
@@ -298,7 +349,9 @@ class SystemMetrics:
         trend: list[TrendPoint],
     ) -> SystemMetrics:
         """The figures of a range whose records are outcome_facts (by outcome
-        and reason) and, again, spend_facts (by model, size and quality)."""
+        and reason) and, again, spend_facts (by model, size and quality);
+        facts of hours subtracted are negative, and kinds they cancel out
+        are left out."""
         facts = outcome_facts
         generations = sum(f.generations for f in facts)
         cost = sum(f.cost_micros for f in facts)
@@ -338,7 +391,7 @@ def _outcomes(facts: list[FactRow]) -> list[OutcomeFigure]:
     totals: dict[tuple[str, ...], list[int]] = {}
     for f in facts:
         _add(totals, (f.outcome,), f.generations, f.cost_micros)
-    figures = [OutcomeFigure(key[0], *values) for key, values in totals.items()]
+    figures = [OutcomeFigure(key[0], *values) for key, values in totals.items() if values[0]]
     return sorted(figures, key=lambda figure: _outcome_order(figure.outcome))
 
 
@@ -347,7 +400,9 @@ def _failures(facts: list[FactRow]) -> list[FailureFigure]:
     for f in facts:
         if not Outcome(f.outcome).served_image:
             _add(totals, (f.outcome, f.reason), f.generations)
-    figures = [FailureFigure(key[0], key[1], values[0]) for key, values in totals.items()]
+    figures = [
+        FailureFigure(key[0], key[1], values[0]) for key, values in totals.items() if values[0]
+    ]
     return sorted(figures, key=lambda f: (-f.count, _outcome_order(f.outcome), f.reason))
 
 
@@ -360,6 +415,7 @@ def _spend(facts: list[FactRow]) -> list[SpendFigure]:
     figures = [
         SpendFigure(key[0], key[1], key[2], values[0], values[1], values[2])
         for key, values in totals.items()
+        if values[0]
     ]
     return sorted(
         figures, key=lambda s: (-s.cost_micros, -s.generations, s.model, s.size, s.quality)

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from services.budget.domain.system_metrics import (
     FactRow,
+    FigureParts,
     Range,
-    RangeSplit,
     TopUser,
     TopUsersCursor,
     TopUsersOrder,
@@ -63,16 +63,20 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
-def _rolled(rollup: Table, part: str, kind: str, start: str, end: str) -> Select[Any]:
-    """A system rollup's rows of one kind in [start, end), shards summed; the
-    kinds and measures it has not are typed "" and 0, so the parts line up."""
+def _rolled(
+    rollup: Table, part: str, kind: str, start: str, end: str, sign: int = 1
+) -> Select[Any]:
+    """A system rollup's rows of one kind in [start, end), shards summed (and
+    negated for sign -1); the kinds and measures it has not are typed "" and
+    0, so the parts line up."""
     c = rollup.c
 
     def kind_of(name: str) -> Any:
         return (c[name] if name in c else cast(literal(""), String())).label(name)
 
     def measure(label: str, name: str) -> Any:
-        return (func.sum(c[name]) if name in c else literal(0)).label(label)
+        total = func.sum(c[name]) if name in c else literal(0)
+        return (total if sign > 0 else -total).label(label)
 
     return (
         select(
@@ -111,20 +115,29 @@ def _edge(dialect: str, part: str, start: str, end: str) -> Select[Any]:
 
 @functools.cache
 def _facts(dialect: str) -> Executable:
+    reads = (
+        ("day", "d0", "d1", 1),
+        ("hour", "a0", "a1", 1),
+        ("hour", "a2", "a3", 1),
+        ("hour", "s0", "s1", -1),
+        ("hour", "s2", "s3", -1),
+    )
     rolled = [
-        _rolled(rollup, part, kind, start, end)
+        _rolled(rollup, part, kind, start, end, sign)
         for rollup, part in ((SPEND, PART_SPEND), (OUTCOMES, PART_OUTCOMES))
-        for kind, start, end in (
-            ("day", "d0", "d1"),
-            ("hour", "hh0", "hh1"),
-            ("hour", "th0", "th1"),
-        )
+        for kind, start, end, sign in reads
     ]
     return union_all(
         *rolled,
         _edge(dialect, PART_HEAD_EDGE, "e0", "e1"),
         _edge(dialect, PART_TAIL_EDGE, "f0", "f1"),
     )
+
+
+def _bounds(prefix: str, ranges: tuple[Range, Range]) -> dict[str, datetime]:
+    """{prefix}0 .. {prefix}3: the two ranges' bounds."""
+    (a, b), (c, d) = ranges
+    return {f"{prefix}0": a, f"{prefix}1": b, f"{prefix}2": c, f"{prefix}3": d}
 
 
 def _fact(row: Any) -> FactRow:
@@ -169,16 +182,14 @@ class SystemMetricsQueries:
         if self.dialect == "postgresql":
             self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
-    def load_facts(self, split: RangeSplit) -> dict[str, list[FactRow]]:
+    def load_facts(self, split: FigureParts) -> dict[str, list[FactRow]]:
         """The range's facts by part: the spend and the outcomes rollups'
         rows, and the ledger's head and tail edges."""
         params = {
             "d0": _midnight(split.days[0]),
             "d1": _midnight(split.days[1]),
-            "hh0": split.head_hours[0],
-            "hh1": split.head_hours[1],
-            "th0": split.tail_hours[0],
-            "th1": split.tail_hours[1],
+            **_bounds("a", split.add_hours),
+            **_bounds("s", split.subtract_hours),
             "e0": split.head_edge[0],
             "e1": split.head_edge[1],
             "f0": split.tail_edge[0],
