@@ -18,7 +18,6 @@ from services.budget.domain.system_metrics import (
     TopUsersSpan,
     TrendPlan,
     figure_parts,
-    split_range,
     top_users_period,
     trend_points,
 )
@@ -61,13 +60,13 @@ class SystemMetricsReports:
         span = violations.stats_span(period, start, end, self._clock.now(), zone)
         violations.raise_if_any()
         assert span is not None
-        split = split_range(span.start, span.end)
+        parts_read = figure_parts(span.start, span.end)
         granularity, points = trend_points(span.start, span.end, zone)
-        plan = TrendPlan.of(points, split)
+        plan = TrendPlan.of(points, parts_read)
         with self._store.transaction() as tx:
             queries = tx.system_metrics
             queries.read_one_snapshot()
-            parts = queries.load_facts(figure_parts(span.start, span.end))
+            parts = queries.load_facts(parts_read)
             days, hours = queries.load_trend_totals(plan.day_ranges, plan.hour_ranges)
         edges = parts["head"] + parts["tail"]
         trend = plan.fold(days, hours, (_totals(parts["head"]), _totals(parts["tail"])))

@@ -4,10 +4,11 @@ edges), the trend's points, an error's reason, and the figures folded from
 the rollups' rows. Plain Python.
 
 The rollups (migration 0008) hold every user's records by UTC hour and UTC
-day; a range [start, end) in any zone is read as its whole UTC days, the
-whole UTC hours around them, and the minutes before the first and after the
-last whole hour (ledger edges: nonempty only for a range bound that is not
-on the hour, e.g. midnight in Asia/Kolkata, +05:30).
+day; a range [start, end) in any zone is read as whole UTC days and whole
+UTC hours (a day mostly inside the range whole, less the hours outside it),
+and the minutes before the first and after the last whole hour (ledger
+edges: nonempty only for a range bound that is not on the hour, e.g.
+midnight in Asia/Kolkata, +05:30).
 """
 
 from __future__ import annotations
@@ -54,49 +55,14 @@ def _floor_day(instant: datetime) -> datetime:
     return floor_hour(instant).replace(hour=0)
 
 
-def _ceil_day(instant: datetime) -> datetime:
-    floor = _floor_day(instant)
-    return floor if floor == instant else floor + DAY
-
-
-@dataclass(frozen=True)
-class RangeSplit:
-    """[start, end) as whole UTC days [days[0], days[1]) (dates), whole UTC
-    hours head_hours and tail_hours around them, and the ledger's partial
-    hours head_edge and tail_edge. Empty parts are (x, x)."""
-
-    days: tuple[date, date]
-    head_hours: Range
-    tail_hours: Range
-    head_edge: Range
-    tail_edge: Range
-
-    @property
-    def hour_ranges(self) -> list[Range]:
-        return [part for part in (self.head_hours, self.tail_hours) if part[0] < part[1]]
-
-    @property
-    def day_list(self) -> list[date]:
-        first, last = self.days
-        return [first + timedelta(days=n) for n in range((last - first).days)]
-
-
-def split_range(start: datetime, end: datetime) -> RangeSplit:
+def ledger_edges(start: datetime, end: datetime) -> tuple[Range, Range]:
+    """The partial hours at the ends of [start, end), read from the ledger:
+    (start, first whole hour) and (end of the last whole hour, end); the
+    whole range when it holds no whole hour. Empty parts are (x, x)."""
     first_hour, last_hour = ceil_hour(start), floor_hour(end)
-    empty = (end, end)
-    if first_hour > last_hour:  # within one UTC hour: all ledger
-        return RangeSplit((end.date(), end.date()), empty, empty, (start, end), empty)
-    edges = (start, first_hour), (last_hour, end)
-    first_day, last_day = _ceil_day(first_hour), _floor_day(last_hour)
-    if first_day >= last_day:  # no whole day: all hours
-        day = first_day.date()
-        return RangeSplit((day, day), (first_hour, last_hour), empty, *edges)
-    return RangeSplit(
-        (first_day.date(), last_day.date()),
-        (first_hour, first_day),
-        (last_day, last_hour),
-        *edges,
-    )
+    if first_hour > last_hour:  # within one UTC hour
+        return (start, end), (end, end)
+    return (start, first_hour), (last_hour, end)
 
 
 @dataclass(frozen=True)
@@ -114,6 +80,17 @@ class FigureParts:
     head_edge: Range
     tail_edge: Range
 
+    @property
+    def day_list(self) -> list[date]:
+        first, last = self.days
+        return [first + timedelta(days=n) for n in range((last - first).days)]
+
+    @property
+    def hours(self) -> list[tuple[Range, int]]:
+        """The nonempty hour ranges, each with its sign."""
+        signed = [(r, 1) for r in self.add_hours] + [(r, -1) for r in self.subtract_hours]
+        return [(r, sign) for r, sign in signed if r[0] < r[1]]
+
 
 def _two(ranges: list[Range], empty: Range) -> tuple[Range, Range]:
     padded = [*ranges, empty, empty]
@@ -121,8 +98,8 @@ def _two(ranges: list[Range], empty: Range) -> tuple[Range, Range]:
 
 
 def figure_parts(start: datetime, end: datetime) -> FigureParts:
-    split = split_range(start, end)
-    first, last = split.head_edge[1], split.tail_edge[0]  # whole hours [first, last)
+    head_edge, tail_edge = ledger_edges(start, end)
+    first, last = head_edge[1], tail_edge[0]  # whole hours [first, last)
     days: list[date] = []
     add: list[Range] = []
     subtract: list[Range] = []
@@ -145,8 +122,8 @@ def figure_parts(start: datetime, end: datetime) -> FigureParts:
         (days[0], days[-1] + DAY) if days else (end.date(), end.date()),
         _two(add, empty),
         _two(subtract, empty),
-        split.head_edge,
-        split.tail_edge,
+        head_edge,
+        tail_edge,
     )
 
 
@@ -213,27 +190,28 @@ def _each_hour(ranges: list[Range]) -> list[datetime]:
 @dataclass(frozen=True)
 class TrendPlan:
     """Which rollup rows make up each trend point: whole UTC days (their
-    first instants) and whole UTC hours. The range's ledger edges belong to
-    its first and last point (every inner bound is on the hour)."""
+    first instants) and whole UTC hours added or subtracted (as
+    figure_parts reads a range). The range's ledger edges belong to its
+    first and last point (every inner bound is on the hour)."""
 
     points: list[Range]
     days: list[list[datetime]]
-    hours: list[list[datetime]]
+    hours: list[list[tuple[datetime, int]]]
     day_ranges: list[Range]
     hour_ranges: list[Range]
 
     @classmethod
-    def of(cls, points: list[Range], split: RangeSplit) -> TrendPlan:
-        whole = (split.head_edge[1], split.tail_edge[0])
+    def of(cls, points: list[Range], parts: FigureParts) -> TrendPlan:
+        whole = (parts.head_edge[1], parts.tail_edge[0])
         days, hours, all_days, all_hours = [], [], [], []
         for start, end in points:
             first, last = max(start, whole[0]), min(end, whole[1])
-            inner = split_range(first, max(first, last))
+            inner = figure_parts(first, max(first, last))
             point_days = [(midnight, midnight + DAY) for midnight in _midnights(inner.day_list)]
             days.append([midnight for midnight, _ in point_days])
-            hours.append(_each_hour(inner.hour_ranges))
+            hours.append([(hour, sign) for r, sign in inner.hours for hour in _each_hour([r])])
             all_days += point_days
-            all_hours += inner.hour_ranges
+            all_hours += [r for r, _ in inner.hours]
         return cls(points, days, hours, _merged(all_days), _merged(all_hours))
 
     def fold(
@@ -247,7 +225,9 @@ class TrendPlan:
         points = []
         for n, (start, end) in enumerate(self.points):
             parts = [day_totals.get(d, (0, 0)) for d in self.days[n]]
-            parts += [hour_totals.get(h, (0, 0)) for h in self.hours[n]]
+            for hour, sign in self.hours[n]:
+                generations, cost = hour_totals.get(hour, (0, 0))
+                parts.append((sign * generations, sign * cost))
             if n == 0:
                 parts.append(edges[0])
             if n == len(self.points) - 1:
