@@ -67,7 +67,7 @@ class SystemMetricsReports:
             queries = tx.system_metrics
             queries.read_one_snapshot()
             parts = queries.load_facts(parts_read)
-            days, hours = queries.load_trend_totals(plan.day_ranges, plan.hour_ranges)
+            days, hours = queries.load_trend_totals(plan.day_starts, plan.hour_starts)
         edges = parts["head"] + parts["tail"]
         trend = plan.fold(days, hours, (_totals(parts["head"]), _totals(parts["tail"])))
         return SystemMetrics.of(

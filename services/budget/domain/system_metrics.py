@@ -166,17 +166,6 @@ def _midnights_between(start: datetime, end: datetime, zone: ZoneInfo) -> list[d
     return bounds
 
 
-def _merged(ranges: list[Range]) -> list[Range]:
-    """Ranges joined where one ends where the next begins."""
-    merged: list[Range] = []
-    for start, end in sorted(ranges):
-        if merged and merged[-1][1] == start:
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
-
-
 def _each_hour(ranges: list[Range]) -> list[datetime]:
     hours = []
     for start, end in ranges:
@@ -197,22 +186,27 @@ class TrendPlan:
     points: list[Range]
     days: list[list[datetime]]
     hours: list[list[tuple[datetime, int]]]
-    day_ranges: list[Range]
-    hour_ranges: list[Range]
+
+    @property
+    def day_starts(self) -> list[datetime]:
+        """Every UTC day any point reads (its first instant)."""
+        return sorted({day for days in self.days for day in days})
+
+    @property
+    def hour_starts(self) -> list[datetime]:
+        """Every UTC hour any point reads."""
+        return sorted({hour for hours in self.hours for hour, _ in hours})
 
     @classmethod
     def of(cls, points: list[Range], parts: FigureParts) -> TrendPlan:
         whole = (parts.head_edge[1], parts.tail_edge[0])
-        days, hours, all_days, all_hours = [], [], [], []
+        days, hours = [], []
         for start, end in points:
             first, last = max(start, whole[0]), min(end, whole[1])
             inner = figure_parts(first, max(first, last))
-            point_days = [(midnight, midnight + DAY) for midnight in _midnights(inner.day_list)]
-            days.append([midnight for midnight, _ in point_days])
+            days.append(_midnights(inner.day_list))
             hours.append([(hour, sign) for r, sign in inner.hours for hour in _each_hour([r])])
-            all_days += point_days
-            all_hours += [r for r, _ in inner.hours]
-        return cls(points, days, hours, _merged(all_days), _merged(all_hours))
+        return cls(points, days, hours)
 
     def fold(
         self,

@@ -16,12 +16,10 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    and_,
     bindparam,
     cast,
     func,
     literal,
-    or_,
     select,
     tuple_,
     union_all,
@@ -156,18 +154,25 @@ def _fact(row: Any) -> FactRow:
     )
 
 
-def _trend_totals(kind: str, ranges: Sequence[Range]) -> Select[Any]:
-    """The totals rollup's rows of one kind in any of ranges, by start."""
+def _totals_of(kind: str) -> Select[Any]:
     t = TOTALS.c
     return (
         select(
+            t.kind,
             t.start,
             func.sum(t.generations).label("generations"),
             func.sum(t.cost_micros).label("cost"),
         )
-        .where(t.kind == kind, or_(*(and_(t.start >= a, t.start < b) for a, b in ranges)))
-        .group_by(t.start)
+        .where(t.kind == kind, t.start.in_(bindparam(f"{kind}_starts", expanding=True)))
+        .group_by(t.kind, t.start)
     )
+
+
+@functools.cache
+def _trend_totals() -> Executable:
+    """The totals rollup's days starting at any of :day_starts and hours at
+    any of :hour_starts, shards summed."""
+    return union_all(_totals_of("day"), _totals_of("hour"))
 
 
 class SystemMetricsQueries:
@@ -203,16 +208,15 @@ class SystemMetricsQueries:
         return parts
 
     def load_trend_totals(
-        self, days: Sequence[Range], hours: Sequence[Range]
+        self, days: Sequence[datetime], hours: Sequence[datetime]
     ) -> tuple[dict[datetime, tuple[int, int]], dict[datetime, tuple[int, int]]]:
-        """(generations, cost) of the totals rollup by UTC day start in days
-        and by UTC hour in hours."""
-        found: tuple[dict[datetime, tuple[int, int]], dict[datetime, tuple[int, int]]] = ({}, {})
-        for kind, ranges, into in (("day", days, found[0]), ("hour", hours, found[1])):
-            if ranges:
-                for row in self.session.execute(_trend_totals(kind, ranges)):
-                    into[row.start] = (int(row.generations), int(row.cost))
-        return found
+        """(generations, cost) of the totals rollup of the UTC days and the
+        UTC hours starting at the instants given."""
+        found: dict[str, dict[datetime, tuple[int, int]]] = {"day": {}, "hour": {}}
+        params = {"day_starts": list(days), "hour_starts": list(hours)}
+        for row in self.session.execute(_trend_totals(), params):
+            found[row.kind][row.start] = (int(row.generations), int(row.cost))
+        return found["day"], found["hour"]
 
     def load_top_users(
         self,
