@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
+from recipeimage.budget.v1 import system_metrics_pb2 as mpb
 
 from services.common.auth import Authenticator, Role
 from tests.budget.conftest import reservation_states
@@ -34,6 +35,8 @@ ALL_CALLS = [
     ("UnblockUser", pb.UnblockUserRequest(user_id="u1")),
     ("ListBlocks", pb.ListBlocksRequest()),
     ("SetUserRateLimits", pb.SetUserRateLimitsRequest(user_id="u1")),
+    ("GetSystemMetrics", mpb.GetSystemMetricsRequest(period=mpb.METRICS_PERIOD_DAY)),
+    ("ListTopUsers", mpb.ListTopUsersRequest(period=mpb.TOP_USERS_PERIOD_DAY)),
 ]
 ADMISSION_CALLS = ("Admit", "BlockUser", "UnblockUser", "ListBlocks", "SetUserRateLimits")
 
