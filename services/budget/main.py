@@ -36,6 +36,7 @@ from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.simulation import Simulation
 from services.budget.app.stats import Stats
+from services.budget.app.system_metrics import SystemMetricsReports
 from services.budget.domain.admission import AdmissionPolicy
 from services.budget.domain.limits import LimitPolicy
 from services.budget.domain.reconciliation import Reconciliation
@@ -170,6 +171,7 @@ def build_servicer(
         Blocks(store, clock, pager),
         optimization=Optimization(store, clock, configured_price_table(settings.price_table)),
         tools=management_tools(settings, store, clock, policy, pager, page_tokens),
+        system_metrics=SystemMetricsReports(store, clock, settings.time_zone, pager),
     )
 
 

@@ -27,8 +27,15 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from recipeimage.budget.v1 import management_tools_pb2 as tpb
 from recipeimage.budget.v1 import optimization_pb2 as opb
+from recipeimage.budget.v1 import system_metrics_pb2 as mpb
 
-from services.budget import convert, convert_admission, convert_optimization, convert_tools
+from services.budget import (
+    convert,
+    convert_admission,
+    convert_metrics,
+    convert_optimization,
+    convert_tools,
+)
 from services.budget.app.admission import Admission
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
@@ -38,6 +45,7 @@ from services.budget.app.optimization import Optimization
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
+from services.budget.app.system_metrics import SystemMetricsReports
 from services.budget.domain.audit import Actor
 from services.budget.domain.optimization import Scope as AnalysisScope
 from services.budget.domain.usage import ID_LENGTH
@@ -98,6 +106,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         *,
         optimization: Optimization,
         tools: ManagementTools,
+        system_metrics: SystemMetricsReports,
     ) -> None:
         self.guard = guard
         self._reservations = reservations
@@ -109,6 +118,7 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self._blocks = blocks
         self._optimization = optimization
         self._tools = tools
+        self._system_metrics = system_metrics
 
     @rpc(ANY_ROLE)
     def GetLimits(
@@ -431,3 +441,35 @@ def _until_cancelled(context: Context, messages: Iterator[T]) -> Iterator[T]:
         if not context.is_active():
             return
         yield message
+    # System metrics
+
+    @rpc(ADMIN_ONLY)
+    def GetSystemMetrics(
+        self, request: mpb.GetSystemMetricsRequest, context: Context, principal: Principal
+    ) -> mpb.GetSystemMetricsResponse:
+        violations = Violations()
+        period = convert_metrics.metrics_period_from_proto(request.period)
+        metrics = self._system_metrics.metrics(
+            period,
+            violations,
+            start=optional_from_proto(violations, request, "start_time"),
+            end=optional_from_proto(violations, request, "end_time"),
+            time_zone=request.time_zone,
+        )
+        assert period is not None
+        return convert_metrics.system_metrics(metrics, period)
+
+    @rpc(ADMIN_ONLY)
+    def ListTopUsers(
+        self, request: mpb.ListTopUsersRequest, context: Context, principal: Principal
+    ) -> mpb.ListTopUsersResponse:
+        violations = Violations()
+        page = self._system_metrics.top_users(
+            convert_metrics.top_users_span_from_proto(request.period),
+            convert_metrics.top_users_order_from_proto(request.order_by),
+            violations,
+            at=optional_from_proto(violations, request, "time"),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return convert_metrics.top_users(page)

@@ -13,6 +13,7 @@ MODULES = (
     "tests.bench.cache_bench",
     "tests.bench.optimization_bench",
     "tests.bench.tools_bench",
+    "tests.bench.system_metrics_bench",
 )
 
 

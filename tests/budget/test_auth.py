@@ -7,6 +7,7 @@ import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import management_tools_pb2 as tpb
 from recipeimage.budget.v1 import optimization_pb2 as opb
+from recipeimage.budget.v1 import system_metrics_pb2 as mpb
 
 from services.common.auth import Authenticator, Role
 from tests.budget.conftest import reservation_states
@@ -46,6 +47,8 @@ ALL_CALLS = [
     ("ListUsersNearLimits", tpb.ListUsersNearLimitsRequest(min_share_basis_points=8000)),
     ("ExportUsage", tpb.ExportUsageRequest()),
     ("SimulateLimits", tpb.SimulateLimitsRequest()),
+    ("GetSystemMetrics", mpb.GetSystemMetricsRequest(period=mpb.METRICS_PERIOD_DAY)),
+    ("ListTopUsers", mpb.ListTopUsersRequest(period=mpb.TOP_USERS_PERIOD_DAY)),
 ]
 # Server-streaming: the call's status comes with the stream.
 STREAMING = {"ExportUsage"}

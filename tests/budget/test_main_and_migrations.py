@@ -39,6 +39,10 @@ BUDGET_TABLES = {
     "budget_blocks",
     "budget_abuse_streaks",
     "budget_credits",
+    "budget_system_spend",
+    "budget_system_outcomes",
+    "budget_system_totals",
+    "budget_user_totals",
 }
 
 

@@ -1,5 +1,5 @@
 """ReconcileLedger (and the reconcile command): prove the window counters,
-the reservations and the daily rollup equal the ledger, and say where they do
+the reservations and the rollups equal the ledger, and say where they do
 not. Read-only; every check reads one snapshot, so a busy service cannot show
 a difference that is only a commit in flight."""
 
@@ -35,6 +35,7 @@ class Reconciler:
             differences += queries.unreserved_spend(checked)
             differences += queries.rollup_differences(checked)
             differences += queries.credit_differences(checked)
+            differences += queries.system_rollup_differences(checked)
             windows, reservations = queries.counts(checked)
         return Reconciliation(
             windows_checked=windows,

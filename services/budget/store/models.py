@@ -273,6 +273,8 @@ class UsageRow(Base):
             postgresql_where=text("cached AND image_id IS NOT NULL"),
             sqlite_where=text("cached AND image_id IS NOT NULL"),
         ),
+        # System metrics: the records of the partial hours at a range's edges.
+        Index("ix_budget_usage_records_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
@@ -415,6 +417,90 @@ class AbuseStreakRow(Base):
     events: Mapped[int] = mapped_column(Integer())
     window_start: Mapped[datetime] = mapped_column(UtcDateTime())
     last_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SystemSpendRow(Base):
+    """Every user's ledger by UTC hour and UTC day (kind "hour" or "day",
+    start the hour's or the day's first instant), model, size and quality,
+    striped over SYSTEM_SHARDS shards (the record's id % SYSTEM_SHARDS) so
+    that no row is updated by every insert; a reader sums the shards.
+    Maintained by triggers on the ledger (migration 0008)."""
+
+    __tablename__ = "budget_system_spend"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    size: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+
+
+class SystemOutcomesRow(Base):
+    """Every user's ledger by UTC hour and day, shard (as SystemSpendRow),
+    outcome and error reason (domain.system_metrics.error_reason).
+    Triggers, migration 0008."""
+
+    __tablename__ = "budget_system_outcomes"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+    successful: Mapped[int] = mapped_column(Integer())
+    exact_hits: Mapped[int] = mapped_column(Integer())
+    similar_hits: Mapped[int] = mapped_column(Integer())
+    cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+
+
+class SystemTotalsRow(Base):
+    """Every user's cost and attempts by UTC hour and day and shard (the
+    trend's rows, without the kinds). Triggers, migration 0008."""
+
+    __tablename__ = "budget_system_totals"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+
+
+class UserTotalsRow(Base):
+    """Each user's cost and attempts by UTC day and month (kind "day" or
+    "month"), indexed by period and cost or attempts: a period's top users
+    are the last entries of one index range, read backwards. Triggers,
+    migration 0008."""
+
+    __tablename__ = "budget_user_totals"
+    __table_args__ = (
+        Index(
+            "ix_budget_user_totals_kind_start_cost_micros",
+            "kind",
+            "start",
+            "cost_micros",
+            "user_id",
+        ),
+        Index(
+            "ix_budget_user_totals_kind_start_generations",
+            "kind",
+            "start",
+            "generations",
+            "user_id",
+        ),
+    )
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[date] = mapped_column(Date(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
 
 
 metadata = Base.metadata

@@ -36,6 +36,7 @@ from services.budget.domain.reservations import ReservationState
 from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, window_name
 from services.budget.store.credits import credit_differences
 from services.budget.store.models import ReservationRow, UsageDailyRow, UsageRow, WindowRow
+from services.budget.store.system_rollups import rollup_checks, rollup_mismatches
 from services.budget.store.windows import as_date
 from services.common.db import dialect_name
 
@@ -292,6 +293,29 @@ class ReconciliationQueries:
     def credit_differences(self, checked: CheckedRange) -> list[Difference]:
         """Window rows whose credit_micros is not the sum of their credits."""
         return credit_differences(self.session, checked)
+
+    def system_rollup_differences(self, checked: CheckedRange) -> list[Difference]:
+        """The system rollups and per-user totals (migration 0008) against the
+        ledger, from the checked range's UTC month on."""
+        since = checked.since_instant
+        found = []
+        for check in rollup_checks(dialect_name(self.session), since):
+            for row in rollup_mismatches(self.session, check, since, _ROWS):
+                found.append(
+                    Difference(
+                        field=f"{check.table.name.removeprefix('budget_')}_rollup",
+                        counter_micros=int(row.rolled_cost or 0),
+                        ledger_micros=int(row.ledger_cost or 0),
+                        description=(
+                            f"{check.table.name} {row.kind} of {row.start}: "
+                            f"{int(row.rolled_generations)} attempt(s) costing "
+                            f"{int(row.rolled_cost or 0)}, the ledger "
+                            f"{int(row.ledger_generations)} costing {int(row.ledger_cost or 0)}"
+                        ),
+                        user_id=row.user_id,
+                    )
+                )
+        return found
 
     def counts(self, checked: CheckedRange) -> tuple[int, int]:
         """How many windows and reservations the checks covered."""

@@ -21,6 +21,7 @@ from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
 from services.budget.store.reservations import ReservationStore
 from services.budget.store.simulation import SimulationQueries
+from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage import UsageStore
 from services.budget.store.windows import WindowStore
 from services.common.db import dialect_name
@@ -84,6 +85,9 @@ class Transaction:
     @cached_property
     def optimization(self) -> OptimizationQueries:
         return OptimizationQueries(self.session)
+
+    def system_metrics(self) -> SystemMetricsQueries:
+        return SystemMetricsQueries(self.session, self.dialect)
 
 
 class BudgetStore:

@@ -1580,6 +1580,11 @@ class LedgerDifference(_message.Message):
     field: _builtins.str
     """"spent_micros", "reserved_micros", "overrun_micros", "credit_micros",
     "usage_record" or "usage_rollup".
+    "spent_micros", "reserved_micros", "overrun_micros", "usage_record", or
+    a rollup that differs from the ledger: "usage_rollup" (a user's daily
+    rollup), "system_spend_rollup", "system_outcomes_rollup",
+    "system_totals_rollup" or "user_totals_rollup" (the rollups of
+    GetSystemMetrics and ListTopUsers).
     """
     counter_micros: _builtins.int
     """What the counter (or the reservation) says."""

@@ -6,6 +6,7 @@ import warnings
 from recipeimage.budget.v1 import budget_service_pb2 as recipeimage_dot_budget_dot_v1_dot_budget__service__pb2
 from recipeimage.budget.v1 import management_tools_pb2 as recipeimage_dot_budget_dot_v1_dot_management__tools__pb2
 from recipeimage.budget.v1 import optimization_pb2 as recipeimage_dot_budget_dot_v1_dot_optimization__pb2
+from recipeimage.budget.v1 import system_metrics_pb2 as recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -163,6 +164,16 @@ class BudgetServiceStub:
                 '/recipeimage.budget.v1.BudgetService/SimulateLimits',
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsResponse.FromString,
+                _registered_method=True)
+        self.GetSystemMetrics = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/GetSystemMetrics',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.GetSystemMetricsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.GetSystemMetricsResponse.FromString,
+                _registered_method=True)
+        self.ListTopUsers = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ListTopUsers',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersResponse.FromString,
                 _registered_method=True)
 
 
@@ -364,6 +375,9 @@ class BudgetServiceServicer:
         overrun equals the spend no hold covered; every committed reservation has
         its one usage record with the committed cost; every window's credited
         amount equals the credits granted to it. Reports each difference.
+        its one usage record with the committed cost; every rollup of the ledger
+        (per user and day, the system's by hour and day, the per-user totals)
+        equals the ledger. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
@@ -507,6 +521,35 @@ class BudgetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSystemMetrics(self, request, context):
+        """GetSystemMetrics summarizes every user's usage records over the current
+        day, week or month (in the request's time zone, by default the service's)
+        or an explicit [start_time, end_time) range: cost, attempts, average
+        cost, cache hits and what they saved, outcomes, failures by reason, spend
+        by model, size and quality, and a trend per hour (ranges of at most 48
+        hours) or per day. Read from rollups, never by scanning the ledger.
+        Admin only.
+
+        Errors: INVALID_ARGUMENT (period missing, an unknown time_zone, a range
+        that is missing a bound, empty, or longer than 366 days, or range bounds
+        given with a calendar period).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTopUsers(self, request, context):
+        """ListTopUsers ranks users by cost or by attempts over a UTC day or month,
+        highest first, paged (AIP-158), from an index of per-user totals. Admin
+        only.
+
+        Errors: INVALID_ARGUMENT (period missing, negative page_size, a
+        page_token that is malformed or was issued for other request fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BudgetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -629,6 +672,16 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.SimulateLimits,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsResponse.SerializeToString,
+            ),
+            'GetSystemMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSystemMetrics,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.GetSystemMetricsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.GetSystemMetricsResponse.SerializeToString,
+            ),
+            'ListTopUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTopUsers,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1287,6 +1340,60 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/SimulateLimits',
             recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_management__tools__pb2.SimulateLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSystemMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/GetSystemMetrics',
+            recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.GetSystemMetricsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.GetSystemMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTopUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ListTopUsers',
+            recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

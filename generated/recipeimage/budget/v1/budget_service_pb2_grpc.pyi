@@ -8,6 +8,7 @@ from grpc import aio as _aio
 from recipeimage.budget.v1 import budget_service_pb2 as _budget_service_pb2
 from recipeimage.budget.v1 import management_tools_pb2 as _management_tools_pb2
 from recipeimage.budget.v1 import optimization_pb2 as _optimization_pb2
+from recipeimage.budget.v1 import system_metrics_pb2 as _system_metrics_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -178,6 +179,9 @@ class BudgetServiceStub:
     overrun equals the spend no hold covered; every committed reservation has
     its one usage record with the committed cost; every window's credited
     amount equals the credits granted to it. Reports each difference.
+    its one usage record with the committed cost; every rollup of the ledger
+    (per user and day, the system's by hour and day, the per-user totals)
+    equals the ledger. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -276,6 +280,27 @@ class BudgetServiceStub:
 
     Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
     a tier missing or named twice, a negative limit).
+    """
+    GetSystemMetrics: _grpc.UnaryUnaryMultiCallable[_system_metrics_pb2.GetSystemMetricsRequest, _system_metrics_pb2.GetSystemMetricsResponse]
+    """GetSystemMetrics summarizes every user's usage records over the current
+    day, week or month (in the request's time zone, by default the service's)
+    or an explicit [start_time, end_time) range: cost, attempts, average
+    cost, cache hits and what they saved, outcomes, failures by reason, spend
+    by model, size and quality, and a trend per hour (ranges of at most 48
+    hours) or per day. Read from rollups, never by scanning the ledger.
+    Admin only.
+
+    Errors: INVALID_ARGUMENT (period missing, an unknown time_zone, a range
+    that is missing a bound, empty, or longer than 366 days, or range bounds
+    given with a calendar period).
+    """
+    ListTopUsers: _grpc.UnaryUnaryMultiCallable[_system_metrics_pb2.ListTopUsersRequest, _system_metrics_pb2.ListTopUsersResponse]
+    """ListTopUsers ranks users by cost or by attempts over a UTC day or month,
+    highest first, paged (AIP-158), from an index of per-user totals. Admin
+    only.
+
+    Errors: INVALID_ARGUMENT (period missing, negative page_size, a
+    page_token that is malformed or was issued for other request fields).
     """
 
 @_typing.type_check_only
@@ -426,6 +451,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     overrun equals the spend no hold covered; every committed reservation has
     its one usage record with the committed cost; every window's credited
     amount equals the credits granted to it. Reports each difference.
+    its one usage record with the committed cost; every rollup of the ledger
+    (per user and day, the system's by hour and day, the per-user totals)
+    equals the ledger. Reports each difference.
     Read-only. Admin only.
 
     Errors: none beyond the common ones.
@@ -524,6 +552,27 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
 
     Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
     a tier missing or named twice, a negative limit).
+    """
+    GetSystemMetrics: _aio.UnaryUnaryMultiCallable[_system_metrics_pb2.GetSystemMetricsRequest, _system_metrics_pb2.GetSystemMetricsResponse]  # type: ignore[assignment]
+    """GetSystemMetrics summarizes every user's usage records over the current
+    day, week or month (in the request's time zone, by default the service's)
+    or an explicit [start_time, end_time) range: cost, attempts, average
+    cost, cache hits and what they saved, outcomes, failures by reason, spend
+    by model, size and quality, and a trend per hour (ranges of at most 48
+    hours) or per day. Read from rollups, never by scanning the ledger.
+    Admin only.
+
+    Errors: INVALID_ARGUMENT (period missing, an unknown time_zone, a range
+    that is missing a bound, empty, or longer than 366 days, or range bounds
+    given with a calendar period).
+    """
+    ListTopUsers: _aio.UnaryUnaryMultiCallable[_system_metrics_pb2.ListTopUsersRequest, _system_metrics_pb2.ListTopUsersResponse]  # type: ignore[assignment]
+    """ListTopUsers ranks users by cost or by attempts over a UTC day or month,
+    highest first, paged (AIP-158), from an index of per-user totals. Admin
+    only.
+
+    Errors: INVALID_ARGUMENT (period missing, negative page_size, a
+    page_token that is malformed or was issued for other request fields).
     """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -755,6 +804,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         overrun equals the spend no hold covered; every committed reservation has
         its one usage record with the committed cost; every window's credited
         amount equals the credits granted to it. Reports each difference.
+        its one usage record with the committed cost; every rollup of the ledger
+        (per user and day, the system's by hour and day, the per-user totals)
+        equals the ledger. Reports each difference.
         Read-only. Admin only.
 
         Errors: none beyond the common ones.
@@ -913,6 +965,39 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (range missing, empty or longer than 366 days,
         a tier missing or named twice, a negative limit).
+        """
+
+    @_abc_1.abstractmethod
+    def GetSystemMetrics(
+        self,
+        request: _system_metrics_pb2.GetSystemMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_system_metrics_pb2.GetSystemMetricsResponse, _abc.Awaitable[_system_metrics_pb2.GetSystemMetricsResponse]]:
+        """GetSystemMetrics summarizes every user's usage records over the current
+        day, week or month (in the request's time zone, by default the service's)
+        or an explicit [start_time, end_time) range: cost, attempts, average
+        cost, cache hits and what they saved, outcomes, failures by reason, spend
+        by model, size and quality, and a trend per hour (ranges of at most 48
+        hours) or per day. Read from rollups, never by scanning the ledger.
+        Admin only.
+
+        Errors: INVALID_ARGUMENT (period missing, an unknown time_zone, a range
+        that is missing a bound, empty, or longer than 366 days, or range bounds
+        given with a calendar period).
+        """
+
+    @_abc_1.abstractmethod
+    def ListTopUsers(
+        self,
+        request: _system_metrics_pb2.ListTopUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_system_metrics_pb2.ListTopUsersResponse, _abc.Awaitable[_system_metrics_pb2.ListTopUsersResponse]]:
+        """ListTopUsers ranks users by cost or by attempts over a UTC day or month,
+        highest first, paged (AIP-158), from an index of per-user totals. Admin
+        only.
+
+        Errors: INVALID_ARGUMENT (period missing, negative page_size, a
+        page_token that is malformed or was issued for other request fields).
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -30,7 +30,7 @@ from alembic.operations import BatchOperations
 from services.common.db import NAMING_CONVENTION
 
 revision = "0009_budget_credits"
-down_revision = "0006_budget_abuse"
+down_revision = "0008_budget_system_rollups"
 branch_labels = None
 depends_on = None
 
