@@ -433,14 +433,6 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         )
         return convert_tools.simulation(replay)
 
-
-def _until_cancelled(context: Context, messages: Iterator[T]) -> Iterator[T]:
-    """Stream messages while the client is there: a cancelled export stops
-    reading the database at the next message."""
-    for message in messages:
-        if not context.is_active():
-            return
-        yield message
     # System metrics
 
     @rpc(ADMIN_ONLY)
@@ -473,3 +465,12 @@ def _until_cancelled(context: Context, messages: Iterator[T]) -> Iterator[T]:
             page_token=request.page_token,
         )
         return convert_metrics.top_users(page)
+
+
+def _until_cancelled(context: Context, messages: Iterator[T]) -> Iterator[T]:
+    """Stream messages while the client is there: a cancelled export stops
+    reading the database at the next message."""
+    for message in messages:
+        if not context.is_active():
+            return
+        yield message

@@ -86,6 +86,7 @@ class Transaction:
     def optimization(self) -> OptimizationQueries:
         return OptimizationQueries(self.session)
 
+    @cached_property
     def system_metrics(self) -> SystemMetricsQueries:
         return SystemMetricsQueries(self.session, self.dialect)
 
