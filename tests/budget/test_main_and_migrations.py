@@ -38,6 +38,8 @@ BUDGET_TABLES = {
     "budget_rate_states",
     "budget_blocks",
     "budget_abuse_streaks",
+    "budget_alerts",
+    "budget_alert_silences",
 }
 
 

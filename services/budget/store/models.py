@@ -356,6 +356,56 @@ class AbuseStreakRow(Base):
     last_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class AlertRow(Base):
+    """Every alert raised (domain.alerts), at most one per rule, subject,
+    window and period: the unique key makes a second raise a no-op on every
+    replica. xact_id: the PostgreSQL transaction that inserted the row (0 on
+    SQLite), the stream's commit horizon (store.alerts)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        CheckConstraint("\"window\" IN ('daily', 'monthly', '')", name="window"),
+        UniqueConstraint(
+            "rule",
+            "subject",
+            "window",
+            "period_key",
+            name="uq_budget_alerts_rule_subject_window_period_key",
+        ),
+        # ListAlerts of one subject, newest first.
+        Index("ix_budget_alerts_subject_id", "subject", "id"),
+        # WatchAlerts: rows after a cursor (xact_id, id).
+        Index("ix_budget_alerts_xact_id_id", "xact_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    # A user id; "" for the system.
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH))
+    window: Mapped[str] = mapped_column(String(16))
+    period_key: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text())
+    details_json: Mapped[str] = mapped_column(Text())
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    silenced: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
+    xact_id: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+
+
+class AlertSilenceRow(Base):
+    """A rule silenced for a subject ("" the system) until expires_at (NULL:
+    until lifted). Alerts raised meanwhile are recorded as silenced."""
+
+    __tablename__ = "budget_alert_silences"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 metadata = Base.metadata
 
 

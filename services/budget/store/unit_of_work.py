@@ -10,6 +10,7 @@ from functools import cached_property
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.budget.store.abuse import AbuseStore
+from services.budget.store.alerts import AlertStore
 from services.budget.store.audit import AuditStore
 from services.budget.store.blocks import BlockStore
 from services.budget.store.limits import LimitsStore
@@ -59,6 +60,10 @@ class Transaction:
     @cached_property
     def abuse(self) -> AbuseStore:
         return AbuseStore(self.session)
+
+    @cached_property
+    def alerts(self) -> AlertStore:
+        return AlertStore(self.session, self.dialect)
 
 
 class BudgetStore:
