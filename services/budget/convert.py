@@ -10,6 +10,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.common.v1 import image_quality_pb2
 
 from services.budget import convert_admission as admission
+from services.budget.domain.alert_rules import WindowWarning
 from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
 from services.budget.domain.limits import (
     LimitValues,
@@ -92,8 +93,8 @@ def limit_values_from_proto(message: pb.LimitValues) -> LimitValues:
     )
 
 
-def window(state: WindowState) -> pb.Window:
-    return pb.Window(
+def window(state: WindowState, warning: WindowWarning | None = None) -> pb.Window:
+    message = pb.Window(
         kind=_WINDOW_KINDS[(state.key.scope, state.key.span)],
         limit_micros=state.limit_micros,
         spent_micros=state.spent_micros,
@@ -104,6 +105,12 @@ def window(state: WindowState) -> pb.Window:
         limit_source=state.source,
         overrun_micros=state.overrun_micros,
     )
+    if warning is not None:
+        message.threshold_percent = warning.threshold_percent
+        message.warning = warning.message
+        if warning.exhausted_at is not None:
+            message.projected_exhaustion_time.CopyFrom(timestamp(warning.exhausted_at))
+    return message
 
 
 def limits(view: LimitsView) -> pb.GetLimitsResponse:
@@ -112,7 +119,7 @@ def limits(view: LimitsView) -> pb.GetLimitsResponse:
         tier=tier(view.tier),
         per_generation_limit_micros=view.per_generation.micros,
         per_generation_limit_source=view.per_generation.source,
-        windows=[window(w) for w in view.windows],
+        windows=[window(w, view.warnings.get(w.key)) for w in view.windows],
         overrides=limit_values(view.overrides),
         spend_cap=limit_values(view.cap),
         rate_rules=[admission.rate_rule(state) for state in view.rate_rules],

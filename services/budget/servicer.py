@@ -17,12 +17,16 @@ rules and block in GetLimits but can never lift a block.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
+from recipeimage.budget.v1 import alerts_pb2 as apb
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
-from services.budget import convert, convert_admission
+from services.budget import convert, convert_admission, convert_alerts
 from services.budget.app.admission import Admission
+from services.budget.app.alert_views import AlertViews, resolve_subject
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
@@ -32,11 +36,15 @@ from services.budget.app.stats import Stats
 from services.budget.domain.audit import Actor
 from services.budget.domain.usage import ID_LENGTH
 from services.budget.domain.validation import Violations
+from services.budget.store.alerts import AlertFilter
 from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal, Role
 from services.common.errors import InvalidArgument
 from services.common.rpc import Guard, rpc
 from services.common.timestamps import optional_from_proto
 
+# Alerts are for the user they are about and for admins; an internal backend
+# acting for users has no need to read them.
+USER_OR_ADMIN = frozenset({Role.USER, Role.ADMIN})
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BudgetService"].full_name
 Context = grpc.ServicerContext
 
@@ -83,7 +91,9 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         reconciler: Reconciler,
         admission: Admission,
         blocks: Blocks,
+        alerts: AlertViews,
     ) -> None:
+        self._alerts = alerts
         self.guard = guard
         self._reservations = reservations
         self._ledger = ledger
@@ -316,3 +326,70 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
             user_id=settings.user_id,
             overrides=convert_admission.rate_limit_values(settings.rate_overrides),
         )
+
+    # Alerts (a user sees and silences only its own)
+
+    @rpc(USER_OR_ADMIN)
+    def ListAlerts(
+        self, request: apb.ListAlertsRequest, context: Context, principal: Principal
+    ) -> apb.ListAlertsResponse:
+        violations = Violations()
+        subject = resolve_subject(
+            only_user(principal),
+            convert_alerts.subject_request(request),
+            violations,
+            required=False,
+        )
+        where = AlertFilter(
+            rule=request.rule,
+            severity=convert_alerts.severity_name(request.severity),
+            start=optional_from_proto(violations, request, "start_time"),
+            end=optional_from_proto(violations, request, "end_time"),
+        )
+        page = self._alerts.list_alerts(
+            subject,
+            where,
+            violations,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return convert_alerts.alert_page(page)
+
+    @rpc(USER_OR_ADMIN)
+    def WatchAlerts(
+        self, request: apb.WatchAlertsRequest, context: Context, principal: Principal
+    ) -> Iterator[apb.WatchAlertsResponse]:
+        """Checked before the stream starts; then one message an alert."""
+        violations = Violations()
+        subject = resolve_subject(
+            only_user(principal),
+            convert_alerts.subject_request(request),
+            violations,
+            required=False,
+        )
+        stream = self._alerts.watch(subject, request.cursor, violations, context.is_active)
+        return (
+            apb.WatchAlertsResponse(alert=convert_alerts.alert(alert), cursor=cursor)
+            for alert, cursor in stream
+        )
+
+    @rpc(USER_OR_ADMIN)
+    def SilenceAlerts(
+        self, request: apb.SilenceAlertsRequest, context: Context, principal: Principal
+    ) -> apb.SilenceAlertsResponse:
+        violations = Violations()
+        requested = convert_alerts.subject_request(request)
+        subject = resolve_subject(only_user(principal), requested, violations, required=True)
+        until = optional_from_proto(violations, request, "expire_time")
+        silence = self._alerts.silence(principal.subject, subject, request.rule, until, violations)
+        return apb.SilenceAlertsResponse(silence=convert_alerts.silence(silence))
+
+    @rpc(USER_OR_ADMIN)
+    def UnsilenceAlerts(
+        self, request: apb.UnsilenceAlertsRequest, context: Context, principal: Principal
+    ) -> apb.UnsilenceAlertsResponse:
+        violations = Violations()
+        requested = convert_alerts.subject_request(request)
+        subject = resolve_subject(only_user(principal), requested, violations, required=True)
+        self._alerts.unsilence(subject, request.rule, violations)
+        return apb.UnsilenceAlertsResponse()

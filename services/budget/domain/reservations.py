@@ -4,10 +4,12 @@ use cases take and return."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from services.budget.domain.admission import CapState, RateState
+from services.budget.domain.alert_rules import WindowWarning
 from services.budget.domain.blocks import Block
 from services.budget.domain.limits import (
     NO_RATE_OVERRIDES,
@@ -99,6 +101,8 @@ class LimitsView:
     concurrency: CapState | None = None
     block: Block | None = None
     rate_overrides: RateLimitValues = NO_RATE_OVERRIDES
+    # GetLimits' warning of each window (domain.alert_rules), by its key.
+    warnings: Mapping[WindowKey, WindowWarning] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,45 @@ NOTHING on the unique key (rule, subject, window, period_key), so of any
 number of transactions raising one alert, on any replica, exactly one row is
 written and exactly one caller learns it was new. The same statement reads
 whether a silence is in force, so raising costs one round trip.
+
+The stream (WatchAlerts) must never skip a row committed late. On
+PostgreSQL ids come from a sequence when the row is inserted, not when it
+commits: a transaction may hold id 5 uncommitted while id 6 is already
+visible, so "id > last seen" would skip 5 for good. Each row therefore
+records the transaction that inserted it (xact_id), and a stream reads only
+rows of transactions that have ended, those below the oldest transaction
+still running (pg_snapshot_xmin of the reader's snapshot), in (xact_id, id)
+order. That set can only grow above its top: a transaction below the horizon
+never adds a row again, and a row of a later one sorts after everything read.
+The cursor is (xact_id, id) of the last row sent. A long transaction anywhere
+in the cluster delays the stream, never skips a row. SQLite runs one writer at
+a time, so there xact_id is 0 and the id order is the commit order.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    TextClause,
+    bindparam,
+    delete,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
-from services.budget.domain.alerts import Alert
+from services.budget.domain.alerts import Alert, AlertWindow, Severity
 from services.budget.store.models import AlertRow, AlertSilenceRow, table
-from services.common.db import UtcDateTime
+from services.common.db import UtcDateTime, insert_for
 
 ALERTS = table(AlertRow)
 SILENCES = table(AlertSilenceRow)
@@ -74,3 +99,127 @@ class AlertStore:
         if row is None:
             return None
         return replace(alert, id=int(row.id), silenced=bool(row.silenced))
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """ListAlerts' filters; empty strings and None filter nothing."""
+
+    subject: str | None = None
+    rule: str = ""
+    severity: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StreamCursor:
+    """Where a stream stands: the last row sent, as (xact_id, id)."""
+
+    xact_id: int = 0
+    id: int = 0
+
+
+def _listing(where: AlertFilter) -> Select[AlertRow]:
+    statement = select(AlertRow)
+    if where.subject is not None:
+        statement = statement.where(AlertRow.subject == where.subject)
+    if where.rule:
+        statement = statement.where(AlertRow.rule == where.rule)
+    if where.severity:
+        statement = statement.where(AlertRow.severity == where.severity)
+    if where.start is not None:
+        statement = statement.where(AlertRow.raised_at >= where.start)
+    if where.end is not None:
+        statement = statement.where(AlertRow.raised_at < where.end)
+    return statement
+
+
+class AlertQueries:
+    """Reading alerts, and the silences."""
+
+    def __init__(self, session: Session, dialect: str) -> None:
+        self.session = session
+        self.dialect = dialect
+
+    def load_page(self, where: AlertFilter, before_id: int | None, limit: int) -> list[Alert]:
+        """Up to limit alerts, newest first, below before_id."""
+        statement = _listing(where)
+        if before_id is not None:
+            statement = statement.where(AlertRow.id < before_id)
+        statement = statement.order_by(AlertRow.id.desc()).limit(limit)
+        return [_alert(row) for row in self.session.scalars(statement)]
+
+    def load_stream(
+        self, subject: str | None, after: StreamCursor, limit: int
+    ) -> list[tuple[Alert, StreamCursor]]:
+        """Up to limit unsilenced alerts of ended transactions after the cursor,
+        in stream order (see the module's docstring), of one subject or all."""
+        statement = select(AlertRow).where(
+            AlertRow.silenced.is_(False),
+            tuple_(AlertRow.xact_id, AlertRow.id) > tuple_(after.xact_id, after.id),
+        )
+        if self.dialect == "postgresql":
+            statement = statement.where(AlertRow.xact_id < _HORIZON)
+        if subject is not None:
+            statement = statement.where(AlertRow.subject == subject)
+        statement = statement.order_by(AlertRow.xact_id, AlertRow.id).limit(limit)
+        return [
+            (_alert(row), StreamCursor(row.xact_id, row.id))
+            for row in self.session.scalars(statement)
+        ]
+
+    def load_stream_end(self, subject: str | None) -> StreamCursor:
+        """The cursor of the last alert load_stream would send now."""
+        statement = select(AlertRow.xact_id, AlertRow.id).where(AlertRow.silenced.is_(False))
+        if self.dialect == "postgresql":
+            statement = statement.where(AlertRow.xact_id < _HORIZON)
+        if subject is not None:
+            statement = statement.where(AlertRow.subject == subject)
+        row = self.session.execute(
+            statement.order_by(AlertRow.xact_id.desc(), AlertRow.id.desc()).limit(1)
+        ).first()
+        return StreamCursor(row.xact_id, row.id) if row else StreamCursor()
+
+    def store_silence(
+        self, rule: str, subject: str, created_by: str, now: datetime, until: datetime | None
+    ) -> None:
+        """Silence a rule for a subject (replacing a silence of both)."""
+        statement = insert_for(self.dialect, SILENCES).values(
+            rule=rule, subject=subject, created_by=created_by, created_at=now, expires_at=until
+        )
+        self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[SILENCES.c.rule, SILENCES.c.subject],
+                set_={"created_by": created_by, "created_at": now, "expires_at": until},
+            )
+        )
+
+    def delete_silence(self, rule: str, subject: str) -> bool:
+        deleted = self.session.execute(
+            delete(AlertSilenceRow)
+            .where(AlertSilenceRow.rule == rule, AlertSilenceRow.subject == subject)
+            .returning(AlertSilenceRow.rule)
+        ).first()
+        return deleted is not None
+
+
+# Transactions below this one have all ended (PostgreSQL).
+_HORIZON: ColumnElement[int] = literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+)
+
+
+def _alert(row: AlertRow) -> Alert:
+    return Alert(
+        id=row.id,
+        rule=row.rule,
+        subject=row.subject,
+        window=AlertWindow(row.window),
+        period_key=row.period_key,
+        severity=Severity(row.severity),
+        message=row.message,
+        raised_at=row.raised_at,
+        details=json.loads(row.details_json),
+        silenced=row.silenced,
+    )

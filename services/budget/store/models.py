@@ -131,6 +131,9 @@ class WindowRow(Base):
     reserved_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
     # Spend no hold covered: late commits, and commits above their hold.
     overrun_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    # The limit as of the last hold or limit change: a commit's statement
+    # returns it, so threshold alerts cost no round trip (app.alerts).
+    limit_micros: Mapped[int | None] = mapped_column(BigInteger())
 
 
 class ReservationRow(Base):
@@ -208,6 +211,8 @@ class UsageRow(Base):
             "id",
             postgresql_include=list(STATS_COLUMNS),
         ),
+        # The alert evaluator's system-wide counts of a recent range.
+        Index("ix_budget_usage_records_created_at", "created_at"),
         # Cache busting: a user's generated records of one prompt fingerprint
         # in a time range (only generated records have one).
         Index(
@@ -260,6 +265,8 @@ class UsageDailyRow(Base):
     """
 
     __tablename__ = "budget_usage_daily"
+    # The alert evaluator's users of a day.
+    __table_args__ = (Index("ix_budget_usage_daily_day", "day"),)
 
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     day: Mapped[date] = mapped_column(Date(), primary_key=True)
