@@ -3,6 +3,8 @@ period, and a silence in force marks it silenced."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from services.budget.domain.alerts import Alert, AlertWindow, Severity
@@ -57,3 +59,17 @@ def test_an_alert_raised_under_a_silence_in_force_is_recorded_silenced(budget) -
         expired = uow.alerts.insert_once(_alert(subject="u2"))
     assert silenced is not None and silenced.silenced
     assert expired is not None and not expired.silenced
+
+
+def test_of_many_transactions_raising_one_alert_at_once_exactly_one_inserts(budget) -> None:
+    store = BudgetStore(budget.app.sessions)
+    start = threading.Barrier(8)
+
+    def raise_once(_: int) -> bool:
+        start.wait()
+        with store.transaction() as uow:
+            return uow.alerts.insert_once(_alert()) is not None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(raise_once, range(8)))
+    assert results.count(True) == 1

@@ -170,10 +170,12 @@ class AlertQueries:
         ]
 
     def load_stream_end(self, subject: str | None) -> StreamCursor:
-        """The cursor of the last alert load_stream would send now."""
+        """The cursor after the newest alert committed now ("from now on"):
+        past the horizon too, so no alert already visible is sent. (An alert
+        whose transaction began earlier and commits later is not sent to a
+        stream started without a cursor; one resumed with a cursor misses
+        nothing.)"""
         statement = select(AlertRow.xact_id, AlertRow.id).where(AlertRow.silenced.is_(False))
-        if self.dialect == "postgresql":
-            statement = statement.where(AlertRow.xact_id < _HORIZON)
         if subject is not None:
             statement = statement.where(AlertRow.subject == subject)
         row = self.session.execute(
