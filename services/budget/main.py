@@ -184,6 +184,7 @@ def build_servicer(
             pager,
             alerts.signal,
             settings.alert_watch_poll_seconds,
+            settings.alert_max_watchers,
         ),
     )
 

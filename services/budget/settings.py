@@ -80,6 +80,7 @@ class BudgetSettings:
     alerts: AlertRules
     alert_evaluation_interval_seconds: float
     alert_watch_poll_seconds: float
+    alert_max_watchers: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -136,6 +137,7 @@ class BudgetSettings:
                 env, "RECIPEIMAGE_ALERT_EVALUATION_INTERVAL_SECONDS", 60.0
             ),
             alert_watch_poll_seconds=env_float(env, "RECIPEIMAGE_ALERT_WATCH_POLL_SECONDS", 1.0),
+            alert_max_watchers=env_int(env, "RECIPEIMAGE_ALERT_MAX_WATCHERS", 8, minimum=1),
         )
 
 

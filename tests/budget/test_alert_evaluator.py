@@ -10,6 +10,7 @@ from datetime import timedelta
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 
 from services.budget.domain.alert_rules import AlertRules
+from services.budget.store.models import UsageRow
 from tests.budget.alerts_support import spend, usage_row
 from tests.budget.conftest import T0
 
@@ -118,12 +119,18 @@ def test_too_few_attempts_are_no_spike(budget) -> None:
     assert evaluate(budget) == []
 
 
-def test_a_collapse_of_the_cache_hit_rate(budget) -> None:
+def half_hits_for_three_days() -> list[UsageRow]:
+    """A cache hit rate of 50% on each of the three days before T0."""
     rows = []
     for days_ago in range(1, 4):
         day = T0 - timedelta(days=days_ago)
         rows += [usage_row("u1", day, outcome="cache_hit_exact") for _ in range(10)]
         rows += [usage_row("u1", day) for _ in range(10)]
+    return rows
+
+
+def test_a_collapse_of_the_cache_hit_rate(budget) -> None:
+    rows = half_hits_for_three_days()
     recent = T0 - timedelta(minutes=10)
     rows += [usage_row("u2", recent, outcome="cache_hit_exact") for _ in range(2)]
     rows += [usage_row("u2", recent) for _ in range(20)]
@@ -138,11 +145,7 @@ def test_a_collapse_of_the_cache_hit_rate(budget) -> None:
 
 
 def test_a_steady_cache_hit_rate_raises_nothing(budget) -> None:
-    rows = []
-    for days_ago in range(1, 4):
-        day = T0 - timedelta(days=days_ago)
-        rows += [usage_row("u1", day, outcome="cache_hit_exact") for _ in range(10)]
-        rows += [usage_row("u1", day) for _ in range(10)]
+    rows = half_hits_for_three_days()
     recent = T0 - timedelta(minutes=10)
     rows += [usage_row("u2", recent, outcome="cache_hit_similar") for _ in range(10)]
     rows += [usage_row("u2", recent) for _ in range(12)]

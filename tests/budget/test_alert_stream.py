@@ -133,6 +133,23 @@ def test_watch_alerts_refuses_before_streaming(
     assert raised.value.code() == code
 
 
+def test_a_replica_serves_only_so_many_streams(database_url, authenticator, tokens) -> None:
+    with running_budget(database_url, authenticator, alert_max_watchers=1) as budget:
+        first = Reader(budget, tokens.admin())
+        time.sleep(0.5)  # the first stream has started
+        second = budget.stub.WatchAlerts(
+            apb.WatchAlertsRequest(), metadata=tokens.admin(), timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            next(second)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.close()
+        time.sleep(1.5)  # the first stream ends at its next poll
+        third = Reader(budget, tokens.admin())
+        assert third.nothing_more()  # streaming, not refused
+        third.close()
+
+
 def _alert(user: str) -> Alert:
     return Alert(
         rule="unusual_spend",

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.budget.app.paging import Pager
 from services.budget.domain.alert_rules import AlertRules
@@ -23,7 +24,7 @@ from services.budget.domain.validation import Violations
 from services.budget.store.alerts import AlertFilter, StreamCursor
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
-from services.common.errors import NotFound, PermissionDenied
+from services.common.errors import NotFound, PermissionDenied, QuotaExceeded
 
 STREAM_BATCH = 100
 
@@ -72,6 +73,39 @@ class AlertSignal:
         """Until rung after `since` (a generation read before the last poll) or timeout."""
         with self._changed:
             self._changed.wait_for(lambda: self._generation != since, timeout)
+
+
+WATCHERS_EXHAUSTED = "ALERT_WATCHERS_EXHAUSTED"
+
+
+class Watchers:
+    """How many WatchAlerts streams this process serves: each holds a server
+    thread for as long as it lasts, so they may take only a share of the pool."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def check_room(self) -> None:
+        with self._lock:
+            if self._count >= self._limit:
+                raise QuotaExceeded(
+                    f"this replica already serves {self._limit} alert streams; retry later",
+                    reason=WATCHERS_EXHAUSTED,
+                    subject="alert_watchers",
+                    retry_after=timedelta(seconds=5),
+                )
+
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
 
 
 def resolve_subject(
@@ -124,7 +158,9 @@ class AlertViews:
         pager: Pager,
         signal: AlertSignal,
         poll_seconds: float,
+        max_watchers: int,
     ) -> None:
+        self._watchers = Watchers(max_watchers)
         self._store = store
         self._rules = rules
         self._clock = clock
@@ -165,6 +201,7 @@ class AlertViews:
         """Validates now, then streams (alert, its cursor) while active()."""
         after = parse_cursor(violations, cursor)
         violations.raise_if_any()
+        self._watchers.check_room()
         if after is None:
             after = self._stream_end(subject)
         return self._stream(subject, after, active)
@@ -175,6 +212,12 @@ class AlertViews:
             return tx.alert_queries.load_stream_end(subject)
 
     def _stream(
+        self, subject: str | None, after: StreamCursor, active: Callable[[], bool]
+    ) -> Iterator[tuple[Alert, str]]:
+        with self._watchers.counted():
+            yield from self._poll(subject, after, active)
+
+    def _poll(
         self, subject: str | None, after: StreamCursor, active: Callable[[], bool]
     ) -> Iterator[tuple[Alert, str]]:
         while active():

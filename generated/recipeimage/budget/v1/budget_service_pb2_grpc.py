@@ -444,7 +444,9 @@ class BudgetServiceServicer:
         only its own alerts.
 
         Errors: INVALID_ARGUMENT (a cursor this service did not issue),
-        PERMISSION_DENIED (a user naming another user or the system).
+        PERMISSION_DENIED (a user naming another user or the system),
+        RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+        as many streams as it may; RetryInfo says when to try again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

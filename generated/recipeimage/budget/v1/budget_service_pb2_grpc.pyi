@@ -235,7 +235,9 @@ class BudgetServiceStub:
     only its own alerts.
 
     Errors: INVALID_ARGUMENT (a cursor this service did not issue),
-    PERMISSION_DENIED (a user naming another user or the system).
+    PERMISSION_DENIED (a user naming another user or the system),
+    RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+    as many streams as it may; RetryInfo says when to try again).
     """
     SilenceAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.SilenceAlertsRequest, _alerts_pb2.SilenceAlertsResponse]
     """SilenceAlerts silences a rule for a subject until expire_time (or until
@@ -460,7 +462,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     only its own alerts.
 
     Errors: INVALID_ARGUMENT (a cursor this service did not issue),
-    PERMISSION_DENIED (a user naming another user or the system).
+    PERMISSION_DENIED (a user naming another user or the system),
+    RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+    as many streams as it may; RetryInfo says when to try again).
     """
     SilenceAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.SilenceAlertsRequest, _alerts_pb2.SilenceAlertsResponse]  # type: ignore[assignment]
     """SilenceAlerts silences a rule for a subject until expire_time (or until
@@ -808,7 +812,9 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         only its own alerts.
 
         Errors: INVALID_ARGUMENT (a cursor this service did not issue),
-        PERMISSION_DENIED (a user naming another user or the system).
+        PERMISSION_DENIED (a user naming another user or the system),
+        RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+        as many streams as it may; RetryInfo says when to try again).
         """
 
     @_abc_1.abstractmethod
