@@ -33,10 +33,10 @@ from services.budget.app.management import Management
 from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
+from services.budget.domain.alerts import AlertFilter
 from services.budget.domain.audit import Actor
 from services.budget.domain.usage import ID_LENGTH
 from services.budget.domain.validation import Violations
-from services.budget.store.alerts import AlertFilter
 from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal, Role
 from services.common.errors import InvalidArgument
 from services.common.rpc import Guard, rpc

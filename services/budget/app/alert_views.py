@@ -18,10 +18,9 @@ from datetime import datetime, timedelta
 
 from services.budget.app.paging import Pager
 from services.budget.domain.alert_rules import AlertRules
-from services.budget.domain.alerts import SYSTEM_SUBJECT, Alert
+from services.budget.domain.alerts import SYSTEM_SUBJECT, Alert, AlertFilter, StreamCursor
 from services.budget.domain.usage import ID_LENGTH
 from services.budget.domain.validation import Violations
-from services.budget.store.alerts import AlertFilter, StreamCursor
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
 from services.common.errors import NotFound, PermissionDenied, QuotaExceeded

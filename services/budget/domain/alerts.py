@@ -45,3 +45,22 @@ class Alert:
     details: dict[str, str] = field(default_factory=dict)
     silenced: bool = False
     id: int = 0
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """ListAlerts' filters; empty strings and None filter nothing."""
+
+    subject: str | None = None
+    rule: str = ""
+    severity: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StreamCursor:
+    """Where a stream stands: the last row sent, as (xact_id, id)."""
+
+    xact_id: int = 0
+    id: int = 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import (
@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from services.budget.domain.alerts import Alert, AlertWindow, Severity
+from services.budget.domain.alerts import Alert, AlertFilter, AlertWindow, Severity, StreamCursor
 from services.budget.store.models import AlertRow, AlertSilenceRow, table
 from services.common.db import UtcDateTime, insert_for
 
@@ -99,25 +99,6 @@ class AlertStore:
         if row is None:
             return None
         return replace(alert, id=int(row.id), silenced=bool(row.silenced))
-
-
-@dataclass(frozen=True)
-class AlertFilter:
-    """ListAlerts' filters; empty strings and None filter nothing."""
-
-    subject: str | None = None
-    rule: str = ""
-    severity: str = ""
-    start: datetime | None = None
-    end: datetime | None = None
-
-
-@dataclass(frozen=True)
-class StreamCursor:
-    """Where a stream stands: the last row sent, as (xact_id, id)."""
-
-    xact_id: int = 0
-    id: int = 0
 
 
 def _listing(where: AlertFilter) -> Select[AlertRow]:
