@@ -11,13 +11,19 @@ PostgreSQL ids come from a sequence when the row is inserted, not when it
 commits: a transaction may hold id 5 uncommitted while id 6 is already
 visible, so "id > last seen" would skip 5 for good. Each row therefore
 records the transaction that inserted it (xact_id), and a stream reads only
-rows of transactions that have ended, those below the oldest transaction
-still running (pg_snapshot_xmin of the reader's snapshot), in (xact_id, id)
-order. That set can only grow above its top: a transaction below the horizon
-never adds a row again, and a row of a later one sorts after everything read.
-The cursor is (xact_id, id) of the last row sent. A long transaction anywhere
-in the cluster delays the stream, never skips a row. SQLite runs one writer at
-a time, so there xact_id is 0 and the id order is the commit order.
+rows of transactions that have ended, in (xact_id, id) order, with the
+cursor (xact_id, id) of the last row sent. The horizon is the oldest
+transaction still writing in this database (pg_stat_activity.backend_xid,
+widened to 64 bits), else the next transaction id to be assigned, read in
+its own statement before the rows are read (READ COMMITTED: the rows'
+statement sees every transaction that had ended by then). Every transaction
+below the horizon has ended, so the rows below it are final: a later read
+only adds rows above everything already sent. A long write transaction in
+this database delays the stream, never makes it skip; read-only transactions
+and other databases' do not count (the cluster-wide pg_snapshot_xmin would
+let any of them stall it; prepared transactions are not counted, and the
+service never prepares one). SQLite runs one writer at a time, so there
+xact_id is 0 and the id order is the commit order.
 """
 
 from __future__ import annotations
@@ -28,13 +34,10 @@ from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
     Select,
     TextClause,
     bindparam,
     delete,
-    literal_column,
     select,
     text,
     tuple_,
@@ -141,7 +144,8 @@ class AlertQueries:
             tuple_(AlertRow.xact_id, AlertRow.id) > tuple_(after.xact_id, after.id),
         )
         if self.dialect == "postgresql":
-            statement = statement.where(AlertRow.xact_id < _HORIZON)
+            horizon = int(self.session.scalar(_HORIZON) or 0)  # first, in its own statement
+            statement = statement.where(AlertRow.xact_id < horizon)
         if subject is not None:
             statement = statement.where(AlertRow.subject == subject)
         statement = statement.order_by(AlertRow.xact_id, AlertRow.id).limit(limit)
@@ -187,10 +191,19 @@ class AlertQueries:
         return deleted is not None
 
 
-# Transactions below this one have all ended (PostgreSQL).
-_HORIZON: ColumnElement[int] = literal_column(
-    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
-)
+# Transactions below this one have all ended (PostgreSQL): the oldest
+# backend_xid of this database (a 32-bit xid, given the epoch of the next
+# one and one epoch less if that puts it in the future), else the next xid.
+_HORIZON = text("""
+WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xid)
+SELECT LEAST(next.xid, MIN(
+    (next.xid >> 32 << 32) + a.backend_xid::text::bigint
+    - CASE WHEN (next.xid >> 32 << 32) + a.backend_xid::text::bigint > next.xid
+           THEN 4294967296 ELSE 0 END))
+FROM next LEFT JOIN pg_stat_activity a
+  ON a.datname = current_database() AND a.backend_xid IS NOT NULL
+GROUP BY next.xid
+""")
 
 
 def _alert(row: AlertRow) -> Alert:
