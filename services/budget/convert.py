@@ -11,6 +11,7 @@ from recipeimage.common.v1 import image_quality_pb2
 
 from services.budget import convert_admission as admission
 from services.budget import convert_tools as tools
+from services.budget.domain.alert_rules import WindowWarning
 from services.budget.domain.audit import AuditAction, AuditEntry, AuditSnapshot
 from services.budget.domain.limits import (
     LimitValues,
@@ -94,8 +95,8 @@ def limit_values_from_proto(message: pb.LimitValues) -> LimitValues:
     )
 
 
-def window(state: WindowState) -> pb.Window:
-    return pb.Window(
+def window(state: WindowState, warning: WindowWarning | None = None) -> pb.Window:
+    message = pb.Window(
         kind=_WINDOW_KINDS[(state.key.scope, state.key.span)],
         limit_micros=state.limit_micros,
         spent_micros=state.spent_micros,
@@ -108,6 +109,12 @@ def window(state: WindowState) -> pb.Window:
         credit_micros=state.credit_micros,
         effective_limit_micros=state.effective_limit_micros,
     )
+    if warning is not None:
+        message.threshold_percent = warning.threshold_percent
+        message.warning = warning.message
+        if warning.exhausted_at is not None:
+            message.projected_exhaustion_time.CopyFrom(timestamp(warning.exhausted_at))
+    return message
 
 
 def check_budget_response(check: BudgetCheck) -> pb.CheckBudgetResponse:
@@ -138,7 +145,7 @@ def limits(view: LimitsView) -> pb.GetLimitsResponse:
         tier=tier(view.tier),
         per_generation_limit_micros=view.per_generation.micros,
         per_generation_limit_source=view.per_generation.source,
-        windows=[window(w) for w in view.windows],
+        windows=[window(w, view.warnings.get(w.key)) for w in view.windows],
         overrides=limit_values(view.overrides),
         spend_cap=limit_values(view.cap),
         rate_rules=[admission.rate_rule(state) for state in view.rate_rules],

@@ -21,6 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.budget.app.abuse import AbuseWatch, BlockCounter
 from services.budget.app.admission import Admission, Gate, ShadowCounter
+from services.budget.app.alert_evaluator import AlertEvaluator
+from services.budget.app.alert_views import AlertSignal, AlertViews
+from services.budget.app.alerts import AlertCounter, AlertRaiser
 from services.budget.app.blocks import Blocks
 from services.budget.app.credits import Credits
 from services.budget.app.export import Export
@@ -71,6 +74,7 @@ class BudgetApp:
     metrics: Metrics
     servicer: BudgetServicer
     reaper: Reaper
+    evaluator: AlertEvaluator
     server: RunningServer
     _closed: bool = field(default=False, repr=False)
 
@@ -93,6 +97,7 @@ class BudgetApp:
             return
         self._closed = True
         self.reaper.stop()
+        self.evaluator.stop()
         self.engine.dispose()
 
 
@@ -121,6 +126,32 @@ def block_counter(metrics: Metrics) -> BlockCounter:
         "recipeimage_abuse_blocks_total",
         "Users blocked automatically by an abuse trigger.",
         "trigger",
+    )
+
+
+def alert_counter(metrics: Metrics) -> AlertCounter:
+    """Counts alerts raised, by rule and severity (rules are a fixed set)."""
+    return metrics.counter_by_labels(
+        "recipeimage_alerts_raised_total",
+        "Budget alerts raised (each once per rule, subject and period), by rule and severity.",
+        "rule",
+        "severity",
+    )
+
+
+@dataclass(frozen=True)
+class AlertParts:
+    """What raises alerts and what tells streams about them, shared by the
+    use cases and the evaluator of one process."""
+
+    raiser: AlertRaiser
+    signal: AlertSignal
+
+
+def alert_parts(settings: BudgetSettings, clock: Clock, metrics: Metrics) -> AlertParts:
+    signal = AlertSignal()
+    return AlertParts(
+        AlertRaiser(settings.alerts, clock, alert_counter(metrics), signal.ring), signal
     )
 
 
@@ -153,8 +184,10 @@ def build_servicer(
     store: BudgetStore,
     clock: Clock,
     page_tokens: PageTokens,
+    alerts: AlertParts | None = None,
 ) -> BudgetServicer:
     """The use cases over one store, behind the gRPC edge."""
+    alerts = alerts or alert_parts(settings, clock, guard.metrics)
     policy = limit_policy(settings)
     pager = Pager(page_tokens)
     gate = Gate(AdmissionPolicy(settings.admission), shadow_counter(guard.metrics))
@@ -162,16 +195,25 @@ def build_servicer(
     abuse = AbuseWatch(settings.abuse, block_counter(guard.metrics))
     return BudgetServicer(
         guard,
-        Reservations(store, policy, clock, ttl, gate, abuse),
+        Reservations(store, policy, clock, ttl, gate, abuse, alerts.raiser),
         Ledger(store, clock, abuse),
         Stats(store, clock, settings.time_zone, pager),
-        Management(store, clock, policy, pager),
+        Management(store, clock, policy, pager, alerts.raiser),
         Reconciler(store, settings.time_zone),
         Admission(store, gate, policy.tier_of, clock, abuse),
         Blocks(store, clock, pager),
         optimization=Optimization(store, clock, configured_price_table(settings.price_table)),
         tools=management_tools(settings, store, clock, policy, pager, page_tokens),
         system_metrics=SystemMetricsReports(store, clock, settings.time_zone, pager),
+        alerts=AlertViews(
+            store,
+            settings.alerts,
+            clock,
+            pager,
+            alerts.signal,
+            settings.alert_watch_poll_seconds,
+            settings.alert_max_watchers,
+        ),
     )
 
 
@@ -184,7 +226,8 @@ def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = No
         prepare_database("budget", engine, settings.database_url)
         sessions = create_sessions(engine)
         store = BudgetStore(sessions)
-        servicer = build_servicer(settings, guard, store, clock, access.page_tokens)
+        alerts = alert_parts(settings, clock, guard.metrics)
+        servicer = build_servicer(settings, guard, store, clock, access.page_tokens, alerts)
 
         def register(server: grpc.Server) -> None:
             budget_service_pb2_grpc.add_BudgetServiceServicer_to_server(servicer, server)
@@ -214,10 +257,18 @@ def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = No
             "Reservations the reaper expired (not committed or released within the TTL).",
         ),
     )
-    app = BudgetApp(settings, engine, sessions, guard.metrics, servicer, reaper, server)
+    evaluator = AlertEvaluator(
+        store,
+        alerts.raiser,
+        limit_policy(settings),
+        clock,
+        settings.alert_evaluation_interval_seconds,
+    )
+    app = BudgetApp(settings, engine, sessions, guard.metrics, servicer, reaper, evaluator, server)
     try:
         guard.metrics.serve(settings.metrics_port, settings.metrics_address)
         reaper.start()
+        evaluator.start()
     except BaseException:
         app.stop(0)
         raise

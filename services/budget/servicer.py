@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import grpc
+from recipeimage.budget.v1 import alerts_pb2 as apb
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from recipeimage.budget.v1 import management_tools_pb2 as tpb
@@ -32,11 +33,13 @@ from recipeimage.budget.v1 import system_metrics_pb2 as mpb
 from services.budget import (
     convert,
     convert_admission,
+    convert_alerts,
     convert_metrics,
     convert_optimization,
     convert_tools,
 )
 from services.budget.app.admission import Admission
+from services.budget.app.alert_views import AlertViews, resolve_subject
 from services.budget.app.blocks import Blocks
 from services.budget.app.ledger import Ledger
 from services.budget.app.management import Management
@@ -46,6 +49,7 @@ from services.budget.app.reconciliation import Reconciler
 from services.budget.app.reservations import Reservations
 from services.budget.app.stats import Stats
 from services.budget.app.system_metrics import SystemMetricsReports
+from services.budget.domain.alerts import AlertFilter
 from services.budget.domain.audit import Actor
 from services.budget.domain.optimization import Scope as AnalysisScope
 from services.budget.domain.usage import ID_LENGTH
@@ -56,6 +60,9 @@ from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.rpc import Guard, rpc
 from services.common.timestamps import optional_from_proto
 
+# Alerts are for the user they are about and for admins; an internal backend
+# acting for users has no need to read them.
+USER_OR_ADMIN = frozenset({Role.USER, Role.ADMIN})
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BudgetService"].full_name
 Context = grpc.ServicerContext
 T = TypeVar("T")
@@ -107,7 +114,9 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         optimization: Optimization,
         tools: ManagementTools,
         system_metrics: SystemMetricsReports,
+        alerts: AlertViews,
     ) -> None:
+        self._alerts = alerts
         self.guard = guard
         self._reservations = reservations
         self._ledger = ledger
@@ -465,6 +474,73 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
             page_token=request.page_token,
         )
         return convert_metrics.top_users(page)
+
+    # Alerts (a user sees and silences only its own)
+
+    @rpc(USER_OR_ADMIN)
+    def ListAlerts(
+        self, request: apb.ListAlertsRequest, context: Context, principal: Principal
+    ) -> apb.ListAlertsResponse:
+        violations = Violations()
+        subject = resolve_subject(
+            only_user(principal),
+            convert_alerts.subject_request(request),
+            violations,
+            required=False,
+        )
+        where = AlertFilter(
+            rule=request.rule,
+            severity=convert_alerts.severity_name(request.severity),
+            start=optional_from_proto(violations, request, "start_time"),
+            end=optional_from_proto(violations, request, "end_time"),
+        )
+        page = self._alerts.list_alerts(
+            subject,
+            where,
+            violations,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return convert_alerts.alert_page(page)
+
+    @rpc(USER_OR_ADMIN)
+    def WatchAlerts(
+        self, request: apb.WatchAlertsRequest, context: Context, principal: Principal
+    ) -> Iterator[apb.WatchAlertsResponse]:
+        """Checked before the stream starts; then one message an alert."""
+        violations = Violations()
+        subject = resolve_subject(
+            only_user(principal),
+            convert_alerts.subject_request(request),
+            violations,
+            required=False,
+        )
+        stream = self._alerts.watch(subject, request.cursor, violations, context.is_active)
+        return (
+            apb.WatchAlertsResponse(alert=convert_alerts.alert(alert), cursor=cursor)
+            for alert, cursor in stream
+        )
+
+    @rpc(USER_OR_ADMIN)
+    def SilenceAlerts(
+        self, request: apb.SilenceAlertsRequest, context: Context, principal: Principal
+    ) -> apb.SilenceAlertsResponse:
+        violations = Violations()
+        requested = convert_alerts.subject_request(request)
+        subject = resolve_subject(only_user(principal), requested, violations, required=True)
+        until = optional_from_proto(violations, request, "expire_time")
+        silence = self._alerts.silence(principal.subject, subject, request.rule, until, violations)
+        return apb.SilenceAlertsResponse(silence=convert_alerts.silence(silence))
+
+    @rpc(USER_OR_ADMIN)
+    def UnsilenceAlerts(
+        self, request: apb.UnsilenceAlertsRequest, context: Context, principal: Principal
+    ) -> apb.UnsilenceAlertsResponse:
+        violations = Violations()
+        requested = convert_alerts.subject_request(request)
+        subject = resolve_subject(only_user(principal), requested, violations, required=True)
+        self._alerts.unsilence(subject, request.rule, violations)
+        return apb.UnsilenceAlertsResponse()
 
 
 def _until_cancelled(context: Context, messages: Iterator[T]) -> Iterator[T]:

@@ -29,6 +29,7 @@ from services.budget.domain.admission import (
     TierRates,
     parse_shadow,
 )
+from services.budget.domain.alert_rules import AlertRules
 from services.budget.domain.limits import Tier, TierLimits
 from services.common.config import (
     ConfigError,
@@ -81,6 +82,12 @@ class BudgetSettings:
     admission: AdmissionSettings
     # Abuse prevention: the triggers of automatic blocks, their durations.
     abuse: AbuseSettings
+    # Budget alerts: the rules' thresholds; how often this process evaluates
+    # the periodic rules (0: never) and polls for WatchAlerts streams.
+    alerts: AlertRules
+    alert_evaluation_interval_seconds: float
+    alert_watch_poll_seconds: float
+    alert_max_watchers: int
     # None: plaintext. Message size caps and keepalive (services/common/transport.py).
     tls: ServerTls | None = None
     wire: WireLimits = WireLimits()
@@ -143,6 +150,12 @@ class BudgetSettings:
             price_table=Path(table)
             if (table := env_str(env, "RECIPEIMAGE_PRICE_TABLE", ""))
             else None,
+            alerts=alert_rules(env),
+            alert_evaluation_interval_seconds=env_float(
+                env, "RECIPEIMAGE_ALERT_EVALUATION_INTERVAL_SECONDS", 60.0
+            ),
+            alert_watch_poll_seconds=env_float(env, "RECIPEIMAGE_ALERT_WATCH_POLL_SECONDS", 1.0),
+            alert_max_watchers=env_int(env, "RECIPEIMAGE_ALERT_MAX_WATCHERS", 8, minimum=1),
         )
 
 
@@ -166,6 +179,38 @@ _TRIGGER_SETTINGS = {
         ("RECIPEIMAGE_ABUSE_CACHE_BUSTING_WINDOW_SECONDS", 3600),
     ),
 }
+
+
+def _percents(env: Mapping[str, str], name: str, default: str) -> tuple[int, ...]:
+    raw = env_str(env, name, default)
+    try:
+        values = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: a comma list of percents, e.g. 50,80,100") from None
+    if any(not 1 <= value <= 1000 for value in values):
+        raise ConfigError(f"{name}={raw!r}: each percent must be from 1 to 1000")
+    return values
+
+
+def alert_rules(env: Mapping[str, str]) -> AlertRules:
+    """The alert rules' thresholds (domain.alert_rules)."""
+    return AlertRules(
+        user_thresholds=_percents(env, "RECIPEIMAGE_ALERT_USER_THRESHOLDS", "50,80,100"),
+        system_thresholds=_percents(env, "RECIPEIMAGE_ALERT_SYSTEM_THRESHOLDS", "80,100"),
+        burn_rate_hours=env_int(env, "RECIPEIMAGE_ALERT_BURN_RATE_HOURS", 3, minimum=1),
+        unusual_factor=env_int(env, "RECIPEIMAGE_ALERT_UNUSUAL_FACTOR", 5, minimum=1),
+        baseline_days=env_int(env, "RECIPEIMAGE_ALERT_BASELINE_DAYS", 14, minimum=1),
+        unusual_spend_floor_micros=env_int(
+            env, "RECIPEIMAGE_ALERT_UNUSUAL_SPEND_FLOOR_MICROS", 1_000_000, minimum=1
+        ),
+        unusual_generations_floor=env_int(
+            env, "RECIPEIMAGE_ALERT_UNUSUAL_GENERATIONS_FLOOR", 50, minimum=1
+        ),
+        spike_percent=env_int(env, "RECIPEIMAGE_ALERT_SPIKE_PERCENT", 25),
+        spike_min_attempts=env_int(env, "RECIPEIMAGE_ALERT_SPIKE_MIN_ATTEMPTS", 20, minimum=1),
+        cache_collapse_percent=env_int(env, "RECIPEIMAGE_ALERT_CACHE_COLLAPSE_PERCENT", 50),
+        cache_min_lookups=env_int(env, "RECIPEIMAGE_ALERT_CACHE_MIN_LOOKUPS", 20, minimum=1),
+    )
 
 
 def abuse_settings(env: Mapping[str, str]) -> AbuseSettings:

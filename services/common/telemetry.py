@@ -75,6 +75,12 @@ class Metrics:
         counter = Counter(name, documentation, ["service", label], registry=self.registry)
         return lambda value: counter.labels(self.service, value).inc()
 
+    def counter_by_labels(self, name: str, documentation: str, *labels: str) -> Callable[..., None]:
+        """A counter of this service by several labels: call it with their
+        values, in order."""
+        counter = Counter(name, documentation, ["service", *labels], registry=self.registry)
+        return lambda *values: counter.labels(self.service, *values).inc()
+
     def counter(self, name: str, documentation: str) -> Callable[[float], None]:
         """A counter of this service: call it with the amount to add."""
         counter = Counter(name, documentation, ["service"], registry=self.registry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from recipeimage.budget.v1 import alerts_pb2 as apb
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import management_tools_pb2 as tpb
 from recipeimage.budget.v1 import optimization_pb2 as opb
@@ -49,6 +50,10 @@ ALL_CALLS = [
     ("SimulateLimits", tpb.SimulateLimitsRequest()),
     ("GetSystemMetrics", mpb.GetSystemMetricsRequest(period=mpb.METRICS_PERIOD_DAY)),
     ("ListTopUsers", mpb.ListTopUsersRequest(period=mpb.TOP_USERS_PERIOD_DAY)),
+    ("ListAlerts", apb.ListAlertsRequest(user_id="u1")),
+    ("WatchAlerts", apb.WatchAlertsRequest(user_id="u1")),
+    ("SilenceAlerts", apb.SilenceAlertsRequest(user_id="u1", rule="burn_rate")),
+    ("UnsilenceAlerts", apb.UnsilenceAlertsRequest(user_id="u1", rule="burn_rate")),
 ]
 # Server-streaming: the call's status comes with the stream.
 STREAMING = {"ExportUsage"}
@@ -83,6 +88,8 @@ def test_every_rpc_needs_a_valid_token(budget, bad_credentials, tokens, method, 
             answer = getattr(budget.stub, method)(request_, metadata=metadata)
             if method in STREAMING:
                 list(answer)
+            if method == "WatchAlerts":  # a stream: refused on its first read
+                next(answer)
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     assert reservation_states(budget) == {}
     limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.admin())

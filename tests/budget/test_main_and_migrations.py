@@ -43,6 +43,8 @@ BUDGET_TABLES = {
     "budget_system_outcomes",
     "budget_system_totals",
     "budget_user_totals",
+    "budget_alerts",
+    "budget_alert_silences",
 }
 
 

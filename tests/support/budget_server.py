@@ -6,9 +6,10 @@ service's tests that talk to it.
 
 It binds 127.0.0.1:0 (the OS picks the port), serves no metrics and runs no
 background reaper unless asked (reaper_interval_seconds=...): tests reap with
-budget.app.reap_expired(now). `tls=certs.mutual` (tests/support/tls.py) serves
-TLS or mutual TLS and connects the harness's channel with the client's side
-of it; plaintext otherwise. Admission control's rate rules and caps are all
+budget.app.reap_expired(now); nor the alert evaluator (tests call
+budget.app.evaluator.evaluate(now)). `tls=certs.mutual` (tests/support/tls.py)
+serves TLS or mutual TLS and connects the harness's channel with the client's
+side of it; plaintext otherwise. Admission control's rate rules and caps are all
 disabled unless asked (admission=admission(...)), so a test of money is not
 refused for its pace; so are the abuse triggers (abuse=AbuseSettings(...)), so
 a test of failures is not blocked for them. Any BudgetSettings field can be
@@ -151,6 +152,7 @@ def budget_settings(database_url: str, **overrides: object) -> BudgetSettings:
         database_url=database_url,
         metrics_port=0,
         reaper_interval_seconds=0.0,
+        alert_evaluation_interval_seconds=0.0,
         max_workers=32,
         db_pool_size=5,
         admission=NO_ADMISSION,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 
+from services.budget.app.alerts import AlertRaiser
 from services.budget.app.paging import Pager
 from services.budget.domain.audit import Actor, AuditAction, AuditEntry, AuditPage, AuditSnapshot
 from services.budget.domain.limits import (
@@ -21,10 +23,11 @@ from services.budget.domain.limits import (
     SystemLimitsView,
     Tier,
     UserSettings,
+    WindowLimit,
 )
 from services.budget.domain.validation import Violations
-from services.budget.domain.windows import Span
-from services.budget.store.unit_of_work import BudgetStore
+from services.budget.domain.windows import Scope, Span
+from services.budget.store.unit_of_work import BudgetStore, Transaction
 from services.common.clock import Clock
 
 
@@ -44,7 +47,15 @@ class Management:
     """`violations` arguments carry what the edge already found wrong with the
     same request; `actor` is who makes the change, for the audit log."""
 
-    def __init__(self, store: BudgetStore, clock: Clock, policy: LimitPolicy, pager: Pager) -> None:
+    def __init__(
+        self,
+        store: BudgetStore,
+        clock: Clock,
+        policy: LimitPolicy,
+        pager: Pager,
+        alerts: AlertRaiser,
+    ) -> None:
+        self._alerts = alerts
         self._store = store
         self._clock = clock
         self._policy = policy
@@ -122,7 +133,20 @@ class Management:
                 tx.audit.store_entry(
                     AuditEntry.new(actor, action, user_id, snapshot(before), snapshot(after), now)
                 )
+                self._raise_user_limit_alerts(tx, before, after, now)
         return after
+
+    def _raise_user_limit_alerts(
+        self, tx: Transaction, before: UserSettings, after: UserSettings, now: datetime
+    ) -> None:
+        """A lowered limit may put the user's spend over a threshold."""
+        old, new = self._policy.effective(before), self._policy.effective(after)
+        if old.user == new.user:
+            return  # rates only, or a cap above the limit: no window changed
+        user_windows = [self._policy.windows(limits, now) for limits in (old, new)]
+        self._alerts.raise_after_limit_change(
+            tx, *([w for w in windows if w.key.scope is Scope.USER] for windows in user_windows)
+        )
 
     # The system
 
@@ -151,10 +175,17 @@ class Management:
                         now,
                     )
                 )
+                self._alerts.raise_after_limit_change(
+                    tx, self._system_windows(before, now), self._system_windows(after, now)
+                )
         return SystemLimitsView(
             daily=self._policy.system_limit(Span.DAY, after),
             monthly=self._policy.system_limit(Span.MONTH, after),
         )
+
+    def _system_windows(self, values: LimitValues, now: datetime) -> list[WindowLimit]:
+        limits = self._policy.effective(UserSettings(user_id=""), values)
+        return [w for w in self._policy.windows(limits, now) if w.key.scope is Scope.SYSTEM]
 
     # The audit log
 

@@ -23,12 +23,14 @@ from datetime import datetime, timedelta
 
 from services.budget.app.abuse import AbuseWatch
 from services.budget.app.admission import Gate
+from services.budget.app.alerts import AlertRaiser
 from services.budget.app.settlement_records import (
     commit_settlement,
     log_commit_anomalies,
     store_attempt,
     store_spend,
 )
+from services.budget.domain.alert_rules import WindowSpend, WindowWarning, window_warning
 from services.budget.domain.credits import active_credit
 from services.budget.domain.limits import (
     PER_GENERATION_LIMIT_EXCEEDED,
@@ -85,7 +87,9 @@ class Reservations:
         ttl: timedelta,
         gate: Gate,
         abuse: AbuseWatch,
+        alerts: AlertRaiser,
     ):
+        self._alerts = alerts
         self._store = store
         self._policy = policy
         self._clock = clock
@@ -102,13 +106,35 @@ class Reservations:
             user, system, block = tx.blocks.load_context(user_id, now)
             view = self._view(tx, user, system, now)
             rates, concurrency = self._gate.snapshot(tx, user, view.tier, now)
+            warnings = self._warnings(tx, view, now)
         return replace(
             view,
             rate_rules=rates,
             concurrency=concurrency,
             block=block,
             rate_overrides=user.rate_overrides,
+            warnings=warnings,
         )
+
+    def _warnings(
+        self, tx: Transaction, view: LimitsView, now: datetime
+    ) -> dict[WindowKey, WindowWarning]:
+        """Each window's threshold reached and projected exhaustion: a user's
+        windows at the pace of its last burn_rate_hours (one indexed sum of
+        its ledger), the system's at the pace of the window so far (no scan
+        of every user's records on a user's call)."""
+        rules = self._alerts.rules
+        pace = timedelta(hours=rules.burn_rate_hours)
+        recent = tx.alert_figures.user_spend_since(view.user_id, now - pace)
+        warnings = {}
+        for state in view.windows:
+            spend = WindowSpend(state.key, state.effective_limit_micros, state.spent_micros)
+            if state.key.scope is Scope.USER:
+                paced, over = recent, pace
+            else:
+                paced, over = state.spent_micros, max(now - state.period.start, timedelta(0))
+            warnings[state.key] = window_warning(rules, spend, state.period, paced, over, now)
+        return warnings
 
     def check(
         self,
@@ -273,7 +299,9 @@ class Reservations:
             settlement = commit_settlement(reservation, charged)
             store_spend(tx.usage, reservation, record)
             self._abuse.after_record(tx, record, now)  # cache busting, before the windows
-            tx.windows.settle(_keys(reservation), settlement)
+            settled = tx.windows.settle(_keys(reservation), settlement)
+            # Plain Python unless a threshold was crossed: no round trip.
+            self._alerts.raise_after_settle(tx, settled, settlement.spend_micros)
         log_commit_anomalies(reservation, actual_cost_micros, settlement)
         return Committed(reservation, charged_micros=charged)
 

@@ -4,10 +4,12 @@ use cases take and return."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from services.budget.domain.admission import CapState, RateState
+from services.budget.domain.alert_rules import WindowWarning
 from services.budget.domain.blocks import Block
 from services.budget.domain.credits import Credit
 from services.budget.domain.limits import (
@@ -113,6 +115,8 @@ class LimitsView:
     credits: list[Credit] = field(default_factory=list)
     # When the view was read (a credit is active before its expiry).
     as_of: datetime | None = None
+    # GetLimits' warning of each window (domain.alert_rules), by its key.
+    warnings: Mapping[WindowKey, WindowWarning] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

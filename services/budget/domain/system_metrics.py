@@ -3,7 +3,7 @@ days and hours) and what only the ledger holds (the partial hours at its
 edges), the trend's points, an error's reason, and the figures folded from
 the rollups' rows. Plain Python.
 
-The rollups (migration 0008) hold every user's records by UTC hour and UTC
+The rollups (migration 0009) hold every user's records by UTC hour and UTC
 day; a range [start, end) in any zone is read as whole UTC days and whole
 UTC hours (a day mostly inside the range whole, less the hours outside it),
 and the minutes before the first and after the last whole hour (ledger

@@ -135,8 +135,12 @@ class WindowRow(Base):
     overrun_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
     # Every credit granted to this window instance, expired ones included
     # (budget_credits says which still count). Zero: the hold needs no look
-    # at the credits; written in the grant's transaction (migration 0009).
+    # at the credits; written in the grant's transaction (migration 0010).
     credit_micros: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+
+    # The limit as of the last hold or limit change: a commit's statement
+    # returns it, so threshold alerts cost no round trip (app.alerts).
+    limit_micros: Mapped[int | None] = mapped_column(BigInteger())
 
 
 class CreditRow(Base):
@@ -304,7 +308,7 @@ class UsageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # A generated record's prompt without its noise, hashed (domain.abuse).
     prompt_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    # Cost optimization's context (migration 0010); NULL in older records.
+    # Cost optimization's context (migration 0011); NULL in older records.
     dish_key: Mapped[str | None] = mapped_column(String(64))
     similar_allowed: Mapped[bool | None] = mapped_column(Boolean())
     custom_prompt: Mapped[bool | None] = mapped_column(Boolean())
@@ -322,6 +326,8 @@ class UsageDailyRow(Base):
     """
 
     __tablename__ = "budget_usage_daily"
+    # The alert evaluator's users of a day.
+    __table_args__ = (Index("ix_budget_usage_daily_day", "day"),)
 
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     day: Mapped[date] = mapped_column(Date(), primary_key=True)
@@ -424,7 +430,7 @@ class SystemSpendRow(Base):
     start the hour's or the day's first instant), model, size and quality,
     striped over SYSTEM_SHARDS shards (the record's id % SYSTEM_SHARDS) so
     that no row is updated by every insert; a reader sums the shards.
-    Maintained by triggers on the ledger (migration 0008)."""
+    Maintained by triggers on the ledger (migration 0009)."""
 
     __tablename__ = "budget_system_spend"
 
@@ -442,7 +448,7 @@ class SystemSpendRow(Base):
 class SystemOutcomesRow(Base):
     """Every user's ledger by UTC hour and day, shard (as SystemSpendRow),
     outcome and error reason (domain.system_metrics.error_reason).
-    Triggers, migration 0008."""
+    Triggers, migration 0009."""
 
     __tablename__ = "budget_system_outcomes"
 
@@ -461,7 +467,7 @@ class SystemOutcomesRow(Base):
 
 class SystemTotalsRow(Base):
     """Every user's cost and attempts by UTC hour and day and shard (the
-    trend's rows, without the kinds). Triggers, migration 0008."""
+    trend's rows, without the kinds). Triggers, migration 0009."""
 
     __tablename__ = "budget_system_totals"
 
@@ -476,7 +482,7 @@ class UserTotalsRow(Base):
     """Each user's cost and attempts by UTC day and month (kind "day" or
     "month"), indexed by period and cost or attempts: a period's top users
     are the last entries of one index range, read backwards. Triggers,
-    migration 0008."""
+    migration 0009."""
 
     __tablename__ = "budget_user_totals"
     __table_args__ = (
@@ -501,6 +507,56 @@ class UserTotalsRow(Base):
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     generations: Mapped[int] = mapped_column(Integer())
     cost_micros: Mapped[int] = mapped_column(BigInteger())
+
+
+class AlertRow(Base):
+    """Every alert raised (domain.alerts), at most one per rule, subject,
+    window and period: the unique key makes a second raise a no-op on every
+    replica. xact_id: the PostgreSQL transaction that inserted the row (0 on
+    SQLite), the stream's commit horizon (store.alerts)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        CheckConstraint("\"window\" IN ('daily', 'monthly', '')", name="window"),
+        UniqueConstraint(
+            "rule",
+            "subject",
+            "window",
+            "period_key",
+            name="uq_budget_alerts_rule_subject_window_period_key",
+        ),
+        # ListAlerts of one subject, newest first.
+        Index("ix_budget_alerts_subject_id", "subject", "id"),
+        # WatchAlerts: rows after a cursor (xact_id, id).
+        Index("ix_budget_alerts_xact_id_id", "xact_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    # A user id; "" for the system.
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH))
+    window: Mapped[str] = mapped_column(String(16))
+    period_key: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text())
+    details_json: Mapped[str] = mapped_column(Text())
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    silenced: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
+    xact_id: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+
+
+class AlertSilenceRow(Base):
+    """A rule silenced for a subject ("" the system) until expires_at (NULL:
+    until lifted). Alerts raised meanwhile are recorded as silenced."""
+
+    __tablename__ = "budget_alert_silences"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 metadata = Base.metadata

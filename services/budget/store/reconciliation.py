@@ -295,7 +295,7 @@ class ReconciliationQueries:
         return credit_differences(self.session, checked)
 
     def system_rollup_differences(self, checked: CheckedRange) -> list[Difference]:
-        """The system rollups and per-user totals (migration 0008) against the
+        """The system rollups and per-user totals (migration 0009) against the
         ledger, from the checked range's UTC month on."""
         since = checked.since_instant
         found = []

@@ -1,4 +1,4 @@
-"""The ledger's values the system rollups are keyed by (migration 0008), as
+"""The ledger's values the system rollups are keyed by (migration 0009), as
 SQL expressions over budget_usage_records: a record's UTC hour, day and
 month, its shard and its error reason. Both the metrics' ledger edges and
 reconciliation read the ledger through these, so they key it as the
@@ -149,7 +149,7 @@ def month_floor(since: datetime) -> datetime:
 
 
 def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
-    """The rollups of migration 0008, from since's UTC month on (None: all)."""
+    """The rollups of migration 0009, from since's UTC month on (None: all)."""
     k, u = ledger_keys(dialect), USAGE.c
     floor = month_floor(since) if since else None
     times = {"hour": k.hour, "day": k.day_start}

@@ -3,13 +3,16 @@ session, committed when the block ends and rolled back when it raises."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.budget.store.abuse import AbuseStore
+from services.budget.store.alert_figures import AlertFigures
+from services.budget.store.alerts import AlertQueries, AlertStore
 from services.budget.store.audit import AuditStore
 from services.budget.store.blocks import BlockStore
 from services.budget.store.credits import CreditStore
@@ -33,6 +36,11 @@ class Transaction:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.dialect = dialect_name(session)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run action once this transaction has committed (never if it rolls
+        back): what others may only learn of a committed change."""
+        event.listen(self.session, "after_commit", lambda _session: action(), once=True)
 
     @cached_property
     def limits(self) -> LimitsStore:
@@ -89,6 +97,18 @@ class Transaction:
     @cached_property
     def system_metrics(self) -> SystemMetricsQueries:
         return SystemMetricsQueries(self.session, self.dialect)
+
+    @cached_property
+    def alerts(self) -> AlertStore:
+        return AlertStore(self.session, self.dialect)
+
+    @cached_property
+    def alert_figures(self) -> AlertFigures:
+        return AlertFigures(self.session)
+
+    @cached_property
+    def alert_queries(self) -> AlertQueries:
+        return AlertQueries(self.session, self.dialect)
 
 
 class BudgetStore:

@@ -24,11 +24,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
+from services.budget.domain.alert_rules import WindowSpend
 from services.budget.domain.reservations import Counters, Settlement
 from services.budget.domain.windows import WindowKey
 from services.budget.store.models import WindowRow, table
@@ -42,9 +44,11 @@ _LOCK_ORDER_NAMES = ("user_day", "user_month", "system_day", "system_month")
 
 
 def _window_rows(values: str) -> str:
-    """The VALUES rows of a reservation's four windows, in lock order."""
+    """The VALUES rows of a reservation's four windows, in lock order; "{limit}"
+    in values is each row's own limit parameter (limit_user_day ...)."""
     return ",\n    ".join(
-        f"(:w{n}_scope, :w{n}_subject, :w{n}_kind, :w{n}_start_date, {values})"
+        f"(:w{n}_scope, :w{n}_subject, :w{n}_kind, :w{n}_start_date, "
+        f"{values.replace('{limit}', f':limit_{_LOCK_ORDER_NAMES[n]}')})"
         for n in range(WINDOW_ROWS)
     )
 
@@ -90,14 +94,17 @@ def _hold() -> TextClause:
     its credits that count at now (parameter now). The rows
     are given, and so locked, in lock order (PostgreSQL takes the rows of a
     multi-row INSERT in the order given). RETURNING names the windows that
-    took the hold; one missing means a refusal, and the caller rolls back."""
+    took the hold; one missing means a refusal, and the caller rolls back.
+    Each row keeps the limit it was held against, for the commit's alerts."""
     sql = f"""
 INSERT INTO budget_windows
-    (scope, subject, kind, start_date, spent_micros, reserved_micros, overrun_micros)
+    (scope, subject, kind, start_date, spent_micros, reserved_micros, overrun_micros,
+     limit_micros)
 VALUES
-    {_window_rows("0, :amount, 0")}
+    {_window_rows("0, :amount, 0, {limit}")}
 ON CONFLICT (scope, subject, kind, start_date) DO UPDATE
-SET reserved_micros = budget_windows.reserved_micros + excluded.reserved_micros
+SET reserved_micros = budget_windows.reserved_micros + excluded.reserved_micros,
+    limit_micros = excluded.limit_micros
 WHERE {_WOULD_HOLD} <= {_LIMIT}
     OR (budget_windows.credit_micros > 0 AND {_WOULD_HOLD} <= {_LIMIT} + {_ACTIVE_CREDIT})
 RETURNING scope, kind
@@ -114,7 +121,9 @@ def _settle() -> TextClause:
     windows of a reservation, in one statement and in lock order. The rows
     exist (the hold created them); the INSERT is the way to update rows in a
     given order. Should one have been deleted by hand, it comes back holding
-    the spend, so no spend is lost (and reconciliation shows the rest)."""
+    the spend, so no spend is lost (and reconciliation shows the rest).
+    RETURNING the new spent and the stored limit: what threshold alerts need,
+    in the same round trip."""
     sql = f"""
 INSERT INTO budget_windows
     (scope, subject, kind, start_date, spent_micros, reserved_micros, overrun_micros)
@@ -124,7 +133,7 @@ ON CONFLICT (scope, subject, kind, start_date) DO UPDATE
 SET reserved_micros = budget_windows.reserved_micros - :unhold,
     spent_micros = budget_windows.spent_micros + excluded.spent_micros,
     overrun_micros = budget_windows.overrun_micros + excluded.overrun_micros
-RETURNING scope
+RETURNING scope, kind, spent_micros, limit_micros
 """
     return _typed(sql, spend=BigInteger(), overrun=BigInteger(), unhold=BigInteger())
 
@@ -195,9 +204,10 @@ class WindowStore:
         granted = {(row.scope, row.kind) for row in self.session.execute(_hold(), params)}
         return {key for key, _ in limits if (key.scope.value, key.span.value) in granted}
 
-    def settle(self, keys: Sequence[WindowKey], settlement: Settlement) -> None:
+    def settle(self, keys: Sequence[WindowKey], settlement: Settlement) -> list[WindowSpend]:
         """Apply a settlement to a reservation's four windows (in lock order),
-        in one statement."""
+        in one statement. Returns each window's spent after it and the limit
+        it was last held against (windows without a stored limit left out)."""
         params: dict[str, object] = {
             "unhold": settlement.unhold_micros,
             "spend": settlement.spend_micros,
@@ -205,7 +215,27 @@ class WindowStore:
         }
         for number, key in enumerate(keys):
             params |= _window_params(key, f"w{number}_")
-        self.session.execute(_settle(), params)
+        rows = self.session.execute(_settle(), params).all()
+        by_name = {(key.scope.value, key.span.value): key for key in keys}
+        return [
+            WindowSpend(by_name[(row.scope, row.kind)], int(row.limit_micros), row.spent_micros)
+            for row in rows
+            if row.limit_micros is not None
+        ]
+
+    def store_limits(self, limits: Iterable[tuple[WindowKey, int]]) -> None:
+        """Record windows' new limits (a limit change), where their rows exist."""
+        for key, limit in limits:
+            self.session.execute(
+                update(WINDOWS)
+                .where(
+                    WINDOWS.c.scope == key.scope.value,
+                    WINDOWS.c.subject == key.subject,
+                    WINDOWS.c.kind == key.span.value,
+                    WINDOWS.c.start_date == key.start_date,
+                )
+                .values(limit_micros=limit)
+            )
 
     def load_counters(self, keys: Iterable[WindowKey]) -> dict[WindowKey, Counters]:
         """Spent, reserved and overrun of each window, in one query; a window

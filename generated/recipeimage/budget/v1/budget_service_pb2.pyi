@@ -216,6 +216,9 @@ class Window(_message.Message):
     OVERRUN_MICROS_FIELD_NUMBER: _builtins.int
     CREDIT_MICROS_FIELD_NUMBER: _builtins.int
     EFFECTIVE_LIMIT_MICROS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    WARNING_FIELD_NUMBER: _builtins.int
+    PROJECTED_EXHAUSTION_TIME_FIELD_NUMBER: _builtins.int
     kind: Global___WindowKind.ValueType
     limit_micros: _builtins.int
     """The rule's limit, without credits (see effective_limit_micros)."""
@@ -239,10 +242,25 @@ class Window(_message.Message):
     """The active credits of this window instance (GrantCredit)."""
     effective_limit_micros: _builtins.int
     """limit_micros + credit_micros: what spent + reserved may reach."""
+    threshold_percent: _builtins.int
+    """The highest alert threshold (percent of the limit: 50, 80, 100 by
+    default) spent has reached; 0 below the lowest.
+    """
+    warning: _builtins.str
+    """A warning to show, in plain words ("you have used 80% of your daily
+    limit"); empty below the lowest threshold.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def reset_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def projected_exhaustion_time(self) -> _timestamp_pb2.Timestamp:
+        """When the limit is reached at the current pace (GetLimits: the spend of
+        the last hours for a user's windows, of the window so far for the
+        system's); unset when that is not before reset_time.
+        """
+
     def __init__(
         self,
         *,
@@ -257,10 +275,13 @@ class Window(_message.Message):
         overrun_micros: _builtins.int = ...,
         credit_micros: _builtins.int = ...,
         effective_limit_micros: _builtins.int = ...,
+        threshold_percent: _builtins.int = ...,
+        warning: _builtins.str = ...,
+        projected_exhaustion_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["reset_time", b"reset_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["projected_exhaustion_time", b"projected_exhaustion_time", "reset_time", b"reset_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_micros", b"credit_micros", "effective_limit_micros", b"effective_limit_micros", "kind", b"kind", "limit_micros", b"limit_micros", "limit_source", b"limit_source", "overrun_micros", b"overrun_micros", "remaining_micros", b"remaining_micros", "reserved_micros", b"reserved_micros", "reset_time", b"reset_time", "spent_micros", b"spent_micros", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_micros", b"credit_micros", "effective_limit_micros", b"effective_limit_micros", "kind", b"kind", "limit_micros", b"limit_micros", "limit_source", b"limit_source", "overrun_micros", b"overrun_micros", "projected_exhaustion_time", b"projected_exhaustion_time", "remaining_micros", b"remaining_micros", "reserved_micros", b"reserved_micros", "reset_time", b"reset_time", "spent_micros", b"spent_micros", "start_time", b"start_time", "threshold_percent", b"threshold_percent", "warning", b"warning"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from recipeimage.budget.v1 import alerts_pb2 as recipeimage_dot_budget_dot_v1_dot_alerts__pb2
 from recipeimage.budget.v1 import budget_service_pb2 as recipeimage_dot_budget_dot_v1_dot_budget__service__pb2
 from recipeimage.budget.v1 import management_tools_pb2 as recipeimage_dot_budget_dot_v1_dot_management__tools__pb2
 from recipeimage.budget.v1 import optimization_pb2 as recipeimage_dot_budget_dot_v1_dot_optimization__pb2
@@ -174,6 +175,26 @@ class BudgetServiceStub:
                 '/recipeimage.budget.v1.BudgetService/ListTopUsers',
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/ListAlerts',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/recipeimage.budget.v1.BudgetService/WatchAlerts',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.WatchAlertsResponse.FromString,
+                _registered_method=True)
+        self.SilenceAlerts = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/SilenceAlerts',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.SilenceAlertsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.SilenceAlertsResponse.FromString,
+                _registered_method=True)
+        self.UnsilenceAlerts = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/UnsilenceAlerts',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.UnsilenceAlertsRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.UnsilenceAlertsResponse.FromString,
                 _registered_method=True)
 
 
@@ -550,6 +571,58 @@ class BudgetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """ListAlerts pages through alerts, newest first (AIP-158), filtered by
+        subject, rule, severity and time. Admins see any; a user sees only its
+        own (naming another user is PERMISSION_DENIED).
+
+        Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+        malformed or was issued for other request fields, end_time not after
+        start_time), PERMISSION_DENIED (a user naming another user or the system).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAlerts(self, request, context):
+        """WatchAlerts streams alerts as they are raised (silenced ones excepted),
+        oldest first, each with a cursor; called again with the last cursor it
+        sends every alert after it, none lost and none twice. A user watches
+        only its own alerts.
+
+        Errors: INVALID_ARGUMENT (a cursor this service did not issue),
+        PERMISSION_DENIED (a user naming another user or the system),
+        RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+        as many streams as it may; RetryInfo says when to try again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SilenceAlerts(self, request, context):
+        """SilenceAlerts silences a rule for a subject until expire_time (or until
+        UnsilenceAlerts): alerts it raises meanwhile are recorded as silenced,
+        never streamed or delivered. A user silences its own alerts; admins any
+        subject's, the system's included.
+
+        Errors: INVALID_ARGUMENT (an unknown rule, no subject, an expire_time in
+        the past), PERMISSION_DENIED (a user naming another user or the system).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnsilenceAlerts(self, request, context):
+        """UnsilenceAlerts lifts a silence. A user its own; admins any.
+
+        Errors: INVALID_ARGUMENT (an unknown rule, no subject), NOT_FOUND (no
+        such silence), PERMISSION_DENIED (a user naming another user or the
+        system).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BudgetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -682,6 +755,26 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     servicer.ListTopUsers,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.ListAlertsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.WatchAlertsResponse.SerializeToString,
+            ),
+            'SilenceAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SilenceAlerts,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.SilenceAlertsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.SilenceAlertsResponse.SerializeToString,
+            ),
+            'UnsilenceAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnsilenceAlerts,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.UnsilenceAlertsRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_alerts__pb2.UnsilenceAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1394,6 +1487,114 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/ListTopUsers',
             recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_system__metrics__pb2.ListTopUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/ListAlerts',
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/WatchAlerts',
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.WatchAlertsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.WatchAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SilenceAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/SilenceAlerts',
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.SilenceAlertsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.SilenceAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnsilenceAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/UnsilenceAlerts',
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.UnsilenceAlertsRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_alerts__pb2.UnsilenceAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from recipeimage.budget.v1 import alerts_pb2 as _alerts_pb2
 from recipeimage.budget.v1 import budget_service_pb2 as _budget_service_pb2
 from recipeimage.budget.v1 import management_tools_pb2 as _management_tools_pb2
 from recipeimage.budget.v1 import optimization_pb2 as _optimization_pb2
@@ -302,6 +303,42 @@ class BudgetServiceStub:
     Errors: INVALID_ARGUMENT (period missing, negative page_size, a
     page_token that is malformed or was issued for other request fields).
     """
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]
+    """ListAlerts pages through alerts, newest first (AIP-158), filtered by
+    subject, rule, severity and time. Admins see any; a user sees only its
+    own (naming another user is PERMISSION_DENIED).
+
+    Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+    malformed or was issued for other request fields, end_time not after
+    start_time), PERMISSION_DENIED (a user naming another user or the system).
+    """
+    WatchAlerts: _grpc.UnaryStreamMultiCallable[_alerts_pb2.WatchAlertsRequest, _alerts_pb2.WatchAlertsResponse]
+    """WatchAlerts streams alerts as they are raised (silenced ones excepted),
+    oldest first, each with a cursor; called again with the last cursor it
+    sends every alert after it, none lost and none twice. A user watches
+    only its own alerts.
+
+    Errors: INVALID_ARGUMENT (a cursor this service did not issue),
+    PERMISSION_DENIED (a user naming another user or the system),
+    RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+    as many streams as it may; RetryInfo says when to try again).
+    """
+    SilenceAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.SilenceAlertsRequest, _alerts_pb2.SilenceAlertsResponse]
+    """SilenceAlerts silences a rule for a subject until expire_time (or until
+    UnsilenceAlerts): alerts it raises meanwhile are recorded as silenced,
+    never streamed or delivered. A user silences its own alerts; admins any
+    subject's, the system's included.
+
+    Errors: INVALID_ARGUMENT (an unknown rule, no subject, an expire_time in
+    the past), PERMISSION_DENIED (a user naming another user or the system).
+    """
+    UnsilenceAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.UnsilenceAlertsRequest, _alerts_pb2.UnsilenceAlertsResponse]
+    """UnsilenceAlerts lifts a silence. A user its own; admins any.
+
+    Errors: INVALID_ARGUMENT (an unknown rule, no subject), NOT_FOUND (no
+    such silence), PERMISSION_DENIED (a user naming another user or the
+    system).
+    """
 
 @_typing.type_check_only
 class BudgetServiceAsyncStub(BudgetServiceStub):
@@ -573,6 +610,42 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
 
     Errors: INVALID_ARGUMENT (period missing, negative page_size, a
     page_token that is malformed or was issued for other request fields).
+    """
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """ListAlerts pages through alerts, newest first (AIP-158), filtered by
+    subject, rule, severity and time. Admins see any; a user sees only its
+    own (naming another user is PERMISSION_DENIED).
+
+    Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+    malformed or was issued for other request fields, end_time not after
+    start_time), PERMISSION_DENIED (a user naming another user or the system).
+    """
+    WatchAlerts: _aio.UnaryStreamMultiCallable[_alerts_pb2.WatchAlertsRequest, _alerts_pb2.WatchAlertsResponse]  # type: ignore[assignment]
+    """WatchAlerts streams alerts as they are raised (silenced ones excepted),
+    oldest first, each with a cursor; called again with the last cursor it
+    sends every alert after it, none lost and none twice. A user watches
+    only its own alerts.
+
+    Errors: INVALID_ARGUMENT (a cursor this service did not issue),
+    PERMISSION_DENIED (a user naming another user or the system),
+    RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+    as many streams as it may; RetryInfo says when to try again).
+    """
+    SilenceAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.SilenceAlertsRequest, _alerts_pb2.SilenceAlertsResponse]  # type: ignore[assignment]
+    """SilenceAlerts silences a rule for a subject until expire_time (or until
+    UnsilenceAlerts): alerts it raises meanwhile are recorded as silenced,
+    never streamed or delivered. A user silences its own alerts; admins any
+    subject's, the system's included.
+
+    Errors: INVALID_ARGUMENT (an unknown rule, no subject, an expire_time in
+    the past), PERMISSION_DENIED (a user naming another user or the system).
+    """
+    UnsilenceAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.UnsilenceAlertsRequest, _alerts_pb2.UnsilenceAlertsResponse]  # type: ignore[assignment]
+    """UnsilenceAlerts lifts a silence. A user its own; admins any.
+
+    Errors: INVALID_ARGUMENT (an unknown rule, no subject), NOT_FOUND (no
+    such silence), PERMISSION_DENIED (a user naming another user or the
+    system).
     """
 
 class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -998,6 +1071,66 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (period missing, negative page_size, a
         page_token that is malformed or was issued for other request fields).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _alerts_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListAlertsResponse, _abc.Awaitable[_alerts_pb2.ListAlertsResponse]]:
+        """ListAlerts pages through alerts, newest first (AIP-158), filtered by
+        subject, rule, severity and time. Admins see any; a user sees only its
+        own (naming another user is PERMISSION_DENIED).
+
+        Errors: INVALID_ARGUMENT (negative page_size, a page_token that is
+        malformed or was issued for other request fields, end_time not after
+        start_time), PERMISSION_DENIED (a user naming another user or the system).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchAlerts(
+        self,
+        request: _alerts_pb2.WatchAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_alerts_pb2.WatchAlertsResponse], _abc.AsyncIterator[_alerts_pb2.WatchAlertsResponse]]:
+        """WatchAlerts streams alerts as they are raised (silenced ones excepted),
+        oldest first, each with a cursor; called again with the last cursor it
+        sends every alert after it, none lost and none twice. A user watches
+        only its own alerts.
+
+        Errors: INVALID_ARGUMENT (a cursor this service did not issue),
+        PERMISSION_DENIED (a user naming another user or the system),
+        RESOURCE_EXHAUSTED (reason ALERT_WATCHERS_EXHAUSTED: this replica serves
+        as many streams as it may; RetryInfo says when to try again).
+        """
+
+    @_abc_1.abstractmethod
+    def SilenceAlerts(
+        self,
+        request: _alerts_pb2.SilenceAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.SilenceAlertsResponse, _abc.Awaitable[_alerts_pb2.SilenceAlertsResponse]]:
+        """SilenceAlerts silences a rule for a subject until expire_time (or until
+        UnsilenceAlerts): alerts it raises meanwhile are recorded as silenced,
+        never streamed or delivered. A user silences its own alerts; admins any
+        subject's, the system's included.
+
+        Errors: INVALID_ARGUMENT (an unknown rule, no subject, an expire_time in
+        the past), PERMISSION_DENIED (a user naming another user or the system).
+        """
+
+    @_abc_1.abstractmethod
+    def UnsilenceAlerts(
+        self,
+        request: _alerts_pb2.UnsilenceAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.UnsilenceAlertsResponse, _abc.Awaitable[_alerts_pb2.UnsilenceAlertsResponse]]:
+        """UnsilenceAlerts lifts a silence. A user its own; admins any.
+
+        Errors: INVALID_ARGUMENT (an unknown rule, no subject), NOT_FOUND (no
+        such silence), PERMISSION_DENIED (a user naming another user or the
+        system).
         """
 
 def add_BudgetServiceServicer_to_server(servicer: BudgetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

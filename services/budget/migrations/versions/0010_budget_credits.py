@@ -13,8 +13,8 @@ SQLite changes a constraint only by copying the table; the copy would drop the
 audit log's append-only triggers, so they are read from sqlite_master first
 and recreated (as in 0005).
 
-Revision ID: 0009_budget_credits
-Revises: 0006_budget_abuse
+Revision ID: 0010_budget_credits
+Revises: 0009_budget_system_rollups
 Create Date: 2026-12-03
 """
 
@@ -29,8 +29,8 @@ from alembic.operations import BatchOperations
 
 from services.common.db import NAMING_CONVENTION
 
-revision = "0009_budget_credits"
-down_revision = "0008_budget_system_rollups"
+revision = "0010_budget_credits"
+down_revision = "0009_budget_system_rollups"
 branch_labels = None
 depends_on = None
 

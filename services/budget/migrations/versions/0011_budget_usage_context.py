@@ -11,8 +11,8 @@ NULL in the records written before this revision: the analysis leaves them
 out of the figures that need them. Adding nullable columns needs no copy of
 the ledger on SQLite, so its triggers stay as they are.
 
-Revision ID: 0010_budget_usage_context
-Revises: 0006_budget_abuse
+Revision ID: 0011_budget_usage_context
+Revises: 0010_budget_credits
 Create Date: 2026-12-03
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_budget_usage_context"
-down_revision = "0009_budget_credits"
+revision = "0011_budget_usage_context"
+down_revision = "0010_budget_credits"
 branch_labels = None
 depends_on = None
 

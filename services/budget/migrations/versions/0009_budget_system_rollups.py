@@ -11,8 +11,8 @@
 - budget_user_totals: each user's cost and attempts by UTC day and month,
   indexed by period and cost (and attempts): the top users are the last
   entries of an index range, read backwards.
-- budget_usage_records: an index on created_at, for the partial hours at a
-  range's edges.
+- The partial hours at a range's edges read the ledger's created_at index
+  (migration 0008).
 
 Triggers keep all three in the statement that inserts a record (on PostgreSQL
 one statement-level upsert a table, over the rows the statement added) and
@@ -23,8 +23,8 @@ An error reason is the UPPER_SNAKE word before the first ":" of a record's
 error_message (ImageService writes "<REASON>: <message>"), at most 64
 characters; "" otherwise (services.budget.domain.system_metrics.error_reason).
 
-Revision ID: 0008_budget_system_rollups
-Revises: 0006_budget_abuse
+Revision ID: 0009_budget_system_rollups
+Revises: 0008_budget_window_limits
 Create Date: 2026-12-14
 """
 
@@ -35,14 +35,13 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_budget_system_rollups"
-down_revision = "0006_budget_abuse"
+revision = "0009_budget_system_rollups"
+down_revision = "0008_budget_window_limits"
 branch_labels = None
 depends_on = None
 
 Instant = sa.DateTime(timezone=True)
 SHARDS = 16
-CREATED_AT_INDEX = "ix_budget_usage_records_created_at"
 TRIGGERS = ("budget_usage_records_system_rollups", "budget_usage_records_system_rollups_amend")
 
 
@@ -266,7 +265,6 @@ def upgrade() -> None:
             "budget_user_totals",
             ["kind", "start", measure, "user_id"],
         )
-    op.create_index(CREATED_AT_INDEX, "budget_usage_records", ["created_at"])
     _create_triggers()
     # Records written before this migration.
     for rollup in _rollups("r"):
@@ -317,7 +315,6 @@ def downgrade() -> None:
     if _postgres():
         _run("DROP FUNCTION IF EXISTS budget_system_rollups_add()")
         _run("DROP FUNCTION IF EXISTS budget_system_rollups_amend()")
-    op.drop_index(CREATED_AT_INDEX, "budget_usage_records")
     op.drop_table("budget_user_totals")
     op.drop_table("budget_system_totals")
     op.drop_table("budget_system_outcomes")
