@@ -30,6 +30,7 @@ from services.budget.domain.admission import (
 )
 from services.budget.domain.alert_rules import AlertRules
 from services.budget.domain.limits import Tier, TierLimits
+from services.budget.domain.webhooks import WebhookDestination, parse_destinations
 from services.common.config import (
     ConfigError,
     env_choice,
@@ -80,6 +81,9 @@ class BudgetSettings:
     alerts: AlertRules
     alert_evaluation_interval_seconds: float
     alert_watch_poll_seconds: float
+    # Alert webhooks: where alerts are sent, how often this process sends
+    # (0: never), each attempt's timeout, the longest wait between retries.
+    webhooks: WebhookSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -136,7 +140,35 @@ class BudgetSettings:
                 env, "RECIPEIMAGE_ALERT_EVALUATION_INTERVAL_SECONDS", 60.0
             ),
             alert_watch_poll_seconds=env_float(env, "RECIPEIMAGE_ALERT_WATCH_POLL_SECONDS", 1.0),
+            webhooks=webhook_settings(env),
         )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    destinations: tuple[WebhookDestination, ...]
+    interval_seconds: float
+    timeout_seconds: float
+    longest_retry_seconds: int
+
+
+def webhook_settings(env: Mapping[str, str]) -> WebhookSettings:
+    """The alert webhooks' destinations (a JSON list, domain.webhooks) and pace."""
+    name = "RECIPEIMAGE_ALERT_WEBHOOKS"
+    try:
+        destinations = parse_destinations(env_str(env, name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return WebhookSettings(
+        destinations=destinations,
+        interval_seconds=env_float(env, "RECIPEIMAGE_ALERT_WEBHOOK_INTERVAL_SECONDS", 5.0),
+        timeout_seconds=env_float(
+            env, "RECIPEIMAGE_ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1
+        ),
+        longest_retry_seconds=env_int(
+            env, "RECIPEIMAGE_ALERT_WEBHOOK_LONGEST_RETRY_SECONDS", 3600, minimum=10
+        ),
+    )
 
 
 # Each trigger's threshold and window (seconds) settings, with their

@@ -40,6 +40,7 @@ BUDGET_TABLES = {
     "budget_abuse_streaks",
     "budget_alerts",
     "budget_alert_silences",
+    "budget_webhook_deliveries",
 }
 
 

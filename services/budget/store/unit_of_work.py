@@ -20,6 +20,7 @@ from services.budget.store.rates import RateStore
 from services.budget.store.reconciliation import ReconciliationQueries
 from services.budget.store.reservations import ReservationStore
 from services.budget.store.usage import UsageStore
+from services.budget.store.webhooks import WebhookStore
 from services.budget.store.windows import WindowStore
 from services.common.db import dialect_name
 
@@ -79,6 +80,10 @@ class Transaction:
     @cached_property
     def alert_queries(self) -> AlertQueries:
         return AlertQueries(self.session, self.dialect)
+
+    @cached_property
+    def webhooks(self) -> WebhookStore:
+        return WebhookStore(self.session, self.dialect)
 
 
 class BudgetStore:
