@@ -280,3 +280,27 @@ def test_two_deliverers_never_send_one_delivery_at_once(
     assert {r.json["alert"]["id"] for r in received} == {a.id for a in raised}
     assert sum(counts) == 24
     assert min(counts) > 0  # both took part
+
+
+def test_a_delivery_whose_deliverer_died_is_taken_over_when_its_lease_ends(
+    database_url, authenticator, clock: ManualClock, receiver: WebhookReceiver
+) -> None:
+    with running_budget(
+        database_url, authenticator, clock=clock, webhooks=hooks(pager(receiver), timeout=2.0)
+    ) as budget:
+        Raiser.of(budget, clock)(T0)
+        store = store_of(budget)
+        lease_end = T0 + timedelta(seconds=2 * 2 + 30)  # twice the timeout, plus 30 s
+        with store.transaction() as tx:  # a deliverer claims the row, then dies
+            dead = tx.webhooks.claim_due({"pager"}, T0, lease_end, "dead-deliverer")
+        assert dead is not None
+        clock.set(lease_end - timedelta(seconds=1))
+        assert budget.app.webhooks.run_once() == 0 and receiver.requests == []
+        clock.set(lease_end)
+        assert budget.app.webhooks.run_once() == 1
+        with store.transaction() as tx:  # the dead one's late word changes nothing
+            assert not tx.webhooks.record_failed(dead, "late", lease_end)
+        [row] = deliveries(store)
+        assert row.attempts == 2 and row.delivered_at == lease_end
+    [request] = receiver.requests
+    assert request.headers["X-Recipeimage-Attempt"] == "2"
