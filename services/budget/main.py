@@ -19,6 +19,7 @@ from recipeimage.budget.v1 import budget_service_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.budget.adapters.webhook_http import UrllibSender
 from services.budget.app.abuse import AbuseWatch, BlockCounter
 from services.budget.app.admission import Admission, Gate, ShadowCounter
 from services.budget.app.alert_evaluator import AlertEvaluator
@@ -40,6 +41,12 @@ from services.budget.app.reservations import Reservations
 from services.budget.app.simulation import Simulation
 from services.budget.app.stats import Stats
 from services.budget.app.system_metrics import SystemMetricsReports
+from services.budget.app.webhooks import (
+    WEBHOOK_GAUGES,
+    DeliveryCounter,
+    WebhookDeliverer,
+    WebhookOutbox,
+)
 from services.budget.domain.admission import AdmissionPolicy
 from services.budget.domain.limits import LimitPolicy
 from services.budget.domain.reconciliation import Reconciliation
@@ -75,6 +82,7 @@ class BudgetApp:
     servicer: BudgetServicer
     reaper: Reaper
     evaluator: AlertEvaluator
+    webhooks: WebhookDeliverer
     server: RunningServer
     _closed: bool = field(default=False, repr=False)
 
@@ -98,6 +106,7 @@ class BudgetApp:
         self._closed = True
         self.reaper.stop()
         self.evaluator.stop()
+        self.webhooks.stop()
         self.engine.dispose()
 
 
@@ -139,6 +148,37 @@ def alert_counter(metrics: Metrics) -> AlertCounter:
     )
 
 
+def delivery_counter(metrics: Metrics) -> DeliveryCounter:
+    """Counts webhook attempts by destination name (configuration, never a
+    URL) and result."""
+    return metrics.counter_by_labels(
+        "recipeimage_webhook_deliveries_total",
+        "Alert webhook delivery attempts, by destination and result "
+        "(delivered, rejected, timeout, unreachable).",
+        "destination",
+        "result",
+    )
+
+
+def webhook_deliverer(
+    settings: BudgetSettings, store: BudgetStore, clock: Clock, metrics: Metrics
+) -> WebhookDeliverer:
+    """The alert webhooks' deliverer, its gauges read at each scrape."""
+    webhooks = settings.webhooks
+    deliverer = WebhookDeliverer(
+        store,
+        webhooks.destinations,
+        UrllibSender(),
+        clock,
+        delivery_counter(metrics),
+        timeout_seconds=webhooks.timeout_seconds,
+        longest_retry=timedelta(seconds=webhooks.longest_retry_seconds),
+        interval_seconds=webhooks.interval_seconds,
+    )
+    metrics.gauges_on_scrape(WEBHOOK_GAUGES, deliverer.backlog)
+    return deliverer
+
+
 @dataclass(frozen=True)
 class AlertParts:
     """What raises alerts and what tells streams about them, shared by the
@@ -150,9 +190,9 @@ class AlertParts:
 
 def alert_parts(settings: BudgetSettings, clock: Clock, metrics: Metrics) -> AlertParts:
     signal = AlertSignal()
-    return AlertParts(
-        AlertRaiser(settings.alerts, clock, alert_counter(metrics), signal.ring), signal
-    )
+    outbox = WebhookOutbox(settings.webhooks.destinations, clock)
+    raiser = AlertRaiser(settings.alerts, clock, alert_counter(metrics), signal.ring, outbox.queue)
+    return AlertParts(raiser, signal)
 
 
 def watch(metrics: Metrics, engine: Engine, store: BudgetStore) -> None:
@@ -264,11 +304,15 @@ def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = No
         clock,
         settings.alert_evaluation_interval_seconds,
     )
-    app = BudgetApp(settings, engine, sessions, guard.metrics, servicer, reaper, evaluator, server)
+    webhooks = webhook_deliverer(settings, store, clock, guard.metrics)
+    app = BudgetApp(
+        settings, engine, sessions, guard.metrics, servicer, reaper, evaluator, webhooks, server
+    )
     try:
         guard.metrics.serve(settings.metrics_port, settings.metrics_address)
         reaper.start()
         evaluator.start()
+        webhooks.start()
     except BaseException:
         app.stop(0)
         raise

@@ -31,6 +31,7 @@ from services.budget.domain.admission import (
 )
 from services.budget.domain.alert_rules import AlertRules
 from services.budget.domain.limits import Tier, TierLimits
+from services.budget.domain.webhooks import WebhookDestination, parse_destinations
 from services.common.config import (
     ConfigError,
     env_choice,
@@ -88,6 +89,9 @@ class BudgetSettings:
     alert_evaluation_interval_seconds: float
     alert_watch_poll_seconds: float
     alert_max_watchers: int
+    # Alert webhooks: where alerts are sent, how often this process sends
+    # (0: never), each attempt's timeout, the longest wait between retries.
+    webhooks: WebhookSettings
     # None: plaintext. Message size caps and keepalive (services/common/transport.py).
     tls: ServerTls | None = None
     wire: WireLimits = WireLimits()
@@ -156,7 +160,35 @@ class BudgetSettings:
             ),
             alert_watch_poll_seconds=env_float(env, "RECIPEIMAGE_ALERT_WATCH_POLL_SECONDS", 1.0),
             alert_max_watchers=env_int(env, "RECIPEIMAGE_ALERT_MAX_WATCHERS", 8, minimum=1),
+            webhooks=webhook_settings(env),
         )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    destinations: tuple[WebhookDestination, ...]
+    interval_seconds: float
+    timeout_seconds: float
+    longest_retry_seconds: int
+
+
+def webhook_settings(env: Mapping[str, str]) -> WebhookSettings:
+    """The alert webhooks' destinations (a JSON list, domain.webhooks) and pace."""
+    name = "RECIPEIMAGE_ALERT_WEBHOOKS"
+    try:
+        destinations = parse_destinations(env_str(env, name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return WebhookSettings(
+        destinations=destinations,
+        interval_seconds=env_float(env, "RECIPEIMAGE_ALERT_WEBHOOK_INTERVAL_SECONDS", 5.0),
+        timeout_seconds=env_float(
+            env, "RECIPEIMAGE_ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1
+        ),
+        longest_retry_seconds=env_int(
+            env, "RECIPEIMAGE_ALERT_WEBHOOK_LONGEST_RETRY_SECONDS", 3600, minimum=10
+        ),
+    )
 
 
 # Each trigger's threshold and window (seconds) settings, with their

@@ -45,6 +45,7 @@ BUDGET_TABLES = {
     "budget_user_totals",
     "budget_alerts",
     "budget_alert_silences",
+    "budget_webhook_deliveries",
 }
 
 

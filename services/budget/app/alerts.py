@@ -23,6 +23,9 @@ from services.common.clock import Clock
 
 # Counts a raised alert by rule and severity.
 AlertCounter = Callable[[str, str], None]
+# Writes, in the raising transaction, what is owed to others of new alerts
+# (the webhook outbox, app.webhooks).
+AlertOutbox = Callable[[Transaction, Sequence[Alert]], None]
 
 
 class AlertRaiser:
@@ -32,16 +35,19 @@ class AlertRaiser:
         clock: Clock,
         count: AlertCounter,
         on_raised: Callable[[], None] = lambda: None,
+        outbox: AlertOutbox = lambda tx, alerts: None,
     ) -> None:
         self.rules = rules
         self._clock = clock
         self._count = count
         self._on_raised = on_raised
+        self._outbox = outbox
 
     def raise_alerts(self, tx: Transaction, alerts: Iterable[Alert]) -> list[Alert]:
         """Insert each alert unless raised before; the new ones, as stored."""
         raised = [stored for alert in alerts if (stored := tx.alerts.insert_once(alert))]
         if raised:
+            self._outbox(tx, raised)
             tx.after_commit(lambda: self._committed(raised))
         return raised
 

@@ -559,6 +559,41 @@ class AlertSilenceRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class WebhookDeliveryRow(Base):
+    """One alert owed to one webhook destination (domain.webhooks), at most one
+    per (alert, destination). body is built when queued and sent unchanged on
+    every attempt. A pending row (delivered_at NULL) is due at next_attempt_at;
+    a claim moves next_attempt_at past the lease and sets lease_token, and only
+    the claimant's token may record the attempt's end."""
+
+    __tablename__ = "budget_webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "destination", name="uq_budget_webhook_deliveries_alert_id"),
+        UniqueConstraint("delivery_id", name="uq_budget_webhook_deliveries_delivery_id"),
+        # The deliverers' claim: pending rows by due time.
+        Index(
+            "ix_budget_webhook_deliveries_pending",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(36))
+    alert_id: Mapped[int] = mapped_column(
+        BigInteger(), ForeignKey("budget_alerts.id", ondelete="CASCADE")
+    )
+    destination: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text())
+    attempts: Mapped[int] = mapped_column(Integer(), server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    last_error: Mapped[str] = mapped_column(String(500), server_default=text("''"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 metadata = Base.metadata
 
 

@@ -26,6 +26,7 @@ from services.budget.store.reservations import ReservationStore
 from services.budget.store.simulation import SimulationQueries
 from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage import UsageStore
+from services.budget.store.webhooks import WebhookStore
 from services.budget.store.windows import WindowStore
 from services.common.db import dialect_name
 
@@ -109,6 +110,10 @@ class Transaction:
     @cached_property
     def alert_queries(self) -> AlertQueries:
         return AlertQueries(self.session, self.dialect)
+
+    @cached_property
+    def webhooks(self) -> WebhookStore:
+        return WebhookStore(self.session, self.dialect)
 
 
 class BudgetStore:

@@ -1,0 +1,1 @@
+"""BudgetService's clients of other systems: the webhook sender."""
