@@ -64,6 +64,7 @@ from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
     ServerSettings,
+    catch_stop_signals,
     serve_until_signalled,
     start_server,
 )
@@ -337,12 +338,13 @@ def main() -> int:
         print(f"recipeimage-budget: {exc}", file=sys.stderr)
         return 2
     configure_logging(common.log_level)
+    stopping = catch_stop_signals(common.grace_seconds)
     try:
         app = build_app(settings, Access.from_settings(common))
     except (ConfigError, MigrationsPending, OSError, ValueError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 2
-    serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close)
+    serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
     return 0
 
 

@@ -95,10 +95,10 @@ def _tls_mode(tls: ServerTls | None) -> str:
     return "mutual" if tls.client_ca_file is not None else "on"
 
 
-def serve_until_signalled(
-    running: RunningServer, grace_seconds: float, on_stop: Callable[[], None] | None = None
-) -> None:
-    """Block until SIGTERM or SIGINT, then shut down gracefully."""
+def catch_stop_signals(grace_seconds: float) -> threading.Event:
+    """An event set by SIGTERM or SIGINT from now on. Made before the app is
+    built: its server serves before main reaches serve_until_signalled, and a
+    signal in between must not kill the process by the default action."""
     stopping = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -110,6 +110,19 @@ def serve_until_signalled(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    return stopping
+
+
+def serve_until_signalled(
+    running: RunningServer,
+    grace_seconds: float,
+    on_stop: Callable[[], None] | None = None,
+    stopping: threading.Event | None = None,
+) -> None:
+    """Block until SIGTERM or SIGINT (caught since catch_stop_signals made
+    stopping, or from now on), then shut down gracefully."""
+    if stopping is None:
+        stopping = catch_stop_signals(grace_seconds)
     stopping.wait()
     running.stop(grace_seconds)
     if on_stop is not None:

@@ -33,6 +33,7 @@ from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
     ServerSettings,
+    catch_stop_signals,
     serve_until_signalled,
     start_server,
 )
@@ -378,13 +379,14 @@ def build_provider(settings: ImageSettings) -> Provider:
 def main() -> int:
     common = CommonSettings.from_env(os.environ)
     configure_logging(common.log_level)
+    stopping = catch_stop_signals(common.grace_seconds)
     try:
         settings = ImageSettings.from_env(os.environ)
         app = build_app(settings, Access.from_settings(common))
     except (ConfigError, OSError) as exc:
         log.error("cannot start the image service", extra={"error": str(exc)})
         return 2
-    serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close)
+    serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
     return 0
 
 
