@@ -2,9 +2,10 @@
 
 - The figures by model, size, quality and outcome come from GetUsageStats'
   statement (usage_summary: the daily rollup for whole UTC days, the ledger
-  for the edges), and the generated images by setting from the same facts.
-  load_scope_rollup is the one function that reads them for a scope, so the
-  system scope can move to a system-wide rollup without touching the rest.
+  for the edges), and the generated images by setting and the hit counts
+  from the same facts. usage_summary.range_facts is the one function that
+  reads them, for a user or for everyone, so the system scope can move to a
+  system-wide rollup there without touching the rest.
 - What needs single records (a dish generated before, a recipe generated
   again, an image never served again, a retry after a failure, prompt tokens)
   is read from the ledger's index range of the scope, aggregated by the
