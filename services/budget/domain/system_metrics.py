@@ -3,9 +3,9 @@ days and hours) and what only the ledger holds (the partial hours at its
 edges), the trend's points, an error's reason, and the figures folded from
 the rollups' rows. Plain Python.
 
-The rollups (migration 0008) hold every user's records by UTC hour and UTC
-day; a range [start, end) in any zone is read as whole UTC days and whole
-UTC hours (a day mostly inside the range whole, less the hours outside it),
+The rollups (migration 0008) hold every user's records by UTC hour, day and
+month; a range [start, end) in any zone is read as whole UTC months, days
+and hours (a period mostly inside the range whole, less what lies outside),
 and the minutes before the first and after the last whole hour (ledger
 edges: nonempty only for a range bound that is not on the hour, e.g.
 midnight in Asia/Kolkata, +05:30).
@@ -26,7 +26,6 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # A trend of a range up to this long is hourly, of a longer one daily.
 HOURLY_TREND_UP_TO = timedelta(hours=48)
-MAX_REASON_CHARS = 64
 # The shards of the system rollups (the migration's SHARDS).
 SYSTEM_SHARDS = 16
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}:")
@@ -49,10 +48,6 @@ def floor_hour(instant: datetime) -> datetime:
 def ceil_hour(instant: datetime) -> datetime:
     floor = floor_hour(instant)
     return floor if floor == instant else floor + HOUR
-
-
-def _floor_day(instant: datetime) -> datetime:
-    return floor_hour(instant).replace(hour=0)
 
 
 def ledger_edges(start: datetime, end: datetime) -> tuple[Range, Range]:
