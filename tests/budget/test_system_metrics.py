@@ -126,6 +126,8 @@ def test_every_figure_equals_the_ledger_on_random_traffic(budget, tokens, clock)
         (odd, odd + timedelta(minutes=90)),  # two partial hours, no whole one
         (odd, odd + timedelta(hours=47)),  # hourly trend across midnights
         (START, START + timedelta(days=5)),  # whole hours and days: no ledger at all
+        # Most of March: the month less two days and some hours, all with traffic.
+        (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 29, 12, 30, tzinfo=UTC)),
         # Most of one UTC day: the day less the hours before and after.
         (datetime(2026, 3, 28, 1, 30, tzinfo=UTC), datetime(2026, 3, 28, 22, 10, tzinfo=UTC)),
     ]

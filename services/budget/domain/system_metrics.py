@@ -3,9 +3,9 @@ days and hours) and what only the ledger holds (the partial hours at its
 edges), the trend's points, an error's reason, and the figures folded from
 the rollups' rows. Plain Python.
 
-The rollups (migration 0009) hold every user's records by UTC hour and UTC
-day; a range [start, end) in any zone is read as whole UTC days and whole
-UTC hours (a day mostly inside the range whole, less the hours outside it),
+The rollups (migration 0009) hold every user's records by UTC hour, day and
+month; a range [start, end) in any zone is read as whole UTC months, days
+and hours (a period mostly inside the range whole, less what lies outside),
 and the minutes before the first and after the last whole hour (ledger
 edges: nonempty only for a range bound that is not on the hour, e.g.
 midnight in Asia/Kolkata, +05:30).
@@ -26,7 +26,6 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # A trend of a range up to this long is hourly, of a longer one daily.
 HOURLY_TREND_UP_TO = timedelta(hours=48)
-MAX_REASON_CHARS = 64
 # The shards of the system rollups (the migration's SHARDS).
 SYSTEM_SHARDS = 16
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}:")
@@ -51,10 +50,6 @@ def ceil_hour(instant: datetime) -> datetime:
     return floor if floor == instant else floor + HOUR
 
 
-def _floor_day(instant: datetime) -> datetime:
-    return floor_hour(instant).replace(hour=0)
-
-
 def ledger_edges(start: datetime, end: datetime) -> tuple[Range, Range]:
     """The partial hours at the ends of [start, end), read from the ledger:
     (start, first whole hour) and (end of the last whole hour, end); the
@@ -65,66 +60,69 @@ def ledger_edges(start: datetime, end: datetime) -> tuple[Range, Range]:
     return (start, first_hour), (last_hour, end)
 
 
+# The rollups' periods, longest first: a range is read as whole ones of each.
+PERIOD_KINDS = ("month", "day", "hour")
+
+
+def _period_start(instant: datetime, kind: str) -> datetime:
+    hour = floor_hour(instant)
+    if kind == "hour":
+        return hour
+    return hour.replace(hour=0) if kind == "day" else hour.replace(day=1, hour=0)
+
+
+def _next_period(start: datetime, kind: str) -> datetime:
+    if kind == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start + (DAY if kind == "day" else HOUR)
+
+
 @dataclass(frozen=True)
 class FigureParts:
-    """[start, end) as the figures read it: whole UTC days [days[0], days[1])
-    added, whole UTC hours add_hours added and subtract_hours subtracted, and
-    the ledger's edges. A UTC day more than half in the range is read whole,
-    less the hours outside it: at most twelve hours a day either way (today
-    in Berlin is one day and two hours, not 24 hours). Empty parts are
-    (x, x)."""
+    """[start, end) as the figures read it: whole UTC months, days and hours
+    of the rollups, each added (+1) or subtracted (-1), and the ledger's
+    edges. A month or a day more than half inside the range is read whole,
+    less what lies outside it (read one level down): today in Berlin is a
+    day and an hour less an hour, not 24 hours; 90 days are about three
+    months, a few days and hours."""
 
-    days: tuple[date, date]
-    add_hours: tuple[Range, Range]
-    subtract_hours: tuple[Range, Range]
+    periods: dict[tuple[str, datetime], int]
     head_edge: Range
     tail_edge: Range
 
-    @property
-    def day_list(self) -> list[date]:
-        first, last = self.days
-        return [first + timedelta(days=n) for n in range((last - first).days)]
-
-    @property
-    def hours(self) -> list[tuple[Range, int]]:
-        """The nonempty hour ranges, each with its sign."""
-        signed = [(r, 1) for r in self.add_hours] + [(r, -1) for r in self.subtract_hours]
-        return [(r, sign) for r, sign in signed if r[0] < r[1]]
+    def starts(self, kind: str, sign: int) -> list[datetime]:
+        """The first instants of the periods of kind read with sign."""
+        return sorted(start for (k, start), s in self.periods.items() if k == kind and s == sign)
 
 
-def _two(ranges: list[Range], empty: Range) -> tuple[Range, Range]:
-    padded = [*ranges, empty, empty]
-    return padded[0], padded[1]
+def _periods(
+    first: datetime, last: datetime, level: int, sign: int
+) -> dict[tuple[str, datetime], int]:
+    """[first, last) (whole hours) as signed periods of PERIOD_KINDS[level:]."""
+    kind, found = PERIOD_KINDS[level], {}
+    period = _period_start(first, kind)
+    while period < last:
+        following = _next_period(period, kind)
+        inside = (max(period, first), min(following, last))
+        if inside == (period, following) or (
+            kind != "hour" and inside[1] - inside[0] > (following - period) / 2
+        ):
+            found[(kind, period)] = sign
+            for outside in ((period, inside[0]), (inside[1], following)):
+                if outside[0] < outside[1]:
+                    found.update(_periods(*outside, level + 1, -sign))
+        else:
+            found.update(_periods(*inside, level + 1, sign))
+        period = following
+    return found
 
 
-def figure_parts(start: datetime, end: datetime) -> FigureParts:
+def figure_parts(start: datetime, end: datetime, *, longest: str = "month") -> FigureParts:
+    """How the figures read [start, end): periods of `longest` and shorter."""
     head_edge, tail_edge = ledger_edges(start, end)
     first, last = head_edge[1], tail_edge[0]  # whole hours [first, last)
-    days: list[date] = []
-    add: list[Range] = []
-    subtract: list[Range] = []
-    day = _floor_day(first)
-    while day < last:
-        following = day + DAY
-        inside = (max(day, first), min(following, last))
-        if inside == (day, following):
-            days.append(day.date())
-        elif inside[1] - inside[0] > DAY / 2:
-            days.append(day.date())
-            subtract += [
-                part for part in ((day, inside[0]), (inside[1], following)) if part[0] < part[1]
-            ]
-        else:
-            add.append(inside)
-        day = following
-    empty = (end, end)
-    return FigureParts(
-        (days[0], days[-1] + DAY) if days else (end.date(), end.date()),
-        _two(add, empty),
-        _two(subtract, empty),
-        head_edge,
-        tail_edge,
-    )
+    periods = _periods(first, last, PERIOD_KINDS.index(longest), 1) if first < last else {}
+    return FigureParts(periods, head_edge, tail_edge)
 
 
 class Granularity(enum.StrEnum):
@@ -166,16 +164,6 @@ def _midnights_between(start: datetime, end: datetime, zone: ZoneInfo) -> list[d
     return bounds
 
 
-def _each_hour(ranges: list[Range]) -> list[datetime]:
-    hours = []
-    for start, end in ranges:
-        hour = start
-        while hour < end:
-            hours.append(hour)
-            hour += HOUR
-    return hours
-
-
 @dataclass(frozen=True)
 class TrendPlan:
     """Which rollup rows make up each trend point: whole UTC days (their
@@ -203,9 +191,9 @@ class TrendPlan:
         days, hours = [], []
         for start, end in points:
             first, last = max(start, whole[0]), min(end, whole[1])
-            inner = figure_parts(first, max(first, last))
-            days.append(_midnights(inner.day_list))
-            hours.append([(hour, sign) for r, sign in inner.hours for hour in _each_hour([r])])
+            inner = figure_parts(first, max(first, last), longest="day")
+            days.append(inner.starts("day", 1))
+            hours.append([(hour, sign) for sign in (1, -1) for hour in inner.starts("hour", sign)])
         return cls(points, days, hours)
 
     def fold(
@@ -229,10 +217,6 @@ class TrendPlan:
             generations = sum(g for g, _ in parts)
             points.append(TrendPoint(start, end, sum(c for _, c in parts), generations))
         return points
-
-
-def _midnights(days: list[date]) -> list[datetime]:
-    return [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days]
 
 
 @dataclass(frozen=True)

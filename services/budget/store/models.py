@@ -426,8 +426,8 @@ class AbuseStreakRow(Base):
 
 
 class SystemSpendRow(Base):
-    """Every user's ledger by UTC hour and UTC day (kind "hour" or "day",
-    start the hour's or the day's first instant), model, size and quality,
+    """Every user's ledger by UTC hour, day and month (kind "hour", "day" or
+    "month", start the period's first instant), model, size and quality,
     striped over SYSTEM_SHARDS shards (the record's id % SYSTEM_SHARDS) so
     that no row is updated by every insert; a reader sums the shards.
     Maintained by triggers on the ledger (migration 0009)."""
@@ -446,7 +446,7 @@ class SystemSpendRow(Base):
 
 
 class SystemOutcomesRow(Base):
-    """Every user's ledger by UTC hour and day, shard (as SystemSpendRow),
+    """Every user's ledger by UTC hour, day and month, shard (as SystemSpendRow),
     outcome and error reason (domain.system_metrics.error_reason).
     Triggers, migration 0009."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -25,11 +25,12 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from services.budget.domain.system_metrics import (
+    PERIOD_KINDS,
     FactRow,
     FigureParts,
-    Range,
     TopUser,
     TopUsersCursor,
     TopUsersOrder,
@@ -57,16 +58,10 @@ _MEASURES = {
 }
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def _rolled(
-    rollup: Table, part: str, kind: str, start: str, end: str, sign: int = 1
-) -> Select[Any]:
-    """A system rollup's rows of one kind in [start, end), shards summed (and
-    negated for sign -1); the kinds and measures it has not are typed "" and
-    0, so the parts line up."""
+def _rolled(rollup: Table, part: str, kind: str, sign: int) -> Select[Any]:
+    """A system rollup's rows of the periods of one kind starting at any of
+    :<kind>_<plus|minus>, shards summed (negated for sign -1); the kinds and
+    measures it has not are typed "" and 0, so the parts line up."""
     c = rollup.c
 
     def kind_of(name: str) -> Any:
@@ -76,15 +71,20 @@ def _rolled(
         total = func.sum(c[name]) if name in c else literal(0)
         return (total if sign > 0 else -total).label(label)
 
+    starts: BindParameter[Any] = bindparam(_starts_param(kind, sign), expanding=True)
     return (
         select(
             literal(part).label("part"),
             *(kind_of(name) for name in _KINDS),
             *(measure(label, name) for label, name in _MEASURES.items()),
         )
-        .where(c.kind == kind, c.start >= bindparam(start), c.start < bindparam(end))
+        .where(c.kind == kind, c.start.in_(starts))
         .group_by(*(c[name] for name in _KINDS if name in c))
     )
+
+
+def _starts_param(kind: str, sign: int) -> str:
+    return f"{kind}_{'plus' if sign > 0 else 'minus'}"
 
 
 def _edge(dialect: str, part: str, start: str, end: str) -> Select[Any]:
@@ -113,29 +113,17 @@ def _edge(dialect: str, part: str, start: str, end: str) -> Select[Any]:
 
 @functools.cache
 def _facts(dialect: str) -> Executable:
-    reads = (
-        ("day", "d0", "d1", 1),
-        ("hour", "a0", "a1", 1),
-        ("hour", "a2", "a3", 1),
-        ("hour", "s0", "s1", -1),
-        ("hour", "s2", "s3", -1),
-    )
     rolled = [
-        _rolled(rollup, part, kind, start, end, sign)
+        _rolled(rollup, part, kind, sign)
         for rollup, part in ((SPEND, PART_SPEND), (OUTCOMES, PART_OUTCOMES))
-        for kind, start, end, sign in reads
+        for kind in PERIOD_KINDS
+        for sign in (1, -1)
     ]
     return union_all(
         *rolled,
         _edge(dialect, PART_HEAD_EDGE, "e0", "e1"),
         _edge(dialect, PART_TAIL_EDGE, "f0", "f1"),
     )
-
-
-def _bounds(prefix: str, ranges: tuple[Range, Range]) -> dict[str, datetime]:
-    """{prefix}0 .. {prefix}3: the two ranges' bounds."""
-    (a, b), (c, d) = ranges
-    return {f"{prefix}0": a, f"{prefix}1": b, f"{prefix}2": c, f"{prefix}3": d}
 
 
 def _fact(row: Any) -> FactRow:
@@ -190,11 +178,12 @@ class SystemMetricsQueries:
     def load_facts(self, split: FigureParts) -> dict[str, list[FactRow]]:
         """The range's facts by part: the spend and the outcomes rollups'
         rows, and the ledger's head and tail edges."""
-        params = {
-            "d0": _midnight(split.days[0]),
-            "d1": _midnight(split.days[1]),
-            **_bounds("a", split.add_hours),
-            **_bounds("s", split.subtract_hours),
+        params: dict[str, object] = {
+            _starts_param(kind, sign): split.starts(kind, sign)
+            for kind in PERIOD_KINDS
+            for sign in (1, -1)
+        }
+        params |= {
             "e0": split.head_edge[0],
             "e1": split.head_edge[1],
             "f0": split.tail_edge[0],

@@ -51,6 +51,7 @@ USERS = table(UserTotalsRow)
 class LedgerKeys:
     hour: ColumnElement[Any]
     day_start: ColumnElement[Any]
+    month_start: ColumnElement[Any]
     day: ColumnElement[Any]
     month: ColumnElement[Any]
     shard: ColumnElement[Any]
@@ -65,6 +66,7 @@ def ledger_keys(dialect: str) -> LedgerKeys:
         return LedgerKeys(
             hour=func.timezone("UTC", func.date_trunc("hour", utc)),
             day_start=func.timezone("UTC", func.date_trunc("day", utc)),
+            month_start=func.timezone("UTC", func.date_trunc("month", utc)),
             day=cast(utc, Date),
             month=cast(func.date_trunc("month", utc), Date),
             shard=shard,
@@ -82,6 +84,7 @@ def ledger_keys(dialect: str) -> LedgerKeys:
     return LedgerKeys(
         hour=func.strftime("%Y-%m-%d %H:00:00.000000", u.created_at, type_=UtcDateTime()),
         day_start=func.strftime("%Y-%m-%d 00:00:00.000000", u.created_at, type_=UtcDateTime()),
+        month_start=func.strftime("%Y-%m-01 00:00:00.000000", u.created_at, type_=UtcDateTime()),
         day=func.date(u.created_at, type_=Date()),
         month=func.strftime("%Y-%m-01", u.created_at, type_=Date()),
         shard=shard,
@@ -153,11 +156,12 @@ def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
     k, u = ledger_keys(dialect), USAGE.c
     floor = month_floor(since) if since else None
     times = {"hour": k.hour, "day": k.day_start}
+    periods = times | {"month": k.month_start}
     return [
-        _check(SPEND, times, [("shard", k.shard), *((n, u[n]) for n in _SPEND_KINDS)], floor),
+        _check(SPEND, periods, [("shard", k.shard), *((n, u[n]) for n in _SPEND_KINDS)], floor),
         _check(
             OUTCOMES,
-            times,
+            periods,
             [("shard", k.shard), ("outcome", u.outcome), ("reason", k.reason)],
             floor,
         ),

@@ -1,7 +1,7 @@
 """budget: system rollups of the ledger for GetSystemMetrics and ListTopUsers
 
-- budget_system_spend and budget_system_outcomes: the ledger by UTC hour and
-  by UTC day ("kind"), the one by model, size and quality, the other by
+- budget_system_spend and budget_system_outcomes: the ledger by UTC hour, UTC
+  day and UTC month ("kind"), the one by model, size and quality, the other by
   outcome and error reason (two narrow rollups, not their product: a range
   reads a few rows a shard), striped over 16 shards (a record's id % 16), so
   concurrent records of every user never update one hot row; readers sum
@@ -59,6 +59,7 @@ def _expressions(r: str) -> dict[str, str]:
         return {
             "hour": f"(date_trunc('hour', {utc}) AT TIME ZONE 'UTC')",
             "day_start": f"(date_trunc('day', {utc}) AT TIME ZONE 'UTC')",
+            "month_start": f"(date_trunc('month', {utc}) AT TIME ZONE 'UTC')",
             "day": f"({utc}::date)",
             "month": f"(date_trunc('month', {utc})::date)",
             "shard": f"(({r}.id % {SHARDS})::int)",
@@ -73,6 +74,7 @@ def _expressions(r: str) -> dict[str, str]:
     return {
         "hour": f"strftime('%Y-%m-%d %H:00:00.000000', {r}.created_at)",
         "day_start": f"strftime('%Y-%m-%d 00:00:00.000000', {r}.created_at)",
+        "month_start": f"strftime('%Y-%m-01 00:00:00.000000', {r}.created_at)",
         "day": f"date({r}.created_at)",
         "month": f"strftime('%Y-%m-01', {r}.created_at)",
         "shard": f"({r}.id % {SHARDS})",
@@ -86,7 +88,7 @@ def _expressions(r: str) -> dict[str, str]:
 
 class Rollup(NamedTuple):
     table: str
-    kinds: tuple[str, str]
+    kinds: tuple[str, ...]
     # (column, SQL over r and k.kind) of the key, then of the measures added.
     keys: tuple[tuple[str, str], ...]
     measures: tuple[tuple[str, str], ...]
@@ -100,23 +102,21 @@ class Rollup(NamedTuple):
 
 def _rollups(r: str) -> tuple[Rollup, ...]:
     x = _expressions(r)
-    kinds = "CASE k.kind WHEN '{}' THEN {} ELSE {} END"
     money = (("generations", "1"), ("cost_micros", f"{r}.cost_micros"))
-    time = (
-        ("kind", "k.kind"),
-        ("start", kinds.format("hour", x["hour"], x["day_start"])),
-        ("shard", x["shard"]),
-    )
+    hour_day = (
+        "CASE k.kind WHEN 'hour' THEN {hour} WHEN 'day' THEN {day_start} ELSE {month_start} END"
+    ).format(**x)
+    time = (("kind", "k.kind"), ("start", hour_day), ("shard", x["shard"]))
     return (
         Rollup(
             "budget_system_spend",
-            ("hour", "day"),
+            ("hour", "day", "month"),
             (*time, ("model", f"{r}.model"), ("size", f"{r}.size"), ("quality", f"{r}.quality")),
             (*money, ("cost_saved_micros", f"{r}.cost_saved_micros")),
         ),
         Rollup(
             "budget_system_outcomes",
-            ("hour", "day"),
+            ("hour", "day", "month"),
             (*time, ("outcome", f"{r}.outcome"), ("reason", x["reason"])),
             (
                 *money,
@@ -132,7 +132,7 @@ def _rollups(r: str) -> tuple[Rollup, ...]:
             ("day", "month"),
             (
                 ("kind", "k.kind"),
-                ("start", kinds.format("day", x["day"], x["month"])),
+                ("start", f"CASE k.kind WHEN 'day' THEN {x['day']} ELSE {x['month']} END"),
                 ("user_id", f"{r}.user_id"),
             ),
             money,
@@ -141,8 +141,9 @@ def _rollups(r: str) -> tuple[Rollup, ...]:
 
 
 def _kinds(rollup: Rollup) -> str:
-    first, second = rollup.kinds
-    return f"(SELECT '{first}' AS kind UNION ALL SELECT '{second}') AS k"
+    first, *others = rollup.kinds
+    rest = "".join(f" UNION ALL SELECT '{kind}'" for kind in others)
+    return f"(SELECT '{first}' AS kind{rest}) AS k"
 
 
 def _select(rollup: Rollup, source: str) -> str:
