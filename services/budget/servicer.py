@@ -90,6 +90,19 @@ def acting_for(
     return user_id, violations
 
 
+def system_or_user(
+    principal: Principal, requested: str, system: bool, naming: str
+) -> tuple[str, Violations]:
+    """ "" for a call about the whole system (which names no user: naming says
+    what made it the system's), else acting_for's user id."""
+    if not system:
+        return acting_for(principal, requested)
+    violations = Violations()
+    if requested:
+        violations.add("user_id", f"must be empty with {naming}")
+    return "", violations
+
+
 def only_user(principal: Principal) -> str | None:
     """A user caller's own id (it may touch only its own rows); None for others."""
     return principal.subject if principal.role is Role.USER else None
@@ -361,14 +374,10 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self, request: opb.AnalyzeCostOptimizationRequest, context: Context, principal: Principal
     ) -> opb.AnalyzeCostOptimizationResponse:
         scope = convert_optimization.scope_from_proto(request.scope)
-        if scope is AnalysisScope.SYSTEM:
-            if principal.role is not Role.ADMIN:
-                raise PermissionDenied("only an admin may analyze the whole system")
-            user_id, violations = "", Violations()
-            if request.user_id:
-                violations.add("user_id", "must be empty with scope SYSTEM")
-        else:
-            user_id, violations = acting_for(principal, request.user_id)
+        system = scope is AnalysisScope.SYSTEM
+        if system and principal.role is not Role.ADMIN:
+            raise PermissionDenied("only an admin may analyze the whole system")
+        user_id, violations = system_or_user(principal, request.user_id, system, "scope SYSTEM")
         analysis = self._optimization.analyze(
             user_id,
             scope,
@@ -385,12 +394,8 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self, request: tpb.GrantCreditRequest, context: Context, principal: Principal
     ) -> tpb.GrantCreditResponse:
         window = convert_tools.window_from_proto(request.window)
-        if window is not None and window[0] is Scope.SYSTEM:
-            user_id, violations = "", Violations()
-            if request.user_id:
-                violations.add("user_id", "must be empty for a system window")
-        else:
-            user_id, violations = acting_for(principal, request.user_id)
+        system = window is not None and window[0] is Scope.SYSTEM
+        user_id, violations = system_or_user(principal, request.user_id, system, "a system window")
         expires_at = optional_from_proto(violations, request, "expire_time")
         credit = self._tools.credits.grant(
             actor(principal),
