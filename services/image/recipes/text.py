@@ -3,6 +3,7 @@ their singulars. Pure Python."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -13,9 +14,11 @@ _FORMAT_CHARS = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff
 
 
 def clean(text: str) -> str:
-    text = _FORMAT_CHARS.sub("", unicodedata.normalize("NFC", text))  # BOMs, joiners
-    text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
-    return re.sub(r"\s+", " ", text).strip()
+    if not text.isascii():  # ASCII is NFC already, and has none of these
+        text = _FORMAT_CHARS.sub("", unicodedata.normalize("NFC", text))  # BOMs, joiners
+        text = text.replace("’", "'").replace("‘", "'")
+    # str.split() splits on what re's \s matches (str.isspace).
+    return " ".join(text.replace("`", "'").split())
 
 
 def words_pattern(words: Iterable[str]) -> re.Pattern[str]:
@@ -167,4 +170,10 @@ def singular(word: str) -> str:
 
 def words_of(text: str) -> list[str]:
     """The words of text, lower case and singular."""
-    return [singular(w) for w in WORD.findall(text.lower())]
+    return list(_words_of(text))
+
+
+@functools.lru_cache(maxsize=16384)
+def _words_of(text: str) -> tuple[str, ...]:
+    # Cached: the same ingredient names come back in every recipe.
+    return tuple(singular(w) for w in WORD.findall(text.lower()))
