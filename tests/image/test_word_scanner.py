@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from services.image.recipes import ingredients as ing
 from services.image.recipes import text as tx
 from services.image.recipes.analyzer import SCANNER
 from services.image.recipes.ingredients import ingredient_name
@@ -48,11 +49,20 @@ def _assert_same_answers(text: str) -> None:
     for words in TABLES:
         assert words.search(scan) == (words.pattern.search(text) is not None), (text, words.words)
         assert words.count(scan) == len(words.pattern.findall(text)), (text, words.words)
+        assert words.sub(" ", scan) == words.pattern.sub(" ", text), (text, words.words)
+    _assert_same_descriptors(text)
+
+
+def _assert_same_descriptors(text: str) -> None:
+    descriptors = ing._DESCRIPTOR_SCANNER.scan(text)
+    assert ing._DESCRIPTOR_WORDS.sub(" ", descriptors) == ing._DESCRIPTORS.sub(" ", text), text
 
 
 def test_scanned_answers_are_the_patterns_own_on_the_real_recipes() -> None:
     for raw in real_recipes()[::4]:
         ingredients = [str(line) for line in raw.get("ingredients") or []]
+        for line in ingredients:
+            _assert_same_descriptors(tx.clean(line).lower())
         _assert_same_answers(str(raw.get("title") or ""))
         _assert_same_answers(" ; ".join(ingredient_name(line) for line in ingredients))
         _assert_same_answers(" ".join(str(step) for step in raw.get("instructions") or []))
@@ -61,10 +71,27 @@ def test_scanned_answers_are_the_patterns_own_on_the_real_recipes() -> None:
                 _assert_same_answers(part.strip().lower())
 
 
-_ALL_WORDS = sorted({word for words in TABLES for word in words.words})
+def _spellings(pattern: str) -> list[str]:
+    """Every text a plain pattern (letters, [classes], ?) matches."""
+    if not pattern:
+        return [""]
+    if pattern[0] == "[":
+        close = pattern.index("]")
+        heads, rest = list(pattern[1:close]), pattern[close + 1 :]
+    else:
+        heads, rest = [pattern[0]], pattern[1:]
+    if rest.startswith("?"):
+        heads, rest = [*heads, ""], rest[1:]
+    return [head + tail for head in heads for tail in _spellings(rest)]
 
 
-@pytest.mark.parametrize("separator", [" ", "-", "", "'", " ; "])
+_ALL_WORDS = sorted(
+    {word for words in TABLES for word in words.words}
+    | {text for pattern in ing._DESCRIPTOR_PATTERNS for text in _spellings(pattern)}
+)
+
+
+@pytest.mark.parametrize("separator", [" ", "-", ""])
 @pytest.mark.parametrize(
     "spelled",
     [
@@ -96,6 +123,19 @@ def test_the_trie_alternation_finds_the_longest_word_at_a_place() -> None:
         "b",
     ]
     assert pattern.match("a") is None
+
+
+def test_a_pattern_is_found_by_what_its_matches_begin_with() -> None:
+    assert [
+        ing.literal_start(p) for p in ("bite[- ]sized?", "sizes?", "favou?rite", "to serve")
+    ] == ["bite", "size", "favo", "to serve"]
+    for pattern in ing._DESCRIPTOR_PATTERNS:
+        assert all(s.startswith(ing.literal_start(pattern)) for s in _spellings(pattern))
+
+
+def test_an_empty_word_is_refused() -> None:
+    with pytest.raises(ValueError):
+        tx.Words(["cake", ""])
 
 
 def test_words_of_another_scanner_are_refused() -> None:

@@ -27,12 +27,29 @@ _QUANTITY = re.compile(
 _SIZE_IN_INCHES = re.compile(r"\b\d+(?:[.,]\d+)?\s*[-\s]?\s*(?:inch|in\.|cm)(?:es)?\b", re.I)
 _UNIT = re.compile(r"^(?:" + "|".join(lx.UNITS) + r")\b\.?\s*(?:of\s+)?", re.IGNORECASE)
 _UNIT_WORD = re.compile(r"(?:" + "|".join(lx.UNITS) + r")\.?", re.IGNORECASE)
-_DESCRIPTORS = re.compile(
-    r"(?<![\w-])(?:"
-    + "|".join(lx.DESCRIPTORS)
-    + r"|pan[- ]fried|to serve|pur[ée]e?d|unbaked|store[- ]bought|cooked and)(?![\w-])",
-    re.IGNORECASE,
+_DESCRIPTOR_PATTERNS = (
+    *lx.DESCRIPTORS,
+    *("pan[- ]fried", "to serve", "pur[ée]e?d", "unbaked", "store[- ]bought", "cooked and"),
 )
+_DESCRIPTORS = re.compile(
+    r"(?<![\w-])(?:" + "|".join(_DESCRIPTOR_PATTERNS) + r")(?![\w-])", re.IGNORECASE
+)
+
+
+def literal_start(pattern: str) -> str:
+    """What every match of a plain pattern (letters, [classes], ? and no
+    groups) begins with: "bite[- ]sized?" -> "bite", "sizes?" -> "size"."""
+    start = re.match(r"[^\[\](){}?*+|\\.^$]*", pattern)
+    literal = start.group() if start else ""
+    if pattern[len(literal) : len(literal) + 1] in ("?", "*", "{"):
+        literal = literal[:-1]  # the letter before a quantifier may be missing
+    return literal
+
+
+# Descriptors are found in a line by a Scanner (text.py): the regex alone,
+# tried at every position of every ingredient line, was most of reading one.
+_DESCRIPTOR_WORDS = tx.Words((literal_start(p) for p in _DESCRIPTOR_PATTERNS), _DESCRIPTORS)
+_DESCRIPTOR_SCANNER = tx.Scanner([_DESCRIPTOR_WORDS])
 _LABEL = re.compile(r"^[^:]{0,30}:\s*")
 _SERVING = re.compile(r"\bfor\s+(?:the\s+)?(?:serving|garnish|dusting|drizzling)\b")
 _PARTS = re.compile(r",|;|\s+[-–]\s+(?=[^\W\d_])")
@@ -73,7 +90,7 @@ def _food_in(text: str) -> str:
         text = _OF_OR_TO.sub("", text)
         if text == before:
             break
-    text = _DESCRIPTORS.sub(" ", text)
+    text = _DESCRIPTOR_WORDS.sub(" ", _DESCRIPTOR_SCANNER.scan(text))
     words = [w for w in tx.clean(text).split(" ") if w and not _NO_LETTERS.fullmatch(w)]
     while words and words[0] in tx.FILLER:
         words.pop(0)

@@ -45,8 +45,13 @@ class Words:
 
     __slots__ = ("pattern", "words")
 
-    def __init__(self, words: Iterable[str]) -> None:
-        self.pattern = words_pattern(words)
+    def __init__(self, words: Iterable[str], pattern: re.Pattern[str] | None = None) -> None:
+        """words: the words of a words_pattern; or, with a pattern of the same
+        shape ((?<![\\w-]) first, re.IGNORECASE), what every match of it begins with."""
+        words = list(words)
+        if not all(words):
+            raise ValueError("an empty word would match everywhere")
+        self.pattern = words_pattern(words) if pattern is None else pattern
         self.words = frozenset(w.lower() for w in words)
 
     def search(self, scan: Scan) -> bool:
@@ -70,6 +75,23 @@ class Words:
                 found, end = found + 1, match.end()
         return found
 
+    def sub(self, replacement: str, scan: Scan) -> str:
+        """self.pattern.sub(replacement, text), replacement taken literally."""
+        starts = scan.starts_of(self)
+        if starts is None:
+            return self.pattern.sub(replacement.replace("\\", r"\\"), scan.text)
+        pieces: list[str] = []
+        end = 0
+        for at in starts:
+            if at < end:
+                continue
+            match = self.pattern.match(scan.text, at)
+            if match:
+                pieces += (scan.text[end:at], replacement)
+                end = match.end()
+        pieces.append(scan.text[end:])
+        return "".join(pieces)
+
 
 class Scanner:
     """Where the words of many Words may match a text, found in one pass.
@@ -88,10 +110,18 @@ class Scanner:
         union = sorted(set().union(*(t.words for t in self.tables)), key=len, reverse=True)
         # Lookahead: places inside a longer word's match are found too.
         self._places = re.compile(r"(?<![\w-])(?=(" + trie_alternation(union) + "))")
+        owners: dict[str, list[Words]] = {}
+        for table in self.tables:
+            for word in table.words:
+                owners.setdefault(word, []).append(table)
         # The longest word found at a place: every table with a word it starts
         # with (those words start there too).
         self._tables_of = {
-            word: tuple(t for t in self.tables if any(word.startswith(w) for w in t.words))
+            word: tuple(
+                dict.fromkeys(
+                    t for end in range(1, len(word) + 1) for t in owners.get(word[:end], ())
+                )
+            )
             for word in union
         }
 
