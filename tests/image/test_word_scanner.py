@@ -24,7 +24,8 @@ def _code_points() -> list[str]:
 
 
 def test_every_character_ignorecase_takes_for_a_word_letter_lowers_to_it_or_is_a_trap() -> None:
-    alphabet = sorted({char for words in TABLES for word in words.words for char in word})
+    every = [*TABLES, ing._DESCRIPTOR_WORDS]
+    alphabet = sorted({char for words in every for word in words.words for char in word})
     assert tx.CASE_TRAPS.isdisjoint(alphabet)
     same = {letter: re.compile(re.escape(letter), re.IGNORECASE) for letter in alphabet}
     any_letter = re.compile("|".join(re.escape(letter) for letter in alphabet), re.IGNORECASE)

@@ -1,5 +1,6 @@
-"""Text helpers of recipe understanding: cleaning, word patterns, words and
-their singulars. Pure Python."""
+"""Text helpers of recipe understanding: cleaning, word patterns (and the
+Scanner that finds many of them in one pass), words and their singulars.
+Pure Python."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def lowered(text: str) -> str | None:
 
 
 class Words:
-    """A words_pattern, searched and counted at the places a Scanner found."""
+    """A words_pattern, searched, counted and replaced at the places a Scanner found."""
 
     __slots__ = ("pattern", "words")
 
@@ -100,9 +101,9 @@ class Scanner:
     number of words: one case-sensitive pass over the lowered text finds each
     place where some word starts (lowered(): the places the patterns could
     match, and more), and each Words then lets its own pattern decide at its
-    places only, so search and count answer exactly what the pattern's own
-    search and findall would. Text lowered() cannot line up goes to the
-    patterns whole.
+    places only, so search, count and sub answer exactly what the pattern's
+    own search, findall and sub would. Text lowered() cannot line up goes to
+    the patterns whole.
     """
 
     def __init__(self, tables: Iterable[Words]) -> None:
