@@ -14,6 +14,7 @@ MODULES = (
     "tests.bench.optimization_bench",
     "tests.bench.tools_bench",
     "tests.bench.system_metrics_bench",
+    "tests.bench.analyzer_bench",
 )
 
 

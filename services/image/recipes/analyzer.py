@@ -19,7 +19,6 @@ cache depends on. Pure Python, no I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -146,24 +145,34 @@ def _version(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
-_CUISINE_LABEL_PATTERNS = {name: tx.words_pattern(w) for name, w in lx.CUISINE_LABELS.items()}
-_CUISINE_HINT_PATTERNS = {name: tx.words_pattern(w) for name, w in lx.CUISINE_HINTS.items()}
-_CUISINE_TITLE_PATTERNS = {name: tx.words_pattern(w) for name, w in lx.CUISINE_TITLE_WORDS.items()}
-_METHOD_PATTERNS = tuple((name, tx.words_pattern(words)) for name, words in lx.METHODS)
+_CUISINE_LABEL_PATTERNS = {name: tx.Words(w) for name, w in lx.CUISINE_LABELS.items()}
+_CUISINE_HINT_PATTERNS = {name: tx.Words(w) for name, w in lx.CUISINE_HINTS.items()}
+_CUISINE_TITLE_PATTERNS = {name: tx.Words(w) for name, w in lx.CUISINE_TITLE_WORDS.items()}
+_METHOD_PATTERNS = tuple((name, tx.Words(words)) for name, words in lx.METHODS)
 # ---- dietary tags -------------------------------------------------------------------
 
 
-def _has(text: str, words: re.Pattern[str], exceptions: re.Pattern[str] | None) -> bool:
-    if exceptions is not None:
-        text = exceptions.sub(" ", text)
-    return words.search(text) is not None
+def _has(scan: tx.Scan, words: tx.Words, exceptions: tx.Words | None) -> bool:
+    if exceptions is not None and exceptions.search(scan):
+        return words.pattern.search(exceptions.pattern.sub(" ", scan.text)) is not None
+    return words.search(scan)
 
 
-_MEAT = (tx.words_pattern(lx.MEAT_WORDS), tx.words_pattern(lx.MEAT_EXCEPTIONS))
-_DAIRY = (tx.words_pattern(lx.DAIRY_WORDS), tx.words_pattern(lx.DAIRY_EXCEPTIONS))
-_EGG = (tx.words_pattern(lx.EGG_WORDS), tx.words_pattern(lx.EGG_EXCEPTIONS))
-_GLUTEN = (tx.words_pattern(lx.GLUTEN_WORDS), tx.words_pattern(lx.GLUTEN_EXCEPTIONS))
-_HONEY = (tx.words_pattern(lx.HONEY_WORDS), None)
+_MEAT = (tx.Words(lx.MEAT_WORDS), tx.Words(lx.MEAT_EXCEPTIONS))
+_DAIRY = (tx.Words(lx.DAIRY_WORDS), tx.Words(lx.DAIRY_EXCEPTIONS))
+_EGG = (tx.Words(lx.EGG_WORDS), tx.Words(lx.EGG_EXCEPTIONS))
+_GLUTEN = (tx.Words(lx.GLUTEN_WORDS), tx.Words(lx.GLUTEN_EXCEPTIONS))
+_HONEY = (tx.Words(lx.HONEY_WORDS), None)
+# Every table above, found in a text in one pass (text.Scanner).
+SCANNER = tx.Scanner(
+    [
+        *_CUISINE_LABEL_PATTERNS.values(),
+        *_CUISINE_HINT_PATTERNS.values(),
+        *_CUISINE_TITLE_PATTERNS.values(),
+        *(words for _, words in _METHOD_PATTERNS),
+        *(words for table in (_MEAT, _DAIRY, _EGG, _GLUTEN, _HONEY) for words in table if words),
+    ]
+)
 
 
 def stated_tags(recipe: Recipe) -> set[str]:
@@ -181,8 +190,8 @@ def animal_foods(recipe: Recipe) -> tuple[str, ...]:
     (a line the analyzer cannot read names nothing), optional lines left out."""
     # An optional food is not in the picture the prompt describes.
     lines = [line for line in recipe.ingredients if "optional" not in line.lower()]
-    text = " ; ".join(n for n in (ingredient_name(line) for line in lines) if n)
-    found = {"meat": _has(text, *_MEAT), "dairy": _has(text, *_DAIRY), "egg": _has(text, *_EGG)}
+    scan = SCANNER.scan(" ; ".join(n for n in (ingredient_name(line) for line in lines) if n))
+    found = {"meat": _has(scan, *_MEAT), "dairy": _has(scan, *_DAIRY), "egg": _has(scan, *_EGG)}
     return tuple(sorted(name for name, present in found.items() if present))
 
 
@@ -194,13 +203,13 @@ def dietary_tags(
     dairy-free."""
     tags = set(stated_tags(recipe) if stated is None else stated)
     names = [ingredient_name(line) for line in recipe.ingredients]
-    text = " ; ".join(n for n in names if n)
     if len(names) >= MIN_INGREDIENTS_FOR_TAGS and recognized >= MIN_RECOGNIZED_FOR_TAGS:
-        meat = _has(text, *_MEAT)
-        dairy = _has(text, *_DAIRY)
-        egg = _has(text, *_EGG)
-        honey = _has(text, *_HONEY)
-        gluten = _has(text, *_GLUTEN)
+        scan = SCANNER.scan(" ; ".join(n for n in names if n))
+        meat = _has(scan, *_MEAT)
+        dairy = _has(scan, *_DAIRY)
+        egg = _has(scan, *_EGG)
+        honey = _has(scan, *_HONEY)
+        gluten = _has(scan, *_GLUTEN)
         if not meat:
             tags.add("vegetarian")
             if not (dairy or egg or honey):
@@ -224,16 +233,18 @@ def _label_parts(recipe: Recipe) -> list[str]:
 
 def _cuisine(recipe: Recipe, dish: str, ingredients_text: str) -> str:
     for part in _label_parts(recipe):
+        scan = SCANNER.scan(part)
         for name, pattern in _CUISINE_LABEL_PATTERNS.items():
-            if pattern.search(part):
+            if pattern.search(scan):
                 return name
-    title = tx.clean(recipe.title)
+    title = SCANNER.scan(tx.clean(recipe.title))
     for name, pattern in _CUISINE_TITLE_PATTERNS.items():
         if pattern.search(title):
             return name
     best, best_score = UNKNOWN, 0
+    dish_scan, ingredients = SCANNER.scan(dish), SCANNER.scan(ingredients_text)
     for name, pattern in _CUISINE_HINT_PATTERNS.items():
-        score = 3 * len(pattern.findall(dish)) + len(pattern.findall(ingredients_text))
+        score = 3 * pattern.count(dish_scan) + pattern.count(ingredients)
         if score > best_score:
             best, best_score = name, score
     return best if best_score >= 2 else UNKNOWN
@@ -281,13 +292,14 @@ def _course(recipe: Recipe, identity_tokens: Sequence[str], head_course: str) ->
 
 
 def _cooking_method(recipe: Recipe) -> str:
+    title = SCANNER.scan(recipe.title)
     for name, pattern in _METHOD_PATTERNS:
-        if pattern.search(recipe.title):
+        if pattern.search(title):
             return name
-    instructions = " ".join(recipe.instructions)
+    instructions = SCANNER.scan(" ".join(recipe.instructions))
     best, best_count = UNKNOWN, 0
     for name, pattern in _METHOD_PATTERNS:
-        count = len(pattern.findall(instructions))
+        count = pattern.count(instructions)
         if count > best_count:
             best, best_count = name, count
     return best

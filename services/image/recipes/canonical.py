@@ -110,16 +110,38 @@ class CanonicalDish:
 UNKNOWN_DISH = CanonicalDish((), "")
 
 
+_BY = re.compile(r"\s(?:by|por|von|par|door|från|fra)\s", re.IGNORECASE)
+_WITH = re.compile(r"\bwith\b")
+
+
 def _cut_people(part: str) -> str:
     """ "Tortilla española por Joseba Arguiñano" -> before "por": whose, not what."""
-    return re.split(r"\s(?:by|por|von|par|door|från|fra)\s", part, maxsplit=1, flags=re.I)[0]
+    return _BY.split(part, maxsplit=1)[0]
 
 
-def _drop_sequences(tokens: list[str], sequences: Sequence[tuple[str, ...]]) -> list[str]:
+def _by_first_word(
+    sequences: Sequence[tuple[str, ...]],
+) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Word sequences by their first word, each list in the order given."""
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for seq in sequences:
+        found.setdefault(seq[0], []).append(seq)
+    return {first: tuple(seqs) for first, seqs in found.items()}
+
+
+# Only a brand that starts with a token can be dropped there: looked up, not tried.
+_BRANDS_BY_FIRST_WORD = _by_first_word(vc.BRAND_WORDS)
+
+
+def _drop_sequences(
+    tokens: list[str], sequences: dict[str, tuple[tuple[str, ...], ...]]
+) -> list[str]:
+    """tokens without the sequences (by first word: _by_first_word), the first
+    of them that matches at each place."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        for seq in sequences:
+        for seq in sequences.get(tokens[i], ()):
             if tuple(tokens[i : i + len(seq)]) == seq:
                 i += len(seq)
                 break
@@ -239,7 +261,7 @@ def _read_part(part: str) -> tuple[list[str], list[int], bool]:
         bool(raw) and raw[-1] != "i" and vc.is_foreign_word(raw[-1])
     )
     tokens = vc.words(text)
-    tokens = list(_name_words(_drop_sequences(tokens, vc.BRAND_WORDS)))
+    tokens = list(_name_words(_drop_sequences(tokens, _BRANDS_BY_FIRST_WORD)))
     marked, dishes = _find_dishes(tokens)
     return marked, dishes, foreign
 
@@ -271,7 +293,7 @@ def canonical_dish(title: str) -> CanonicalDish:
 def _dish_of_part(part: str) -> CanonicalDish | None:
     marked, dishes, foreign = _read_part(part)
     plain = [t for t in marked if not t.startswith("#")]
-    head = _head_course(re.split(r"\bwith\b", " ".join(plain), maxsplit=1)[0].split()) or (
+    head = _head_course(_WITH.split(" ".join(plain), maxsplit=1)[0].split()) or (
         _head_course(plain)
     )
     if not dishes and head is None:

@@ -26,6 +26,8 @@ _TIME_AND_COUNT = re.compile(
     r"servings?|grams?|g|calories?|dollars?)\b|\$\s*\d+(?:[.,]\d+)?(?:\s*/\s*\w+)?|\b\d+\b",
     re.IGNORECASE,
 )
+_RECIPE_WORD = re.compile(r"\brecipes?\b", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
 _TITLE_PARTS = re.compile(r"\s+[|–—-]\s+|\s*\|\s*|:\s+|\s+–\s*|\s*—\s*")
 
 
@@ -66,7 +68,7 @@ def title_parts(title: str) -> list[str]:
 def cut_headline(text: str) -> str:
     """ "20-Minute Chipotle Creamed Chicken Recipe Puts a Spicy Spin ..." -> before
     "Recipe": a headline goes on after the dish's name, a name goes on with "with"."""
-    match = re.search(r"\brecipes?\b", text, re.IGNORECASE)
+    match = _RECIPE_WORD.search(text)
     if not match or match.start() == 0:
         return text
     rest = text[match.end() :].split()
@@ -79,7 +81,7 @@ def strip_noise(text: str) -> str:
     text = _APPLIANCES.sub(" ", text)
     text = _TIME_AND_COUNT.sub(" ", text)
     words = []
-    for word in re.split(r"\s+", text):
+    for word in _SPACES.split(text):
         bare = word.strip(" ,.!?;:\"'").lower()
         plain = bare.replace("’", "'")
         if not bare:
@@ -123,7 +125,7 @@ def dish_name(title: str) -> str:
             chosen = part
             break
     text = strip_noise(cut_headline(chosen))
-    text = re.sub(r"\s+", " ", text).strip(" -–—|:,.!&+").lower()
+    text = _SPACES.sub(" ", text).strip(" -–—|:,.!&+").lower()
     if not text:  # the title was nothing but noise: keep it as written
         text = tx.clean(tx.BRACKETS.sub(" ", title)).lower() or tx.clean(title).lower()
     return text[:MAX_DISH_CHARS].strip()

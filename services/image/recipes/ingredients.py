@@ -27,12 +27,35 @@ _QUANTITY = re.compile(
 _SIZE_IN_INCHES = re.compile(r"\b\d+(?:[.,]\d+)?\s*[-\s]?\s*(?:inch|in\.|cm)(?:es)?\b", re.I)
 _UNIT = re.compile(r"^(?:" + "|".join(lx.UNITS) + r")\b\.?\s*(?:of\s+)?", re.IGNORECASE)
 _UNIT_WORD = re.compile(r"(?:" + "|".join(lx.UNITS) + r")\.?", re.IGNORECASE)
-_DESCRIPTORS = re.compile(
-    r"(?<![\w-])(?:"
-    + "|".join(lx.DESCRIPTORS)
-    + r"|pan[- ]fried|to serve|pur[ée]e?d|unbaked|store[- ]bought|cooked and)(?![\w-])",
-    re.IGNORECASE,
+_DESCRIPTOR_PATTERNS = (
+    *lx.DESCRIPTORS,
+    *("pan[- ]fried", "to serve", "pur[ée]e?d", "unbaked", "store[- ]bought", "cooked and"),
 )
+_DESCRIPTORS = re.compile(
+    r"(?<![\w-])(?:" + "|".join(_DESCRIPTOR_PATTERNS) + r")(?![\w-])", re.IGNORECASE
+)
+
+
+def literal_start(pattern: str) -> str:
+    """What every match of a plain pattern (letters, [classes], ? and no
+    groups) begins with: "bite[- ]sized?" -> "bite", "sizes?" -> "size"."""
+    start = re.match(r"[^\[\](){}?*+|\\.^$]*", pattern)
+    literal = start.group() if start else ""
+    if pattern[len(literal) : len(literal) + 1] in ("?", "*", "{"):
+        literal = literal[:-1]  # the letter before a quantifier may be missing
+    return literal
+
+
+# Descriptors are found in a line by a Scanner (text.py): the regex alone,
+# tried at every position of every ingredient line, was most of reading one.
+_DESCRIPTOR_WORDS = tx.Words((literal_start(p) for p in _DESCRIPTOR_PATTERNS), _DESCRIPTORS)
+_DESCRIPTOR_SCANNER = tx.Scanner([_DESCRIPTOR_WORDS])
+_LABEL = re.compile(r"^[^:]{0,30}:\s*")
+_SERVING = re.compile(r"\bfor\s+(?:the\s+)?(?:serving|garnish|dusting|drizzling)\b")
+_PARTS = re.compile(r",|;|\s+[-–]\s+(?=[^\W\d_])")
+_OF_OR_TO = re.compile(r"^(?:of|to)\s+")
+_NO_LETTERS = re.compile(r"[\W\d_]+")
+_A_LETTER = re.compile(r"[^\W\d_]")
 _FORM_WORDS = frozenset({
     "cube", "cubes", "floret", "florets", "wedge", "wedges", "slice", "slices", "piece",
     "pieces", "chunk", "chunks", "strip", "strips", "half", "halves", "leaf", "leaves",
@@ -46,12 +69,12 @@ def ingredient_name(line: str) -> str:
     """The food in an ingredient line: "1 14- ounce can of full fat coconut milk" ->
     "coconut milk". Empty when nothing is left."""
     text = tx.clean(line).lower()
-    text = re.sub(r"^[^:]{0,30}:\s*", "", text)  # "to serve: ...", "for the sauce: ..."
+    text = _LABEL.sub("", text)  # "to serve: ...", "for the sauce: ..."
     text = tx.BRACKETS.sub(" ", text)
-    text = re.split(r"\bfor\s+(?:the\s+)?(?:serving|garnish|dusting|drizzling)\b", text)[0]
+    text = _SERVING.split(text)[0]
     # "1 1/2 pounds boneless, skinless chicken breasts, cut up": the first part
     # that still names something once the quantities and descriptors are gone.
-    for part in re.split(r",|;|\s+[-–]\s+(?=[^\W\d_])", text):
+    for part in _PARTS.split(text):
         name = _food_in(part)
         if name:
             return name
@@ -64,11 +87,11 @@ def _food_in(text: str) -> str:
         before = text
         text = _QUANTITY.sub("", text).strip()
         text = _UNIT.sub("", text).strip()
-        text = re.sub(r"^(?:of|to)\s+", "", text)
+        text = _OF_OR_TO.sub("", text)
         if text == before:
             break
-    text = _DESCRIPTORS.sub(" ", text)
-    words = [w for w in tx.clean(text).split(" ") if w and not re.fullmatch(r"[\W\d_]+", w)]
+    text = _DESCRIPTOR_WORDS.sub(" ", _DESCRIPTOR_SCANNER.scan(text))
+    words = [w for w in tx.clean(text).split(" ") if w and not _NO_LETTERS.fullmatch(w)]
     while words and words[0] in tx.FILLER:
         words.pop(0)
     # "1 stick butter 110 gr": a measure after the food is not the food.
@@ -92,6 +115,7 @@ def _first_alternative(name: str) -> str:
     return left
 
 
+@functools.lru_cache(maxsize=16384)
 def canonical_food(name: str) -> str:
     """An ingredient name in the form recipes are compared by: singular words,
     folded spellings. "Cherry Tomatoes" -> "cherry tomato"."""
@@ -100,7 +124,7 @@ def canonical_food(name: str) -> str:
 
 
 def _is_food(name: str) -> bool:
-    return bool(name) and bool(re.search(r"[^\W\d_]", name)) and name not in lx.STAPLES
+    return bool(name) and bool(_A_LETTER.search(name)) and name not in lx.STAPLES
 
 
 def is_minor(food: str) -> bool:
