@@ -40,8 +40,10 @@ from services.budget.domain.optimization import (
     SettingGroup,
     WasteFacts,
 )
+from services.budget.domain.system_metrics import figure_parts
 from services.budget.domain.usage import Outcome, UsageSummary
 from services.budget.store.models import UsageRow, table
+from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
 from services.common.db import dialect_name
 
@@ -74,22 +76,17 @@ def _settings_statement(everyone: bool) -> Executable:
     )
 
 
-@functools.cache
-def _hits_statement(everyone: bool) -> Executable:
-    c = range_facts("p_", everyone).c
-    return select(
-        func.sum(c.cache_hits), func.sum(case((c.outcome == GENERATED, c.generations), else_=0))
+def load_system_hits(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """Every user's cache hits (records whose cache_hit is exact or similar)
+    and generations in [start, end), from the system outcomes rollup (whole
+    UTC days and hours) and the ledger's partial hours at the edges: a read
+    of a few rows an hour and day, whatever the ledger's size."""
+    parts = SystemMetricsQueries(session, dialect_name(session)).load_facts(
+        figure_parts(start, end)
     )
-
-
-def load_scope_hits(
-    session: Session, user_id: str | None, span: tuple[datetime, datetime]
-) -> tuple[int, int]:
-    """A scope's cache hits and generations over span (user_id None: every
-    user's), from the same rollup facts as load_scope_rollup."""
-    params = {"user_id": user_id, **rollup_split("p_", *span)}
-    hits, generations = session.execute(_hits_statement(user_id is None), params).one()
-    return _exact(hits), _exact(generations)
+    rows = parts["outcomes"] + parts["head"] + parts["tail"]
+    hits = sum(row.exact_hits + row.similar_hits for row in rows)
+    return hits, sum(row.generations for row in rows if row.outcome == GENERATED)
 
 
 def load_scope_rollup(
@@ -274,13 +271,7 @@ def load_optimization_facts(
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     summary, settings = load_scope_rollup(session, user_id, (start, end))
-    if user_id is None:
-        system_hits = summary.period.cache_hits
-        system_generations = sum(
-            row.count for row in summary.outcomes if row.outcome is Outcome.GENERATED
-        )
-    else:
-        system_hits, system_generations = load_scope_hits(session, None, (start, end))
+    system_hits, system_generations = load_system_hits(session, start, end)
     caching, unserved = _caching_and_unserved(session, user_id, start, end)
     retries, retry_cost = _retries(session, user_id, start, end)
     prompts = _prompt_groups(session, user_id, start, end)
