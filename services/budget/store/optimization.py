@@ -36,13 +36,13 @@ from services.budget.domain.optimization import (
     QUALITY_RANKS,
     CachingFacts,
     OptimizationFacts,
-    PromptGroup,
     SettingGroup,
     WasteFacts,
 )
 from services.budget.domain.system_metrics import figure_parts
 from services.budget.domain.usage import Outcome, UsageSummary
 from services.budget.store.models import UsageRow, table
+from services.budget.store.optimization_prompts import load_prompt_groups
 from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
 from services.common.db import dialect_name
@@ -213,43 +213,6 @@ def _retries(
     return _exact(row[0]), _exact(row[1])
 
 
-def _prompt_groups(
-    session: Session,
-    user_id: str | None,
-    start: datetime,
-    end: datetime,
-    *,
-    built_only: bool = False,
-) -> list[PromptGroup]:
-    """Generated images by model and by who wrote the prompt (records from
-    before the ledger knew it are left out)."""
-    u = USAGE.c
-    statement = _in_scope(
-        select(
-            u.model,
-            u.custom_prompt,
-            func.count(),
-            func.sum(u.input_tokens),
-            func.sum(u.cost_micros),
-        )
-        .where(
-            u.created_at >= start,
-            u.created_at < end,
-            u.outcome == GENERATED,
-            u.custom_prompt.is_not(None),
-        )
-        .group_by(u.model, u.custom_prompt)
-        .order_by(u.model, u.custom_prompt),
-        user_id,
-    )
-    if built_only:
-        statement = statement.where(u.custom_prompt == false())
-    return [
-        PromptGroup(row[0], bool(row[1]), _exact(row[2]), _exact(row[3]), _exact(row[4]))
-        for row in session.execute(statement)
-    ]
-
-
 class OptimizationQueries:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -274,11 +237,11 @@ def load_optimization_facts(
     system_hits, system_generations = load_system_hits(session, start, end)
     caching, unserved = _caching_and_unserved(session, user_id, start, end)
     retries, retry_cost = _retries(session, user_id, start, end)
-    prompts = _prompt_groups(session, user_id, start, end)
+    prompts = load_prompt_groups(session, user_id, start, end)
     needs_baseline = any(group.custom for group in prompts) and user_id is not None
-    system_prompts = (
-        _prompt_groups(session, None, start, end, built_only=True) if needs_baseline else prompts
-    )
+    system_prompts = prompts
+    if needs_baseline:
+        system_prompts = load_prompt_groups(session, None, start, end, built_only=True)
     return OptimizationFacts(
         summary=summary,
         settings=settings,
