@@ -1,6 +1,7 @@
 """AnalyzeCostOptimization on PostgreSQL: one user with 100,000 usage records
 in the last 30 days, and the whole system (that user and 200,000 records of
-5,000 others).
+5,000 others); then each read of the analysis alone (store/optimization.py),
+so the parts that still grow with the records are named.
 
     make bench BENCH=optimization_bench
 
@@ -12,14 +13,21 @@ the end. Each figure is printed beside the baseline as a ratio of its rate.
 from __future__ import annotations
 
 import secrets
+import statistics
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import psycopg
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from recipeimage.budget.v1 import optimization_pb2 as opb
+from sqlalchemy import text
 
 from services.budget.main import build_app
+from services.budget.store import optimization as reads
+from services.budget.store.optimization_prompts import load_prompt_groups
 from services.common.auth import Authenticator, Role
 from services.common.db import create_db_engine
 from services.common.migrations import upgrade
@@ -144,9 +152,32 @@ def _measure(url: str, baseline: Measurement) -> None:
                 seconds=SECONDS,
             )
             print(report(measured, baseline), flush=True)
-            # At these rates the ratio rounds to 0.000: say it the other way round too.
-            each = measured.seconds * callers / measured.calls
-            print(f"{'':<48} one call = {each * baseline.rate:,.0f} empty RPCs", flush=True)
+        _measure_parts(app.sessions)
     finally:
         channel.close()
         app.stop(0)
+
+
+def _measure_parts(sessions: Any) -> None:
+    """Each read of the analysis alone, the median of five, in one transaction."""
+    end = datetime.now(UTC)
+    start = end - timedelta(days=30)
+    parts: dict[str, Callable[[Any, str | None], object]] = {
+        "rollup (summary, settings)": lambda s, u: reads.load_scope_rollup(s, u, (start, end)),
+        "system hit counts": lambda s, u: reads.load_system_hits(s, start, end),
+        "prompt groups": lambda s, u: load_prompt_groups(s, u, start, end),
+        "dish seen, repeats, unserved": lambda s, u: reads._caching_and_unserved(s, u, start, end),
+        "retries": lambda s, u: reads._retries(s, u, start, end),
+    }
+    for scope, user_id in (("user", "heavy"), ("system", None)):
+        for name, read in parts.items():
+            took = []
+            for _ in range(5):
+                with sessions.begin() as session:
+                    # As load_optimization_facts reads.
+                    session.execute(text("SET LOCAL jit = off"))
+                    session.execute(text("SET LOCAL work_mem = '64MB'"))
+                    began = time.perf_counter()
+                    read(session, user_id)
+                    took.append((time.perf_counter() - began) * 1000)
+            print(f"  {scope:<6} {name:<30} {statistics.median(took):>8.1f} ms", flush=True)

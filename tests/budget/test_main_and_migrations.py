@@ -46,6 +46,8 @@ BUDGET_TABLES = {
     "budget_alerts",
     "budget_alert_silences",
     "budget_webhook_deliveries",
+    "budget_system_prompts",
+    "budget_user_prompts",
 }
 
 

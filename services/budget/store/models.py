@@ -509,6 +509,39 @@ class UserTotalsRow(Base):
     cost_micros: Mapped[int] = mapped_column(BigInteger())
 
 
+class SystemPromptsRow(Base):
+    """Every user's generated images whose prompt the ledger knows, by UTC
+    hour and day (as SystemSpendRow), shard, model and who wrote the prompt
+    (custom 1: the caller, 0: the service). Triggers, migration 0013."""
+
+    __tablename__ = "budget_system_prompts"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    custom: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    input_tokens: Mapped[int] = mapped_column(BigInteger())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+
+
+class UserPromptsRow(Base):
+    """SystemPromptsRow's figures of each user by UTC day (kind "day").
+    Triggers, migration 0013."""
+
+    __tablename__ = "budget_user_prompts"
+
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[date] = mapped_column(Date(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    custom: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer())
+    input_tokens: Mapped[int] = mapped_column(BigInteger())
+    cost_micros: Mapped[int] = mapped_column(BigInteger())
+
+
 class AlertRow(Base):
     """Every alert raised (domain.alerts), at most one per rule, subject,
     window and period: the unique key makes a second raise a no-op on every

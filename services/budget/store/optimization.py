@@ -2,10 +2,9 @@
 
 - The figures by model, size, quality and outcome come from GetUsageStats'
   statement (usage_summary: the daily rollup for whole UTC days, the ledger
-  for the edges), and the generated images by setting and the hit counts
-  from the same facts. usage_summary.range_facts is the one function that
-  reads them, for a user or for everyone, so the system scope can move to a
-  system-wide rollup there without touching the rest.
+  for the edges), and the generated images by setting from the same facts.
+  load_scope_rollup is the one function that reads them for a scope, so the
+  system scope can move to a system-wide rollup without touching the rest.
 - What needs single records (a dish generated before, a recipe generated
   again, an image never served again, a retry after a failure, prompt tokens)
   is read from the ledger's index range of the scope, aggregated by the
@@ -37,12 +36,14 @@ from services.budget.domain.optimization import (
     QUALITY_RANKS,
     CachingFacts,
     OptimizationFacts,
-    PromptGroup,
     SettingGroup,
     WasteFacts,
 )
+from services.budget.domain.system_metrics import figure_parts
 from services.budget.domain.usage import Outcome, UsageSummary
 from services.budget.store.models import UsageRow, table
+from services.budget.store.optimization_prompts import load_prompt_groups
+from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
 from services.common.db import dialect_name
 
@@ -75,22 +76,17 @@ def _settings_statement(everyone: bool) -> Executable:
     )
 
 
-@functools.cache
-def _hits_statement(everyone: bool) -> Executable:
-    c = range_facts("p_", everyone).c
-    return select(
-        func.sum(c.cache_hits), func.sum(case((c.outcome == GENERATED, c.generations), else_=0))
+def load_system_hits(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """Every user's cache hits (records whose cache_hit is exact or similar)
+    and generations in [start, end), from the system outcomes rollup (whole
+    UTC days and hours) and the ledger's partial hours at the edges: a read
+    of a few rows an hour and day, whatever the ledger's size."""
+    parts = SystemMetricsQueries(session, dialect_name(session)).load_facts(
+        figure_parts(start, end)
     )
-
-
-def load_scope_hits(
-    session: Session, user_id: str | None, span: tuple[datetime, datetime]
-) -> tuple[int, int]:
-    """A scope's cache hits and generations over span (user_id None: every
-    user's), from the same rollup facts as load_scope_rollup."""
-    params = {"user_id": user_id, **rollup_split("p_", *span)}
-    hits, generations = session.execute(_hits_statement(user_id is None), params).one()
-    return _exact(hits), _exact(generations)
+    rows = parts["outcomes"] + parts["head"] + parts["tail"]
+    hits = sum(row.exact_hits + row.similar_hits for row in rows)
+    return hits, sum(row.generations for row in rows if row.outcome == GENERATED)
 
 
 def load_scope_rollup(
@@ -108,78 +104,67 @@ def load_scope_rollup(
     return summary, settings
 
 
-def _attempts_in_range(user_id: str | None, start: datetime, end: datetime) -> Any:
-    """The scope's attempts in [start, end), each with, among its user's
-    attempts of its recipe (one sort of the range): the outcome of the one
-    before it, and how many generated up to it."""
+def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's generated records in [start, end), each with its place
+    among its user's generations of its recipe."""
     u = USAGE.c
-    mates, order = (u.user_id, u.recipe_id), (u.created_at, u.id)
-    statement: Select[Any] = select(
+    statement = select(
+        u.id,
         u.created_at,
         u.cost_micros,
         u.recipe_id,
-        u.outcome,
         u.dish_key,
         u.similar_allowed,
         u.quality,
         u.image_id,
-        func.lag(u.outcome).over(partition_by=mates, order_by=order).label("before"),
-        func.count()
-        .filter(u.outcome == GENERATED)
-        .over(partition_by=mates, order_by=order)
-        .label("generated_so_far"),
-    ).where(u.created_at >= start, u.created_at < end)
-    return _in_scope(statement, user_id).subquery("a")
+        func.row_number()
+        .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
+        .label("nth"),
+    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED)
+    return _in_scope(statement, user_id).subquery("g")
 
 
-def _flagged_attempts(user_id: str | None, start: datetime, end: datetime) -> Any:
-    """The scope's attempts in the range with their cost and four flags, each
-    computed once: a generation whose dish was generated before (asked with
-    allow_similar off), one that repeats its recipe, one whose image was never
-    served; an attempt right after a failed or refused one of its recipe."""
-    a = _attempts_in_range(user_id, start, end)
+def _flagged_generations(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's generations in the range, each with its cost and three
+    flags, each computed once: its dish was generated before (with
+    allow_similar off), it repeats its recipe, its image was never served."""
+    g = _generated_in_range(user_id, start, end)
     earlier = USAGE.alias("earlier")
     hit = USAGE.alias("hit")
-    generated = a.c.outcome == GENERATED
     dish_cached = and_(
-        generated,
-        a.c.similar_allowed == false(),
-        a.c.dish_key.is_not(None),
+        g.c.similar_allowed == false(),
+        g.c.dish_key.is_not(None),
         exists().where(
-            earlier.c.dish_key == a.c.dish_key,
-            earlier.c.created_at < a.c.created_at,
+            earlier.c.dish_key == g.c.dish_key,
+            earlier.c.created_at < g.c.created_at,
             earlier.c.outcome == GENERATED,
             earlier.c.success == true(),
-            _rank(earlier.c.quality) >= _rank(a.c.quality),
+            _rank(earlier.c.quality) >= _rank(g.c.quality),
         ),
     )
     unserved = and_(
-        generated,
-        a.c.image_id.is_not(None),
+        g.c.image_id.is_not(None),
         ~exists().where(
-            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == a.c.image_id
+            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == g.c.image_id
         ),
     )
-    has_recipe = a.c.recipe_id != ""
     return (
         select(
-            a.c.cost_micros.label("cost"),
-            a.c.recipe_id,
+            g.c.cost_micros.label("cost"),
+            g.c.recipe_id,
             dish_cached.label("dish_cached"),
-            and_(generated, has_recipe, a.c.generated_so_far > 1).label("repeat"),
+            and_(g.c.recipe_id != "", g.c.nth > 1).label("repeat"),
             unserved.label("unserved"),
-            and_(has_recipe, a.c.before.in_([o.value for o in RETRIED_AFTER])).label("retry"),
         )
-        .offset(0)  # OFFSET 0: PostgreSQL computes each flag once, not per use
+        .offset(0)
         .subquery("f")
-    )
+    )  # OFFSET 0: PostgreSQL computes each flag once, not per use
 
 
-def _record_facts(
+def _caching_and_unserved(
     session: Session, user_id: str | None, start: datetime, end: datetime
 ) -> tuple[CachingFacts, WasteFacts]:
-    """What needs single records, in one statement over the range."""
-    f = _flagged_attempts(user_id, start, end)
+    f = _flagged_generations(user_id, start, end)
     avoidable = or_(f.c.dish_cached, f.c.repeat)
 
     def count(condition: Any) -> Any:
@@ -199,49 +184,33 @@ def _record_facts(
             cost(avoidable),
             count(f.c.unserved),
             cost(f.c.unserved),
-            count(f.c.retry),
-            cost(f.c.retry),
         )
     ).one()
     values = [_exact(value) for value in row]
-    return CachingFacts(*values[:7]), WasteFacts(*values[7:])
+    return CachingFacts(*values[:7]), WasteFacts(values[7], values[8])
 
 
-def _prompt_groups(
-    session: Session,
-    user_id: str | None,
-    start: datetime,
-    end: datetime,
-    *,
-    built_only: bool = False,
-) -> list[PromptGroup]:
-    """Generated images by model and by who wrote the prompt (records from
-    before the ledger knew it are left out)."""
+def _retries(
+    session: Session, user_id: str | None, start: datetime, end: datetime
+) -> tuple[int, int]:
+    """Attempts of a recipe right after a failed or refused attempt of it by
+    the same user, and their cost."""
     u = USAGE.c
-    statement = _in_scope(
+    attempts = _in_scope(
         select(
-            u.model,
-            u.custom_prompt,
-            func.count(),
-            func.sum(u.input_tokens),
-            func.sum(u.cost_micros),
-        )
-        .where(
-            u.created_at >= start,
-            u.created_at < end,
-            u.outcome == GENERATED,
-            u.custom_prompt.is_not(None),
-        )
-        .group_by(u.model, u.custom_prompt)
-        .order_by(u.model, u.custom_prompt),
+            u.cost_micros,
+            func.lag(u.outcome)
+            .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
+            .label("before"),
+        ).where(u.created_at >= start, u.created_at < end, u.recipe_id != ""),
         user_id,
-    )
-    if built_only:
-        statement = statement.where(u.custom_prompt == false())
-    return [
-        PromptGroup(row[0], bool(row[1]), _exact(row[2]), _exact(row[3]), _exact(row[4]))
-        for row in session.execute(statement)
-    ]
+    ).subquery("a")
+    row = session.execute(
+        select(func.count(), func.sum(attempts.c.cost_micros)).where(
+            attempts.c.before.in_([outcome.value for outcome in RETRIED_AFTER])
+        )
+    ).one()
+    return _exact(row[0]), _exact(row[1])
 
 
 class OptimizationQueries:
@@ -265,26 +234,23 @@ def load_optimization_facts(
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     summary, settings = load_scope_rollup(session, user_id, (start, end))
-    if user_id is None:
-        system_hits = summary.period.cache_hits
-        system_generations = sum(
-            row.count for row in summary.outcomes if row.outcome is Outcome.GENERATED
-        )
-    else:
-        system_hits, system_generations = load_scope_hits(session, None, (start, end))
-    caching, waste = _record_facts(session, user_id, start, end)
-    prompts = _prompt_groups(session, user_id, start, end)
+    system_hits, system_generations = load_system_hits(session, start, end)
+    caching, unserved = _caching_and_unserved(session, user_id, start, end)
+    retries, retry_cost = _retries(session, user_id, start, end)
+    prompts = load_prompt_groups(session, user_id, start, end)
     needs_baseline = any(group.custom for group in prompts) and user_id is not None
-    system_prompts = (
-        _prompt_groups(session, None, start, end, built_only=True) if needs_baseline else prompts
-    )
+    system_prompts = prompts
+    if needs_baseline:
+        system_prompts = load_prompt_groups(session, None, start, end, built_only=True)
     return OptimizationFacts(
         summary=summary,
         settings=settings,
         prompts=prompts,
         system_prompts=system_prompts,
         caching=caching,
-        waste=waste,
+        waste=WasteFacts(
+            unserved.unserved_generations, unserved.unserved_cost_micros, retries, retry_cost
+        ),
         system_cache_hits=system_hits,
         system_generations=system_generations,
     )

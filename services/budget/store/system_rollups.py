@@ -32,9 +32,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.budget.domain.system_metrics import SYSTEM_SHARDS
 from services.budget.store.models import (
     SystemOutcomesRow,
+    SystemPromptsRow,
     SystemSpendRow,
     SystemTotalsRow,
     UsageRow,
+    UserPromptsRow,
     UserTotalsRow,
     table,
 )
@@ -45,6 +47,8 @@ SPEND = table(SystemSpendRow)
 OUTCOMES = table(SystemOutcomesRow)
 TOTALS = table(SystemTotalsRow)
 USERS = table(UserTotalsRow)
+SYSTEM_PROMPTS = table(SystemPromptsRow)
+USER_PROMPTS = table(UserPromptsRow)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ def _measures(*names: str) -> list[tuple[str, ColumnElement[Any]]]:
         "successful": func.count().filter(u.success.is_(True)),
         "exact_hits": func.count().filter(u.cache_hit == "exact"),
         "similar_hits": func.count().filter(u.cache_hit == "similar"),
+        "input_tokens": func.coalesce(func.sum(u.input_tokens), 0),
     }
     return [(name, aggregates[name]) for name in names]
 
@@ -128,6 +133,7 @@ def _check(
     kinds: dict[str, ColumnElement[Any]],
     keys: list[tuple[str, Any]],
     since: Any,
+    *only: ColumnElement[bool],
 ) -> RollupCheck:
     measures = _measures(*(c.name for c in rollup.columns if not c.primary_key))
     selects = []
@@ -139,6 +145,8 @@ def _check(
             *(expression.label(name) for name, expression in keys),
             *(aggregate.label(name) for name, aggregate in measures),
         ).group_by(*group)
+        if only:
+            statement = statement.where(*only)
         if since is not None:
             statement = statement.where(USAGE.c.created_at >= since)
         selects.append(statement)
@@ -152,7 +160,8 @@ def month_floor(since: datetime) -> datetime:
 
 
 def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
-    """The rollups of migration 0009, from since's UTC month on (None: all)."""
+    """The rollups of migrations 0009 and 0013, from since's UTC month on
+    (None: all)."""
     k, u = ledger_keys(dialect), USAGE.c
     floor = month_floor(since) if since else None
     times = {"hour": k.hour, "day": k.day_start}
@@ -167,6 +176,20 @@ def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
         ),
         _check(TOTALS, times, [("shard", k.shard)], floor),
         _check(USERS, {"day": k.day, "month": k.month}, [("user_id", u.user_id)], floor),
+        *_prompt_checks(k, floor),
+    ]
+
+
+def _prompt_checks(k: LedgerKeys, floor: datetime | None) -> list[RollupCheck]:
+    """Migration 0013's prompt rollups: generated records whose prompt the
+    ledger knows, by model and custom (1: the caller's prompt)."""
+    u = USAGE.c
+    keys = [("model", u.model), ("custom", case((u.custom_prompt.is_(True), 1), else_=0))]
+    only = (u.outcome == "generated", u.custom_prompt.is_not(None))
+    times = {"hour": k.hour, "day": k.day_start}
+    return [
+        _check(SYSTEM_PROMPTS, times, [("shard", k.shard), *keys], floor, *only),
+        _check(USER_PROMPTS, {"day": k.day}, [("user_id", u.user_id), *keys], floor, *only),
     ]
 
 
@@ -185,7 +208,7 @@ def rollup_mismatches(
         floor = month_floor(since)
         start = check.table.c.start
         rolled_select = rolled_select.where(
-            start >= (floor.date() if check.table.name == "budget_user_totals" else floor)
+            start >= (floor.date() if isinstance(start.type, Date) else floor)
         )
     rolled = rolled_select.subquery("rolled")
     same_key = and_(*(ledger.c[name] == rolled.c[name] for name in check.key))
