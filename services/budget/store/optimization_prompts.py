@@ -9,7 +9,7 @@ records."""
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime, time
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Executable, Select, bindparam, case, func, select, union_all
@@ -25,6 +25,7 @@ USAGE = table(UsageRow)
 SYSTEM = table(SystemPromptsRow)
 USERS = table(UserPromptsRow)
 MEASURES = ("generations", "input_tokens", "cost_micros")
+KINDS = ("day", "hour")
 
 
 def _ledger(start: str, end: str, *, everyone: bool) -> Select[Any]:
@@ -49,53 +50,66 @@ def _ledger(start: str, end: str, *, everyone: bool) -> Select[Any]:
     return statement if everyone else statement.where(u.user_id == bindparam("user_id"))
 
 
-def _rolled(rollup: Any, kind: str, start: str, end: str, sign: int = 1) -> Select[Any]:
-    """A rollup's rows of one kind in [start, end) by model and custom,
-    shards summed (negated for sign -1: hours a whole day read holds but
-    the range does not)."""
-    c = rollup.c
-
-    def measure(name: str) -> Any:
-        total = func.sum(c[name])
-        return (total if sign > 0 else -total).label(name)
-
+def _user_days() -> Select[Any]:
+    """A user's rows of budget_user_prompts in [d0, d1) by model and custom."""
+    c = USERS.c
     return (
-        select(c.model, c.custom, *(measure(name) for name in MEASURES))
-        .where(c.kind == kind, c.start >= bindparam(start), c.start < bindparam(end))
+        select(c.model, c.custom, *(func.sum(c[name]).label(name) for name in MEASURES))
+        .where(
+            c.user_id == bindparam("user_id"),
+            c.kind == "day",
+            c.start >= bindparam("d0"),
+            c.start < bindparam("d1"),
+        )
         .group_by(c.model, c.custom)
     )
 
 
 @functools.cache
 def _user_statement() -> Executable:
-    days = _rolled(USERS, "day", "d0", "d1").where(USERS.c.user_id == bindparam("user_id"))
     return union_all(
-        days,
+        _user_days(),
         _ledger("h0", "h1", everyone=False),
         _ledger("t0", "t1", everyone=False),
     )
 
 
+def _rolled_at(kind: str, sign: int) -> Select[Any]:
+    """The system rollup's rows of one kind starting at the instants of
+    parameter <kind>_<plus|minus>, shards summed, negated for sign -1."""
+    c = SYSTEM.c
+
+    def measure(name: str) -> Any:
+        total = func.sum(c[name])
+        return (total if sign > 0 else -total).label(name)
+
+    starts: Any = bindparam(_starts_param(kind, sign), expanding=True)
+    return (
+        select(c.model, c.custom, *(measure(name) for name in MEASURES))
+        .where(c.kind == kind, c.start.in_(starts))
+        .group_by(c.model, c.custom)
+    )
+
+
+def _starts_param(kind: str, sign: int) -> str:
+    return f"{kind}_{'plus' if sign > 0 else 'minus'}"
+
+
 @functools.cache
 def _system_statement() -> Executable:
     return union_all(
-        _rolled(SYSTEM, "day", "d0", "d1"),
-        _rolled(SYSTEM, "hour", "a0", "a1"),
-        _rolled(SYSTEM, "hour", "a2", "a3"),
-        _rolled(SYSTEM, "hour", "s0", "s1", -1),
-        _rolled(SYSTEM, "hour", "s2", "s3", -1),
+        *(_rolled_at(kind, sign) for kind in KINDS for sign in (1, -1)),
         _ledger("e0", "e1", everyone=True),
         _ledger("f0", "f1", everyone=True),
     )
 
 
 def _system_params(start: datetime, end: datetime) -> dict[str, object]:
-    parts = figure_parts(start, end)
-    midnight = [datetime.combine(day, time(0), tzinfo=UTC) for day in parts.days]
-    params: dict[str, object] = {"d0": midnight[0], "d1": midnight[1]}
-    for prefix, ranges in (("a", parts.add_hours), ("s", parts.subtract_hours)):
-        (a, b), (c, d) = ranges
-        params |= {f"{prefix}0": a, f"{prefix}1": b, f"{prefix}2": c, f"{prefix}3": d}
+    # The prompt rollup has days and hours (no months): a range is read in those.
+    parts = figure_parts(start, end, longest="day")
+    params: dict[str, object] = {
+        _starts_param(kind, sign): parts.starts(kind, sign) for kind in KINDS for sign in (1, -1)
+    }
     (e0, e1), (f0, f1) = parts.head_edge, parts.tail_edge
     return params | {"e0": e0, "e1": e1, "f0": f0, "f1": f1}
 
