@@ -40,7 +40,7 @@ from services.budget.domain.optimization import (
     SettingGroup,
     WasteFacts,
 )
-from services.budget.domain.usage import Outcome, UsageSummary
+from services.budget.domain.usage import Outcome, UsageKind, UsageSummary
 from services.budget.store.models import UsageRow, table
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
 from services.common.db import dialect_name
@@ -48,6 +48,8 @@ from services.common.db import dialect_name
 USAGE = table(UsageRow)
 GENERATED = Outcome.GENERATED.value
 RETRIED_AFTER = (Outcome.FAILED, Outcome.FALLBACK, Outcome.ABANDONED, Outcome.REFUSED)
+# Images only: a dish recognition (migration 0014) is no generation of its recipe.
+IMAGE_RECORD = or_(USAGE.c.kind.is_(None), USAGE.c.kind == UsageKind.IMAGE.value)
 
 
 def _exact(value: Any) -> int:
@@ -123,7 +125,7 @@ def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> 
         func.row_number()
         .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
         .label("nth"),
-    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED)
+    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED, IMAGE_RECORD)
     return _in_scope(statement, user_id).subquery("g")
 
 
@@ -240,6 +242,7 @@ def _prompt_groups(
             u.created_at < end,
             u.outcome == GENERATED,
             u.custom_prompt.is_not(None),
+            IMAGE_RECORD,
         )
         .group_by(u.model, u.custom_prompt)
         .order_by(u.model, u.custom_prompt),
