@@ -27,7 +27,14 @@ from services.budget.domain.reservations import (
     ReservationState,
     WindowState,
 )
-from services.budget.domain.usage import Outcome, StatsPeriod, Usage, UsagePage, UsageStats
+from services.budget.domain.usage import (
+    Outcome,
+    StatsPeriod,
+    Usage,
+    UsageKind,
+    UsagePage,
+    UsageStats,
+)
 from services.budget.domain.windows import Scope, Span, local_midnight, window_name
 from services.common import protoenum, quality
 from services.common.timestamps import to_proto as timestamp
@@ -46,6 +53,11 @@ _OUTCOMES = cast(
     protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_"),
 )
 _OUTCOMES_FROM_PROTO = protoenum.from_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+_KINDS = cast(
+    dict[UsageKind, pb.UsageKind.ValueType],
+    protoenum.to_proto(UsageKind, pb.UsageKind, "USAGE_KIND_"),
+)
+_KINDS_FROM_PROTO = protoenum.from_proto(UsageKind, pb.UsageKind, "USAGE_KIND_")
 _PERIODS = cast(
     dict[StatsPeriod, pb.StatsPeriod.ValueType],
     protoenum.to_proto(StatsPeriod, pb.StatsPeriod, "STATS_PERIOD_"),
@@ -275,6 +287,7 @@ def usage_from_proto(message: pb.UsageRecord) -> Usage:
         similar_allowed=message.similar_allowed,
         custom_prompt=message.custom_prompt,
         image_id=message.image_id,
+        kind=_KINDS_FROM_PROTO.get(message.kind, UsageKind.IMAGE),
     )
 
 
@@ -305,6 +318,7 @@ def usage(value: Usage) -> pb.UsageRecord:
         similar_allowed=value.similar_allowed,
         custom_prompt=value.custom_prompt,
         image_id=value.image_id,
+        kind=_KINDS[value.kind],
     )
     if value.created_at is not None:
         message.create_time.CopyFrom(timestamp(value.created_at))

@@ -179,10 +179,34 @@ class ModelPrice:
 
 
 @dataclass(frozen=True)
+class TextModelPrice:
+    """A text model's token rates (micros per 1M tokens): the optional dish model."""
+
+    name: str
+    source: str
+    as_of: dt.date
+    input: int
+    output: int
+
+    def cost_micros(self, input_tokens: int, output_tokens: int) -> int:
+        return _ceil_tokens(_check_count("input_tokens", input_tokens), self.input) + _ceil_tokens(
+            _check_count("output_tokens", output_tokens), self.output
+        )
+
+
+@dataclass(frozen=True)
 class PriceTable:
     version: str
     currency: str
     models: Mapping[str, ModelPrice] = field(hash=False)
+    # Text models, apart: an image request can never name one.
+    text_models: Mapping[str, TextModelPrice] = field(hash=False, default_factory=dict)
+
+    def text_model(self, name: str) -> TextModelPrice:
+        price = self.text_models.get(name)
+        if price is None:
+            raise UnknownModelError(name)
+        return price
 
     def model(self, name: str) -> ModelPrice:
         price = self.models.get(name)
@@ -338,6 +362,23 @@ def _model(name: str, value: Any) -> ModelPrice:
     )
 
 
+def _text_model(name: str, value: Any) -> TextModelPrice:
+    where = f"text_models[{name!r}]"
+    raw = _obj(value, where)
+    keys = {"source", "as_of", "note", "input_micros_per_million", "output_micros_per_million"}
+    if set(raw) - keys or (keys - {"note"}) - set(raw):
+        raise _where(where, f"expected the keys {sorted(keys)} (note optional)")
+    return TextModelPrice(
+        name=name,
+        source=_text(raw["source"], f"{where}.source"),
+        as_of=_date(raw["as_of"], f"{where}.as_of"),
+        input=_int(raw["input_micros_per_million"], f"{where}.input_micros_per_million", minimum=1),
+        output=_int(
+            raw["output_micros_per_million"], f"{where}.output_micros_per_million", minimum=1
+        ),
+    )
+
+
 def _table(raw: Any) -> PriceTable:
     doc = _obj(raw, "top level")
     missing = {"version", "currency", "models"} - set(doc)
@@ -356,7 +397,16 @@ def _table(raw: Any) -> PriceTable:
                 f"models[{price.name!r}].replacement",
                 f"{price.replacement!r} is not a model in the table",
             )
-    return PriceTable(version=doc["version"], currency="USD", models=MappingProxyType(models))
+    text_models = {
+        name: _text_model(name, value)
+        for name, value in _obj(doc.get("text_models", {}), "text_models").items()
+    }
+    return PriceTable(
+        version=doc["version"],
+        currency="USD",
+        models=MappingProxyType(models),
+        text_models=MappingProxyType(text_models),
+    )
 
 
 def configured_price_table(path: pathlib.Path | None) -> PriceTable:

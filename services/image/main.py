@@ -41,11 +41,13 @@ from services.common.settings import Access, CommonSettings
 from services.common.telemetry import Metrics
 from services.common.transport import open_channel
 from services.image.adapters.budget_client import BudgetClient, ServiceToken
+from services.image.adapters.dish_model import OpenAIDishModel
 from services.image.adapters.image_store import ImageStore, content_type_of
 from services.image.adapters.providers.offline import OfflineProvider
 from services.image.adapters.providers.openai_provider import OpenAIProvider
 from services.image.app.cache_admin import CacheAdmin
 from services.image.app.cache_lookup import CacheLookup
+from services.image.app.dish_recognition import DishModel, DishRecognition
 from services.image.app.generate import GenerateImage
 from services.image.app.image_keeper import ImageKeeper
 from services.image.app.in_flight import InFlight
@@ -80,6 +82,7 @@ class ImageApp:
     _engine: Engine = field(repr=False)
     _channel: grpc.Channel = field(repr=False)
     _provider: Provider = field(repr=False)
+    _dish_model: DishModel | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -114,6 +117,8 @@ class ImageApp:
         self.settler.stop()
         self._channel.close()
         self._provider.close()
+        if self._dish_model is not None:
+            self._dish_model.close()
         self._engine.dispose()
 
 
@@ -130,8 +135,11 @@ def build_app(
     defaults = check_defaults(settings, prices, clock)
     fallback = read_fallback(settings)
     provider = provider or build_provider(settings)
+    dish_model = build_dish_model(settings, prices)
     with ExitStack() as on_failure:
         on_failure.callback(provider.close)
+        if dish_model is not None:
+            on_failure.callback(dish_model.close)
         engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
         on_failure.callback(engine.dispose)
         channel = open_channel(settings.budget_target, settings.budget_tls, settings.wire)
@@ -157,6 +165,7 @@ def build_app(
             clock=clock,
             fallback=fallback,
             meters=generation_meters(metrics),
+            dish_model=dish_model,
         )
         metrics.gauges_on_scrape(BACKLOG_GAUGES, use_cases.settler.backlog)
         purger, settler = build_jobs(settings, use_cases)
@@ -171,7 +180,17 @@ def build_app(
         settler.start()
         on_failure.pop_all()
     app = ImageApp(
-        server, use_cases, sessions, settings, metrics, purger, settler, engine, channel, provider
+        server,
+        use_cases,
+        sessions,
+        settings,
+        metrics,
+        purger,
+        settler,
+        engine,
+        channel,
+        provider,
+        dish_model,
     )
     log.info("image service ready", extra=_ready_facts(app, provider, defaults, prices))
     return app
@@ -287,6 +306,7 @@ def build_use_cases(
     clock: Clock,
     fallback: tuple[bytes, str] | None = None,
     meters: GenerationMeters | None = None,
+    dish_model: DishModel | None = None,
 ) -> ImageUseCases:
     """The use cases and their collaborators, wired. Stores the fallback image
     (its bytes and content type), when there is one, so GetImage serves it."""
@@ -318,6 +338,17 @@ def build_use_cases(
         in_flight=in_flight,
         end_user_salt=end_user_salt,
         meters=meters,
+        dish_recognition=(
+            DishRecognition(
+                model=dish_model,
+                price=prices.text_model(dish_model.model),
+                sessions=sessions,
+                budget=budget,
+                clock=clock,
+            )
+            if dish_model is not None
+            else None
+        ),
     )
     return ImageUseCases(
         in_flight=in_flight,
@@ -373,6 +404,23 @@ def build_provider(settings: ImageSettings) -> Provider:
         base_url=settings.openai_base_url or None,
         timeout_seconds=settings.openai_timeout_seconds,
         max_retries=settings.openai_max_retries,
+    )
+
+
+def build_dish_model(settings: ImageSettings, prices: PriceTable) -> DishModel | None:
+    """The optional dish model: None unless RECIPEIMAGE_DISH_MODEL names a text
+    model of the price table and an OpenAI key is set."""
+    if not settings.dish_model_enabled:
+        return None
+    if settings.dish_model not in prices.text_models:
+        raise ConfigError(
+            f"RECIPEIMAGE_DISH_MODEL={settings.dish_model!r} is not a text model of the price table"
+        )
+    return OpenAIDishModel(
+        api_key=settings.openai_api_key,
+        model=settings.dish_model,
+        base_url=settings.openai_base_url or None,
+        timeout_seconds=settings.dish_model_timeout_seconds,
     )
 
 

@@ -70,6 +70,10 @@ class ImageSettings:
     budget_tls: ChannelTls | None = None
     # Message size caps and keepalive of this server and of the channel.
     wire: WireLimits = WireLimits()
+    # The optional dish model (a text model of the price table's text_models):
+    # empty, or without an OpenAI key, the rules alone name dishes.
+    dish_model: str = ""
+    dish_model_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
@@ -136,6 +140,10 @@ class ImageSettings:
             tls=server_tls_from_env(env),
             budget_tls=budget_channel_tls_from_env(env),
             wire=wire_limits_from_env(env),
+            dish_model=env_str(env, "RECIPEIMAGE_DISH_MODEL", ""),
+            dish_model_timeout_seconds=env_float(
+                env, "RECIPEIMAGE_DISH_MODEL_TIMEOUT_SECONDS", 5.0, minimum=0.001
+            ),
         )
 
     def resolved_provider(self) -> str:
@@ -143,6 +151,11 @@ class ImageSettings:
         if self.provider == "auto":
             return "openai" if self.openai_api_key else "offline"
         return self.provider
+
+    @property
+    def dish_model_enabled(self) -> bool:
+        """The dish model is asked only when one is named and an OpenAI key is set."""
+        return bool(self.dish_model and self.openai_api_key)
 
     @property
     def generation_drain_seconds(self) -> float:

@@ -350,3 +350,57 @@ def test_the_ledger_is_append_only_in_the_database(budget, tokens) -> None:
         ):
             session.execute(text(statement))
     assert usage_count(budget, request_id="r1", cost_micros=0) == 1
+
+
+def dish_recognition(request_id: str, cost: int = 77) -> dict:
+    return {
+        "request_id": request_id,
+        "user_id": "u1",
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "outcome": pb.USAGE_OUTCOME_GENERATED,
+        "cost_micros": cost,
+        "input_tokens": 412,
+        "output_tokens": 24,
+        "kind": pb.USAGE_KIND_DISH_RECOGNITION,
+    }
+
+
+def test_a_dish_recognition_is_recorded_with_its_cost_and_kind_outside_the_limits(
+    budget, tokens
+) -> None:
+    stored = record(budget, tokens.service(), **dish_recognition("dish-1")).usage
+    assert (stored.kind, stored.cost_micros, stored.outcome) == (
+        pb.USAGE_KIND_DISH_RECOGNITION,
+        77,
+        pb.USAGE_OUTCOME_GENERATED,
+    )
+    image = record(budget, tokens.service(), **cache_hit("img-1")).usage
+    assert image.kind == pb.USAGE_KIND_IMAGE
+    day = stats(budget, tokens, pb.STATS_PERIOD_DAY)
+    assert day.total_cost_micros == 77
+    [row] = [row for row in day.breakdown if row.model == "gpt-4o-mini"]
+    assert (row.generations, row.cost_micros) == (1, 77)
+    # Not held against the limits: no window counts it.
+    limits = budget.stub.GetLimits(pb.GetLimitsRequest(user_id="u1"), metadata=tokens.service())
+    assert all(window.spent_micros == 0 for window in limits.windows)
+    reconciliation = budget.stub.ReconcileLedger(
+        pb.ReconcileLedgerRequest(), metadata=tokens.admin()
+    )
+    assert reconciliation.consistent, reconciliation.differences
+
+
+def test_a_dish_recognition_serves_no_image_and_an_image_still_takes_no_spend(
+    budget, tokens
+) -> None:
+    for fields, field in [
+        ({**dish_recognition("d"), "outcome": pb.USAGE_OUTCOME_REFUSED}, "usage.outcome"),
+        ({**dish_recognition("d"), "cached": True}, "usage.kind"),
+        ({**dish_recognition("d"), "kind": pb.USAGE_KIND_IMAGE}, "usage.outcome"),
+    ]:
+        with pytest.raises(grpc.RpcError) as raised:
+            record(budget, tokens.service(), **fields)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        bad = next(d for d in rich_details(raised.value) if d.DESCRIPTOR.name == "BadRequest")
+        assert field in [v.field for v in bad.field_violations]
+    assert usage_count(budget) == 0

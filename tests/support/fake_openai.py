@@ -12,6 +12,11 @@ JSON body, arrival time), so a test can assert how many generations were
 attempted and how far apart. A scripted response with a gate is held until the
 test opens it (`held = fake.held(); fake.script(held); ...; held.gate.set()`),
 so a generation can be kept in flight deterministically.
+
+POST /v1/chat/completions (the dish model) answers from its own script
+(`fake.script_chat(...)`), else with `fake.dish_answer` as structured output:
+`chat_success(answer)`, and the failure switches `chat_malformed()`,
+`chat_refusal()`, `server_error()` and `slow(seconds)`. `fake.chat_requests` lists them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ DEFAULT_USAGE = {
     "output_text_tokens": 0,
 }
 
+# What a short recipe costs the dish model.
+CHAT_USAGE = {"prompt_tokens": 412, "completion_tokens": 24}
+
 
 @dataclass(frozen=True)
 class Scripted:
@@ -48,6 +56,9 @@ class Scripted:
     # For a success: the image bytes to return (None: a PNG derived from the prompt).
     image: bytes | None = None
     usage: dict[str, int] | None = None
+    # For a chat success: the message content (a JSON text unless malformed) or a refusal.
+    content: str | None = None
+    refusal: str | None = None
     # When set, the answer waits until the gate is opened (or the fake stops).
     gate: threading.Event | None = field(default=None, compare=False)
 
@@ -79,6 +90,13 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._script: deque[Scripted] = deque()
+        self._chat_script: deque[Scripted] = deque()
+        # What a chat success says when its script is empty.
+        self.dish_answer: dict[str, Any] = {
+            "dish": "banana bread",
+            "cuisine": "american",
+            "main_ingredients": ["banana", "flour"],
+        }
         self._requests: list[ReceivedRequest] = []
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -116,6 +134,15 @@ class FakeOpenAI:
         """Answer the next requests with these, in order; then successes again."""
         with self._lock:
             self._script.extend(responses)
+
+    def script_chat(self, *responses: Scripted) -> None:
+        """Answer the next chat completions with these, in order; then dish_answer."""
+        with self._lock:
+            self._chat_script.extend(responses)
+
+    @property
+    def chat_requests(self) -> list[ReceivedRequest]:
+        return [r for r in self.requests if r.path.rstrip("/") == "/v1/chat/completions"]
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -189,11 +216,30 @@ class FakeOpenAI:
         """A success that arrives only after `seconds` (for client timeouts)."""
         return Scripted(200, delay_seconds=seconds, usage=DEFAULT_USAGE)
 
+    @staticmethod
+    def chat_success(answer: dict[str, Any], usage: dict[str, int] | None = None) -> Scripted:
+        """A structured answer; usage is prompt_tokens and completion_tokens."""
+        return Scripted(200, content=json.dumps(answer), usage=usage or CHAT_USAGE)
+
+    @staticmethod
+    def chat_malformed() -> Scripted:
+        return Scripted(200, content="{not json", usage=CHAT_USAGE)
+
+    @staticmethod
+    def chat_refusal() -> Scripted:
+        return Scripted(200, refusal="I can't help with that.", usage=CHAT_USAGE)
+
     # -- serving
 
     def _next(self) -> Scripted:
         with self._lock:
             return self._script.popleft() if self._script else self.success()
+
+    def _next_chat(self) -> Scripted:
+        with self._lock:
+            if self._chat_script:
+                return self._chat_script.popleft()
+            return self.chat_success(self.dish_answer)
 
     def _record(self, request: ReceivedRequest) -> None:
         with self._arrived:
@@ -215,10 +261,12 @@ class FakeOpenAI:
                     body = {"_raw": raw.decode("utf-8", "replace")}
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 fake._record(ReceivedRequest(self.path, headers, body, time.monotonic()))
-                if self.path.rstrip("/") != "/v1/images/generations":
+                path = self.path.rstrip("/")
+                if path not in ("/v1/images/generations", "/v1/chat/completions"):
                     self._send(404, _error(f"no route {self.path}", "invalid_request_error", None))
                     return
-                scripted = fake._next()
+                chat = path == "/v1/chat/completions"
+                scripted = fake._next_chat() if chat else fake._next()
                 if scripted.delay_seconds and fake._stopping.wait(scripted.delay_seconds):
                     return
                 if scripted.gate is not None:
@@ -227,6 +275,9 @@ class FakeOpenAI:
                             return
                 if scripted.status != 200:
                     self._send(scripted.status, scripted.body or {}, scripted.headers)
+                    return
+                if chat:
+                    self._send(200, _chat_body(scripted, str(body.get("model", ""))))
                     return
                 self._send(200, _success_body(scripted, str(body.get("prompt", ""))))
 
@@ -250,6 +301,32 @@ class FakeOpenAI:
                 pass
 
         return Handler
+
+
+def _chat_body(scripted: Scripted, model: str) -> dict[str, Any]:
+    usage = scripted.usage if scripted.usage and "prompt_tokens" in scripted.usage else CHAT_USAGE
+    return {
+        "id": f"chatcmpl-fake{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": scripted.content,
+                    "refusal": scripted.refusal,
+                },
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage["prompt_tokens"],
+            "completion_tokens": usage["completion_tokens"],
+            "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+        },
+    }
 
 
 def _success_body(scripted: Scripted, prompt: str) -> dict[str, Any]:

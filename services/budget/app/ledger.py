@@ -4,7 +4,7 @@ enters the append-only ledger, once per request_id."""
 from __future__ import annotations
 
 from services.budget.app.abuse import AbuseWatch
-from services.budget.domain.usage import Outcome, Recorded, Usage, completed
+from services.budget.domain.usage import Outcome, Recorded, Usage, UsageKind, completed
 from services.budget.domain.validation import Violations
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
@@ -23,12 +23,24 @@ def _check_unreserved(violations: Violations, usage: Usage) -> None:
             "usage.reservation_id",
             "must be empty: commit or release the reservation to record its attempt",
         )
-    # Spend enters the ledger only with a commit, which charges the windows too.
-    if usage.outcome is Outcome.GENERATED:
-        violations.add("usage.outcome", "a generated image is paid for: reserve, then commit")
-    if usage.cost_micros > 0:
-        violations.add("usage.cost_micros", "must be 0: spend is recorded by CommitReservation")
+    if usage.kind is UsageKind.DISH_RECOGNITION:
+        _check_dish_recognition(violations, usage)
+    else:
+        # An image's spend enters the ledger only with a commit, which charges the windows too.
+        if usage.outcome is Outcome.GENERATED:
+            violations.add("usage.outcome", "a generated image is paid for: reserve, then commit")
+        if usage.cost_micros > 0:
+            violations.add("usage.cost_micros", "must be 0: spend is recorded by CommitReservation")
     violations.usage(usage)
+
+
+def _check_dish_recognition(violations: Violations, usage: Usage) -> None:
+    """The dish model's answer: recorded with its cost (a fraction of a cent,
+    not held against the limits; README "The dish model"), and never an image."""
+    if usage.outcome not in (Outcome.GENERATED, Outcome.FAILED, None):
+        violations.add("usage.outcome", "a dish recognition is GENERATED or FAILED")
+    if usage.cached or usage.cache_hit or usage.cost_saved_micros or usage.image_id:
+        violations.add("usage.kind", "a dish recognition serves no image")
 
 
 class Ledger:

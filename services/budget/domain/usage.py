@@ -39,6 +39,14 @@ class Outcome(enum.StrEnum):
         )
 
 
+class UsageKind(enum.StrEnum):
+    """What an attempt paid for: an image, or the optional dish model's answer
+    about a recipe (RecordUsage with its cost; no reservation, no image)."""
+
+    IMAGE = "image"
+    DISH_RECOGNITION = "dish_recognition"
+
+
 @dataclass(frozen=True)
 class Usage:
     """One attempt in the usage ledger (the original plan's fields and more).
@@ -76,6 +84,7 @@ class Usage:
     similar_allowed: bool = False
     custom_prompt: bool = False
     image_id: str = ""
+    kind: UsageKind = UsageKind.IMAGE
 
 
 def completed(

@@ -12,12 +12,12 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from services.budget.domain.export import ExportedRecord, ExportRange
-from services.budget.domain.usage import Outcome, Usage
+from services.budget.domain.usage import Outcome, Usage, UsageKind
 from services.budget.store.models import UsageRow, table
 
 USAGE = table(UsageRow)
 _FIELDS = tuple(
-    name for name in Usage.__dataclass_fields__ if name not in ("outcome", "reservation_id")
+    name for name in Usage.__dataclass_fields__ if name not in ("outcome", "reservation_id", "kind")
 )
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 
@@ -25,9 +25,9 @@ _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 @functools.cache
 def _chunk(by_user: bool, from_start: bool, to_end: bool) -> Select[Any]:
     """The keyset statement of a range's shape (built once per shape)."""
-    statement = select(USAGE.c.id, USAGE.c.outcome, USAGE.c.reservation_id).add_columns(
-        *(USAGE.c[name] for name in _FIELDS)
-    )
+    statement = select(
+        USAGE.c.id, USAGE.c.outcome, USAGE.c.reservation_id, USAGE.c.kind
+    ).add_columns(*(USAGE.c[name] for name in _FIELDS))
     statement = statement.where(USAGE.c.id > bindparam("after"))
     if by_user:
         statement = statement.where(USAGE.c.user_id == bindparam("user_id"))
@@ -57,9 +57,11 @@ class ExportQueries:
             ExportedRecord(
                 row[0],
                 Usage(
-                    **dict(zip(_FIELDS, row[3:], strict=True)),
+                    **dict(zip(_FIELDS, row[4:], strict=True)),
                     outcome=_OUTCOMES[row[1]],
                     reservation_id=row[2] or "",
+                    # NULL before migration 0014: an image.
+                    kind=UsageKind(row[3] or UsageKind.IMAGE),
                 ),
             )
             for row in rows

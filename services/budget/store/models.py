@@ -313,6 +313,9 @@ class UsageRow(Base):
     similar_allowed: Mapped[bool | None] = mapped_column(Boolean())
     custom_prompt: Mapped[bool | None] = mapped_column(Boolean())
     image_id: Mapped[str | None] = mapped_column(String(64))
+    # What the attempt paid for (domain.usage.UsageKind; migration 0014): NULL
+    # in older records, which are all images.
+    kind: Mapped[str | None] = mapped_column(String(32))
 
 
 class UsageDailyRow(Base):

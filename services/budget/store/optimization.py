@@ -40,7 +40,7 @@ from services.budget.domain.optimization import (
     WasteFacts,
 )
 from services.budget.domain.system_metrics import figure_parts
-from services.budget.domain.usage import Outcome, UsageSummary
+from services.budget.domain.usage import Outcome, UsageKind, UsageSummary
 from services.budget.store.models import UsageRow, table
 from services.budget.store.optimization_prompts import load_prompt_groups
 from services.budget.store.system_metrics import SystemMetricsQueries
@@ -50,6 +50,8 @@ from services.common.db import dialect_name
 USAGE = table(UsageRow)
 GENERATED = Outcome.GENERATED.value
 RETRIED_AFTER = (Outcome.FAILED, Outcome.FALLBACK, Outcome.ABANDONED, Outcome.REFUSED)
+# Images only: a dish recognition (migration 0014) is no generation of its recipe.
+IMAGE_RECORD = or_(USAGE.c.kind.is_(None), USAGE.c.kind == UsageKind.IMAGE.value)
 
 
 def _exact(value: Any) -> int:
@@ -120,7 +122,7 @@ def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> 
         func.row_number()
         .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
         .label("nth"),
-    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED)
+    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED, IMAGE_RECORD)
     return _in_scope(statement, user_id).subquery("g")
 
 

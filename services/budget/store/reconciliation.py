@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.budget.domain.reconciliation import MAX_DIFFERENCES, CheckedRange, Difference
 from services.budget.domain.reservations import ReservationState
+from services.budget.domain.usage import UsageKind
 from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, window_name
 from services.budget.store.credits import credit_differences
 from services.budget.store.models import ReservationRow, UsageDailyRow, UsageRow, WindowRow
@@ -186,9 +187,12 @@ class ReconciliationQueries:
         ]
 
     def unreserved_spend(self, checked: CheckedRange) -> list[Difference]:
-        """Usage records with a cost but no reservation: spend no window counted."""
+        """Usage records with a cost but no reservation: spend no window counted
+        (but a dish recognition's, recorded so by design: README "The dish model")."""
         statement = select(UsageRow.request_id, UsageRow.user_id, UsageRow.cost_micros).where(
-            UsageRow.reservation_id.is_(None), UsageRow.cost_micros != 0
+            UsageRow.reservation_id.is_(None),
+            UsageRow.cost_micros != 0,
+            or_(UsageRow.kind.is_(None), UsageRow.kind != UsageKind.DISH_RECOGNITION.value),
         )
         if checked.since_instant is not None:
             statement = statement.where(UsageRow.created_at >= checked.since_instant)

@@ -16,7 +16,7 @@ from sqlalchemy import Executable, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from services.budget.domain.abuse import fingerprint_of
-from services.budget.domain.usage import Cursor, Outcome, Usage, UsageSummary
+from services.budget.domain.usage import Cursor, Outcome, Usage, UsageKind, UsageSummary
 from services.budget.store.models import AutoId, UsageRow, insert_or_skip, table
 from services.budget.store.usage_summary import load_usage_summary
 from services.common.db import UtcDateTime
@@ -132,6 +132,11 @@ def _usage_values(usage: Usage) -> dict[str, object]:
     values["reservation_id"] = usage.reservation_id or None
     values["prompt_fingerprint"] = fingerprint_of(usage)
     values.update({name: getattr(usage, name) or None for name in _OPTIONAL_KEYS})
+    values["kind"] = usage.kind.value
+    if usage.kind is not UsageKind.IMAGE:
+        # Not an image's prompt: NULL keeps it out of the prompt figures
+        # (migration 0013's rollups count only records that know theirs).
+        values["custom_prompt"] = None
     return values
 
 
@@ -144,4 +149,5 @@ def usage_of_row(row: UsageRow) -> Usage:
         **values,
         outcome=Outcome(row.outcome),
         reservation_id=row.reservation_id or "",
+        kind=UsageKind(row.kind or UsageKind.IMAGE),
     )

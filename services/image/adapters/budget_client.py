@@ -26,7 +26,13 @@ from services.common import protoenum, quality
 from services.common.auth import Authenticator, Role
 from services.common.errors import DomainError, Unavailable
 from services.common.status import from_rpc_error
-from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
+from services.image.domain.accounting import (
+    Outcome,
+    Reservation,
+    ReservationState,
+    Usage,
+    UsageKind,
+)
 from services.image.domain.quote import BudgetView, Refusal, WindowView
 
 log = logging.getLogger("recipeimage.image.budget")
@@ -38,6 +44,7 @@ UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 Response = TypeVar("Response")
 
 _OUTCOMES = protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
+_KINDS = protoenum.to_proto(UsageKind, pb.UsageKind, "USAGE_KIND_")
 _STATES = protoenum.from_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_")
 
 
@@ -243,4 +250,5 @@ def usage_record(usage: Usage, reservation_id: str = "") -> pb.UsageRecord:
         similar_allowed=usage.similar_allowed,
         custom_prompt=usage.custom_prompt,
         image_id=usage.image_id,
+        kind=pb.UsageKind.ValueType(_KINDS[usage.kind]),
     )

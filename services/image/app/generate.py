@@ -34,6 +34,7 @@ from services.common.clock import Clock
 from services.common.errors import DomainError, FailedPrecondition, QuotaExceeded
 from services.common.prices import PriceTable
 from services.image.app.cache_lookup import CacheLookup
+from services.image.app.dish_recognition import DishRecognition
 from services.image.app.image_keeper import ImageKeeper, PaidImage
 from services.image.app.in_flight import InFlight
 from services.image.app.meters import GenerationMeters
@@ -83,6 +84,7 @@ class GenerateImage:
         in_flight: InFlight,
         end_user_salt: bytes,
         meters: GenerationMeters | None = None,
+        dish_recognition: DishRecognition | None = None,
     ) -> None:
         self.prices = prices
         self.defaults = defaults
@@ -98,12 +100,13 @@ class GenerateImage:
         self.in_flight = in_flight
         self.end_user_salt = end_user_salt
         self.meters = meters or GenerationMeters()
+        self.dish_recognition = dish_recognition
 
     def __call__(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
         # Admission (block, request rates) before any work: a refused call costs nothing.
         self.budget.admit(command.user_id)
-        plan = self.plan(command, request)
+        plan = self.plan(command, request, recognize=True)
         hit = self._look_up(plan.lookup)
         if hit is not None:
             return self._serve_hit(hit, plan)
@@ -166,10 +169,16 @@ class GenerateImage:
             self.meters.cache_hit("similar" if hit.similar else "exact")
         return hit
 
-    def plan(self, command: GenerateCommand, request: ValidRequest) -> Plan:
+    def plan(
+        self, command: GenerateCommand, request: ValidRequest, *, recognize: bool = False
+    ) -> Plan:
         """The attempt's prompt (the caller's, or built from the recipe), its
-        usage record so far and its cache lookup."""
+        usage record so far and its cache lookup. With recognize (GenerateImage,
+        not a quote) a built prompt's dish the rules could not name may be named
+        by the dish model (app/dish_recognition.py), when one is configured."""
         context = analyze(command.recipe)
+        if recognize and not request.prompt and self.dish_recognition is not None:
+            context = self.dish_recognition.refine(command.recipe, context, command.user_id)
         prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
         # A caller's prompt may show anything: it has no dish.
         dish = "" if request.prompt else match_key(request.model, request.size, context) or ""

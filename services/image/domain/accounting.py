@@ -18,6 +18,13 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"
 
 
+class UsageKind(enum.StrEnum):
+    """What an attempt paid for: an image, or the dish model's answer about a recipe."""
+
+    IMAGE = "image"
+    DISH_RECOGNITION = "dish_recognition"
+
+
 @dataclass(frozen=True)
 class Usage:
     """One attempt's usage record, as BudgetService's ledger keeps it."""
@@ -49,6 +56,7 @@ class Usage:
     similar_allowed: bool = False
     custom_prompt: bool = False
     image_id: str = ""
+    kind: UsageKind = UsageKind.IMAGE
 
     def without_text(self) -> Usage:
         """The record without the caller's free text (recipe id, prompt, error

@@ -161,3 +161,18 @@ Index(
     PendingSettlement.next_attempt_at,
 )
 Index("ix_pending_settlements_reservation_id", PendingSettlement.reservation_id)
+
+
+class DishAnswerRow(Base):
+    """What the optional dish model said about a recipe's text (one call a
+    recipe text and model; recipes.model_dish)."""
+
+    __tablename__ = "dish_answers"
+
+    # SHA-256 hex of the recipe's text (recipes.model_dish.recipe_hash).
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    dish: Mapped[str] = mapped_column(String(80))
+    cuisine: Mapped[str] = mapped_column(String(80))
+    main_ingredients: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

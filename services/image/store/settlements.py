@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from services.image.domain.accounting import Outcome, Usage
+from services.image.domain.accounting import Outcome, Usage, UsageKind
 from services.image.domain.settlement import CLAIM_PERIOD, Kind, Settlement, backoff
 from services.image.store.models import PendingSettlement
 
@@ -35,6 +35,7 @@ def usage_from_json(data: dict[str, Any]) -> Usage:
     known = {field.name for field in dataclasses.fields(Usage)}
     values = {name: value for name, value in data.items() if name in known}
     values["outcome"] = Outcome(values.get("outcome", Outcome.FAILED))
+    values["kind"] = UsageKind(values.get("kind", UsageKind.IMAGE))
     return Usage(**values)
 
 

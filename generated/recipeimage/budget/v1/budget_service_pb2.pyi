@@ -143,6 +143,36 @@ that arrives later turns this record into the generated one.
 """
 Global___UsageOutcome: _TypeAlias = UsageOutcome  # noqa: Y015
 
+class _UsageKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UsageKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USAGE_KIND_IMAGE: _UsageKind.ValueType  # 0
+    """An image (generated, served from the cache, failed or refused): every
+    record written before kinds existed.
+    buf:lint:ignore ENUM_ZERO_VALUE_SUFFIX
+    """
+    USAGE_KIND_DISH_RECOGNITION: _UsageKind.ValueType  # 1
+    """The optional dish model's answer about a recipe (RecordUsage with its
+    cost and outcome GENERATED; no reservation, no image).
+    """
+
+class UsageKind(_UsageKind, metaclass=_UsageKindEnumTypeWrapper):
+    """UsageKind is what an attempt paid for."""
+
+USAGE_KIND_IMAGE: UsageKind.ValueType  # 0
+"""An image (generated, served from the cache, failed or refused): every
+record written before kinds existed.
+buf:lint:ignore ENUM_ZERO_VALUE_SUFFIX
+"""
+USAGE_KIND_DISH_RECOGNITION: UsageKind.ValueType  # 1
+"""The optional dish model's answer about a recipe (RecordUsage with its
+cost and outcome GENERATED; no reservation, no image).
+"""
+Global___UsageKind: _TypeAlias = UsageKind  # noqa: Y015
+
 class _StatsPeriod:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -748,6 +778,7 @@ class UsageRecord(_message.Message):
     SIMILAR_ALLOWED_FIELD_NUMBER: _builtins.int
     CUSTOM_PROMPT_FIELD_NUMBER: _builtins.int
     IMAGE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Unique per attempt of a user (two users' ids never collide)."""
     user_id: _builtins.str
@@ -785,6 +816,8 @@ class UsageRecord(_message.Message):
     """The stored image (SHA-256 hex of its bytes) the attempt generated or, for
     a cache hit, served; empty otherwise.
     """
+    kind: Global___UsageKind.ValueType
+    """What the attempt paid for."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -818,10 +851,11 @@ class UsageRecord(_message.Message):
         similar_allowed: _builtins.bool = ...,
         custom_prompt: _builtins.bool = ...,
         image_id: _builtins.str = ...,
+        kind: Global___UsageKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "cached", b"cached", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "create_time", b"create_time", "custom_prompt", b"custom_prompt", "dish_key", b"dish_key", "error_message", b"error_message", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image_id", b"image_id", "input_tokens", b"input_tokens", "model", b"model", "outcome", b"outcome", "output_tokens", b"output_tokens", "prompt", b"prompt", "prompt_length", b"prompt_length", "provider", b"provider", "quality", b"quality", "recipe_id", b"recipe_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "similar_allowed", b"similar_allowed", "size", b"size", "success", b"success", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "cached", b"cached", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "create_time", b"create_time", "custom_prompt", b"custom_prompt", "dish_key", b"dish_key", "error_message", b"error_message", "fallback_used", b"fallback_used", "generation_time_ms", b"generation_time_ms", "image_id", b"image_id", "input_tokens", b"input_tokens", "kind", b"kind", "model", b"model", "outcome", b"outcome", "output_tokens", b"output_tokens", "prompt", b"prompt", "prompt_length", b"prompt_length", "provider", b"provider", "quality", b"quality", "recipe_id", b"recipe_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "similar_allowed", b"similar_allowed", "size", b"size", "success", b"success", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

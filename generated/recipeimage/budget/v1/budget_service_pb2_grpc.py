@@ -294,10 +294,13 @@ class BudgetServiceServicer:
 
     def RecordUsage(self, request, context):
         """RecordUsage writes the usage record of an attempt that held no
-        reservation (a cache hit, a refusal). The record is unique by user and
-        request_id: a retry returns the stored record with duplicate set.
+        reservation (a cache hit, a refusal), or of a dish recognition (kind
+        USAGE_KIND_DISH_RECOGNITION: GENERATED or FAILED with its cost, not held
+        against the limits). The record is unique by user and request_id: a retry
+        returns the stored record with duplicate set.
 
-        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money,
+        an image's cost or GENERATED outcome, a dish recognition with an image),
         FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
         this request_id as its key; commit or release it instead).
         """

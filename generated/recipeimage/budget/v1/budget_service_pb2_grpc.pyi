@@ -110,10 +110,13 @@ class BudgetServiceStub:
     """
     RecordUsage: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.RecordUsageRequest, _budget_service_pb2.RecordUsageResponse]
     """RecordUsage writes the usage record of an attempt that held no
-    reservation (a cache hit, a refusal). The record is unique by user and
-    request_id: a retry returns the stored record with duplicate set.
+    reservation (a cache hit, a refusal), or of a dish recognition (kind
+    USAGE_KIND_DISH_RECOGNITION: GENERATED or FAILED with its cost, not held
+    against the limits). The record is unique by user and request_id: a retry
+    returns the stored record with duplicate set.
 
-    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money,
+    an image's cost or GENERATED outcome, a dish recognition with an image),
     FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
     this request_id as its key; commit or release it instead).
     """
@@ -418,10 +421,13 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     """
     RecordUsage: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.RecordUsageRequest, _budget_service_pb2.RecordUsageResponse]  # type: ignore[assignment]
     """RecordUsage writes the usage record of an attempt that held no
-    reservation (a cache hit, a refusal). The record is unique by user and
-    request_id: a retry returns the stored record with duplicate set.
+    reservation (a cache hit, a refusal), or of a dish recognition (kind
+    USAGE_KIND_DISH_RECOGNITION: GENERATED or FAILED with its cost, not held
+    against the limits). The record is unique by user and request_id: a retry
+    returns the stored record with duplicate set.
 
-    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+    Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money,
+    an image's cost or GENERATED outcome, a dish recognition with an image),
     FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
     this request_id as its key; commit or release it instead).
     """
@@ -759,10 +765,13 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_service_pb2.RecordUsageResponse, _abc.Awaitable[_budget_service_pb2.RecordUsageResponse]]:
         """RecordUsage writes the usage record of an attempt that held no
-        reservation (a cache hit, a refusal). The record is unique by user and
-        request_id: a retry returns the stored record with duplicate set.
+        reservation (a cache hit, a refusal), or of a dish recognition (kind
+        USAGE_KIND_DISH_RECOGNITION: GENERATED or FAILED with its cost, not held
+        against the limits). The record is unique by user and request_id: a retry
+        returns the stored record with duplicate set.
 
-        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money),
+        Errors: INVALID_ARGUMENT (request_id or outcome missing, negative money,
+        an image's cost or GENERATED outcome, a dish recognition with an image),
         FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
         this request_id as its key; commit or release it instead).
         """
