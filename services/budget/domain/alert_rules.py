@@ -6,7 +6,8 @@ Rules and their names (the `rule` of an alert):
   effective limit (p in AlertRules.user_thresholds; 50, 80, 100).
 - system_limit_<p>: the system's spend reached p% of its limit
   (AlertRules.system_thresholds).
-- burn_rate: at the pace of the last burn_rate_hours, a window's limit is
+- burn_rate: at the pace of the last burn_rate_hours, a window's limit (the
+  system's, or the effective limit of a user who spent in those hours) is
   reached before the window ends.
 - unusual_spend, unusual_generations: a user's day is above factor x the
   median of its baseline_days previous days, and above a floor.
