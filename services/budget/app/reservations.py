@@ -282,7 +282,7 @@ class Reservations:
             settlement = commit_settlement(reservation, charged)
             store_spend(tx.usage, reservation, record)
             self._abuse.after_record(tx, record, now)  # cache busting, before the windows
-            settled = tx.windows.settle(_keys(reservation), settlement)
+            settled = tx.windows.settle(_keys(reservation), settlement, now)
             # Plain Python unless a threshold was crossed: no round trip.
             self._alerts.raise_after_settle(tx, settled, settlement.spend_micros)
         log_commit_anomalies(reservation, actual_cost_micros, settlement)
@@ -329,7 +329,7 @@ class Reservations:
             if store_attempt(tx.usage, reservation, record):
                 self._abuse.after_record(tx, record, now)  # streaks, before the windows
             if unhold:
-                tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0))
+                tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0), now)
         return reservation
 
 

@@ -73,14 +73,30 @@ class AlertRules:
 
 @dataclass(frozen=True)
 class WindowSpend:
-    """A window's spent against its limit, at one moment."""
+    """A window's spent against its effective limit (with the credits that
+    count), at one moment."""
 
     key: WindowKey
     limit_micros: int
     spent_micros: int
+    # Credits granted to the window that no longer count (expired before its
+    # reset): its limit was that much higher while they counted.
+    lapsed_credit_micros: int = 0
 
     def reached(self, percent: int) -> bool:
         return self.spent_micros > 0 and self.spent_micros * 100 >= percent * self.limit_micros
+
+    def before_spend(self, spend_micros: int) -> WindowSpend:
+        """The window before a spend, judged against the highest limit it had
+        (its lapsed credits counted back in). A credit's expiry lowers the
+        limit with no transaction to cross a threshold: so the first commit
+        after it raises what the lower limit makes reached (once: the alert's
+        key)."""
+        return WindowSpend(
+            self.key,
+            self.limit_micros + self.lapsed_credit_micros,
+            self.spent_micros - spend_micros,
+        )
 
 
 def usd(micros: int) -> str:
