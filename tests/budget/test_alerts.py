@@ -15,6 +15,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from services.budget.domain.limits import TierLimits
 from tests.budget.alerts_support import alerts, commit, reserve, rules_of, spend
 from tests.budget.conftest import T0
+from tests.budget.tools_support import grant
 from tests.support.budget_server import running_budget, tiers
 
 # Free users may spend 0.10 USD a day and 1 USD a month, 0.10 at once.
@@ -261,3 +262,56 @@ def test_get_limits_says_when_a_limit_is_reached(budget, tokens) -> None:
     daily = budget.stub.GetLimits(pb.GetLimitsRequest(), metadata=tokens.user("u1")).windows[0]
     assert (daily.threshold_percent, daily.warning) == (100, "your daily limit is reached")
     assert daily.projected_exhaustion_time.ToDatetime() == T0.replace(tzinfo=None)
+
+
+# Credits: thresholds of the effective limit (the limit plus active credits)
+
+
+def test_a_credit_moves_the_thresholds_to_the_limit_plus_the_credit(budget, tokens) -> None:
+    grant(budget, tokens, 50_000)  # 0.15 USD today
+    spend(budget, tokens, 60_000)  # 40%
+    spend(budget, tokens, 40_000)  # 100% of the limit, 67% of limit + credit
+    found = alerts(budget, tokens.admin())
+    assert rules_of(found) == [("user_limit_50", "u1")]
+    assert found[0].message == (
+        "user u1 daily budget reached 50% of its limit: spent 0.10 USD of 0.15 USD"
+    )
+    spend(budget, tokens, 20_000)  # 80%
+    spend(budget, tokens, 30_000)  # 100%
+    assert rules_of(alerts(budget, tokens.admin())) == [
+        ("user_limit_100", "u1"),
+        ("user_limit_80", "u1"),
+        ("user_limit_50", "u1"),
+    ]
+
+
+def test_the_first_commit_after_a_credit_expires_raises_what_the_lower_limit_reaches(
+    budget, tokens, clock
+) -> None:
+    grant(budget, tokens, 50_000, expires=T0 + timedelta(hours=1))
+    spend(budget, tokens, 60_000)
+    spend(budget, tokens, 30_000)  # 60% of 0.15
+    assert rules_of(alerts(budget, tokens.admin())) == [("user_limit_50", "u1")]
+    clock.set(T0 + timedelta(hours=1))  # 90% of 0.10 now, but no transaction crossed it
+    spend(budget, tokens, 5_000)  # 95%: 80 is raised now
+    assert rules_of(alerts(budget, tokens.admin())) == [
+        ("user_limit_80", "u1"),
+        ("user_limit_50", "u1"),
+    ]
+    spend(budget, tokens, 5_000)  # 100%
+    assert rules_of(alerts(budget, tokens.admin())) == [
+        ("user_limit_100", "u1"),
+        ("user_limit_80", "u1"),
+        ("user_limit_50", "u1"),
+    ]
+
+
+def test_a_lowered_limit_is_judged_with_the_credit(budget, tokens) -> None:
+    grant(budget, tokens, 50_000)
+    spend(budget, tokens, 60_000)  # 40% of 0.15
+    budget.stub.SetUserLimits(
+        pb.SetUserLimitsRequest(user_id="u1", overrides=pb.LimitValues(daily_micros=70_000)),
+        metadata=tokens.admin(),
+    )
+    # 0.06 of 0.07 + 0.05: 50%, not the 85% of the limit alone.
+    assert rules_of(alerts(budget, tokens.admin())) == [("user_limit_50", "u1")]

@@ -1,4 +1,5 @@
-"""The periodic alert rules: burn rate and the unusual patterns.
+"""The periodic alert rules: burn rate (the system's windows, and those of
+the users who spent in the last burn_rate_hours) and the unusual patterns.
 
 Runs in a background thread of every replica (interval 0: never) and on
 demand. Safe everywhere at once: each alert is keyed by rule, subject and
@@ -12,6 +13,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from services.budget.app.alerts import AlertRaiser
+from services.budget.app.window_views import limits_views
 from services.budget.domain.alert_rules import (
     WindowSpend,
     burn_rate_alert,
@@ -21,8 +23,15 @@ from services.budget.domain.alert_rules import (
     unusual_day_alerts,
 )
 from services.budget.domain.alerts import Alert
-from services.budget.domain.limits import LimitPolicy
-from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, WindowKey, period_of
+from services.budget.domain.limits import LimitPolicy, LimitValues
+from services.budget.domain.windows import (
+    SYSTEM_SUBJECT,
+    Period,
+    Scope,
+    Span,
+    WindowKey,
+    period_of,
+)
 from services.budget.store.unit_of_work import BudgetStore, Transaction
 from services.common.clock import Clock
 from services.common.periodic import PeriodicJob
@@ -30,6 +39,8 @@ from services.common.periodic import PeriodicJob
 log = logging.getLogger("recipeimage.budget.alerts")
 
 HOUR = timedelta(hours=1)
+# Users whose windows are read at once (two queries a batch).
+USERS_PER_BATCH = 200
 
 
 class AlertEvaluator:
@@ -60,7 +71,8 @@ class AlertEvaluator:
         return len(self.evaluate())
 
     def _burn_rate(self, tx: Transaction, now: datetime) -> list[Alert]:
-        """The system's windows at the pace of the last burn_rate_hours."""
+        """The system's windows and those of each user who spent in the last
+        burn_rate_hours, at that pace."""
         _, stored = tx.limits.load_limit_settings(SYSTEM_SUBJECT)
         pace = timedelta(hours=self._rules.burn_rate_hours)
         periods = {span: period_of(span, now, self._policy.zone) for span in Span}
@@ -74,12 +86,39 @@ class AlertEvaluator:
         for span, key in keys.items():
             limit = self._policy.system_limit(span, stored).micros
             window = WindowSpend(key, limit, counters[key].spent_micros)
-            at = exhaustion_at(window, periods[span], paced, pace, now)
-            if at is not None and at > now:  # reached already: the threshold alert says so
-                alerts.append(
-                    burn_rate_alert(window, at, self._rules.burn_rate_hours, self._policy.zone, now)
-                )
+            alerts += self._burn_rate_alert(window, periods[span], paced, now)
+        return alerts + self._users_burn_rate(tx, stored, now)
+
+    def _users_burn_rate(self, tx: Transaction, system: LimitValues, now: datetime) -> list[Alert]:
+        """Users who spent in the last burn_rate_hours only (the ledger's
+        created_at index), their windows against their effective limits now
+        (tier, override, cap and the credits active now), a batch of users
+        at a time."""
+        pace = timedelta(hours=self._rules.burn_rate_hours)
+        spenders = tx.alert_figures.spenders_since(now - pace)
+        ids = sorted(spenders)
+        alerts = []
+        for first in range(0, len(ids), USERS_PER_BATCH):
+            users = tx.limits.load_users_settings(ids[first : first + USERS_PER_BATCH])
+            for view in limits_views(tx, self._policy, users, system, now):
+                for state in view.windows:
+                    if state.key.scope is Scope.USER:
+                        window = WindowSpend(
+                            state.key, state.effective_limit_micros, state.spent_micros
+                        )
+                        alerts += self._burn_rate_alert(
+                            window, state.period, spenders[view.user_id], now
+                        )
         return alerts
+
+    def _burn_rate_alert(
+        self, window: WindowSpend, period: Period, paced: int, now: datetime
+    ) -> list[Alert]:
+        hours = self._rules.burn_rate_hours
+        at = exhaustion_at(window, period, paced, timedelta(hours=hours), now)
+        if at is None or at <= now:  # reached already: the threshold alert says so
+            return []
+        return [burn_rate_alert(window, at, hours, self._policy.zone, now)]
 
     def _patterns(self, tx: Transaction, now: datetime) -> list[Alert]:
         """Judged on UTC days, the daily rollup's."""

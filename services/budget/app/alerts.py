@@ -1,10 +1,15 @@
 """Raising alerts inside the transaction that causes them.
 
 AlertRaiser is handed to every use case that moves a window's spend or limit
-(CommitReservation, the limit changes; GrantCredit may call
-raise_threshold_alerts the same way): it computes the thresholds crossed in
-plain Python, so a transaction that crosses none costs no round trip, and
-inserts each crossed alert once (store.alerts). Who learns of a raise
+(CommitReservation, the limit changes): it computes the thresholds crossed
+in plain Python, so a transaction that crosses none costs no round trip, and
+inserts each crossed alert once (store.alerts).
+
+Thresholds are judged against the effective limit: the window's limit plus
+its credits that count at that instant. GrantCredit only raises a limit, so
+it crosses nothing and raises nothing; the commit reads the credits in its
+window statement (store.windows.settle), so a credit counts from its grant
+and stops counting at its expiry, with nothing to keep up to date. Who learns of a raise
 (the Prometheus counter, this process's WatchAlerts streams) learns it only
 after the transaction commits.
 """
@@ -64,9 +69,9 @@ class AlertRaiser:
 
     def raise_after_settle(self, tx: Transaction, after: Sequence[WindowSpend], spend: int) -> None:
         """A commit's alerts: the windows as the settle returned them, less
-        the spend it added, were the windows before."""
+        the spend it added, were the windows before (WindowSpend.before_spend)."""
         if spend > 0:
-            before = [WindowSpend(w.key, w.limit_micros, w.spent_micros - spend) for w in after]
+            before = [w.before_spend(spend) for w in after]
             self.raise_threshold_alerts(tx, before, after)
 
     def raise_after_limit_change(
@@ -80,11 +85,16 @@ class AlertRaiser:
         if not changed:
             return
         tx.windows.store_limits((w.key, w.limit_micros) for w in changed)
-        counters = tx.windows.load_counters(w.key for w in changed)
+        keys = [w.key for w in changed]
+        counters = tx.windows.load_counters(keys)
+        credits = tx.credits.load_active_amounts(keys, self._clock.now())
         self.raise_threshold_alerts(
             tx,
-            [_spend(w.key, old.get(w.key, w.limit_micros), counters[w.key]) for w in changed],
-            [_spend(w.key, w.limit_micros, counters[w.key]) for w in changed],
+            [
+                _spend(w.key, old.get(w.key, w.limit_micros) + credits[w.key], counters[w.key])
+                for w in changed
+            ],
+            [_spend(w.key, w.limit_micros + credits[w.key], counters[w.key]) for w in changed],
         )
 
     def _committed(self, raised: list[Alert]) -> None:

@@ -65,6 +65,7 @@ class Reaper:
                     reservation.user_id, reservation.day_start, reservation.month_start
                 ),
                 Settlement(reservation.amount_micros, 0),
+                now,
             )
         log.info(
             "reservation expired",

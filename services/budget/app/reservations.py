@@ -30,8 +30,8 @@ from services.budget.app.settlement_records import (
     store_attempt,
     store_spend,
 )
+from services.budget.app.window_views import limits_views
 from services.budget.domain.alert_rules import WindowSpend, WindowWarning, window_warning
-from services.budget.domain.credits import active_credit
 from services.budget.domain.limits import (
     PER_GENERATION_LIMIT_EXCEEDED,
     LimitPolicy,
@@ -55,7 +55,6 @@ from services.budget.domain.reservations import (
     ReservationState,
     Reserved,
     Settlement,
-    WindowState,
 )
 from services.budget.domain.usage import Outcome, Usage, completed
 from services.budget.domain.validation import Violations
@@ -181,23 +180,7 @@ class Reservations:
     def _view(
         self, tx: Transaction, user: UserSettings, system: LimitValues, now: datetime
     ) -> LimitsView:
-        limits = self._policy.effective(user, system)
-        windows = self._policy.windows(limits, now)
-        keys = [w.key for w in windows]
-        counters = tx.windows.load_counters(keys)
-        credits = tx.credits.load_for_windows(keys, self._policy.zone)
-        return LimitsView(
-            user_id=user.user_id,
-            tier=limits.tier,
-            per_generation=limits.per_generation,
-            windows=[
-                _state(w, counters[w.key], active_credit(credits, w.key, now)) for w in windows
-            ],
-            overrides=user.overrides,
-            cap=user.cap,
-            credits=[c for c in credits if c.key.scope is Scope.USER],
-            as_of=now,
-        )
+        return limits_views(tx, self._policy, [user], system, now)[0]
 
     # Holding money
 
@@ -299,7 +282,7 @@ class Reservations:
             settlement = commit_settlement(reservation, charged)
             store_spend(tx.usage, reservation, record)
             self._abuse.after_record(tx, record, now)  # cache busting, before the windows
-            settled = tx.windows.settle(_keys(reservation), settlement)
+            settled = tx.windows.settle(_keys(reservation), settlement, now)
             # Plain Python unless a threshold was crossed: no round trip.
             self._alerts.raise_after_settle(tx, settled, settlement.spend_micros)
         log_commit_anomalies(reservation, actual_cost_micros, settlement)
@@ -346,7 +329,7 @@ class Reservations:
             if store_attempt(tx.usage, reservation, record):
                 self._abuse.after_record(tx, record, now)  # streaks, before the windows
             if unhold:
-                tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0))
+                tx.windows.settle(_keys(reservation), Settlement(reservation.amount_micros, 0), now)
         return reservation
 
 
@@ -412,16 +395,3 @@ def _replay(existing: Reservation | None) -> Reserved:
     if existing is None:  # pragma: no cover - a key's reservation is never deleted
         raise RuntimeError("the reservation of a taken idempotency key is missing")
     return Reserved(existing, replayed=True)
-
-
-def _state(window: WindowLimit, counters: Counters, credit_micros: int) -> WindowState:
-    return WindowState(
-        key=window.key,
-        limit_micros=window.limit_micros,
-        spent_micros=counters.spent_micros,
-        reserved_micros=counters.reserved_micros,
-        source=window.source,
-        period=window.period,
-        overrun_micros=counters.overrun_micros,
-        credit_micros=credit_micros,
-    )

@@ -6,7 +6,8 @@ Rules and their names (the `rule` of an alert):
   effective limit (p in AlertRules.user_thresholds; 50, 80, 100).
 - system_limit_<p>: the system's spend reached p% of its limit
   (AlertRules.system_thresholds).
-- burn_rate: at the pace of the last burn_rate_hours, a window's limit is
+- burn_rate: at the pace of the last burn_rate_hours, a window's limit (the
+  system's, or the effective limit of a user who spent in those hours) is
   reached before the window ends.
 - unusual_spend, unusual_generations: a user's day is above factor x the
   median of its baseline_days previous days, and above a floor.
@@ -72,14 +73,30 @@ class AlertRules:
 
 @dataclass(frozen=True)
 class WindowSpend:
-    """A window's spent against its limit, at one moment."""
+    """A window's spent against its effective limit (with the credits that
+    count), at one moment."""
 
     key: WindowKey
     limit_micros: int
     spent_micros: int
+    # Credits granted to the window that no longer count (expired before its
+    # reset): its limit was that much higher while they counted.
+    lapsed_credit_micros: int = 0
 
     def reached(self, percent: int) -> bool:
         return self.spent_micros > 0 and self.spent_micros * 100 >= percent * self.limit_micros
+
+    def before_spend(self, spend_micros: int) -> WindowSpend:
+        """The window before a spend, judged against the highest limit it had
+        (its lapsed credits counted back in). A credit's expiry lowers the
+        limit with no transaction to cross a threshold: so the first commit
+        after it raises what the lower limit makes reached (once: the alert's
+        key)."""
+        return WindowSpend(
+            self.key,
+            self.limit_micros + self.lapsed_credit_micros,
+            self.spent_micros - spend_micros,
+        )
 
 
 def usd(micros: int) -> str:

@@ -57,6 +57,16 @@ class AlertFigures:
             or 0
         )
 
+    def spenders_since(self, since: datetime) -> dict[str, int]:
+        """Each user's cost since an instant, users who spent only: one index
+        range of the ledger's created_at, grouped by user."""
+        rows = self.session.execute(
+            select(UsageRow.user_id, func.sum(UsageRow.cost_micros))
+            .where(UsageRow.created_at >= since, UsageRow.cost_micros > 0)
+            .group_by(UsageRow.user_id)
+        ).all()
+        return {row[0]: int(row[1]) for row in rows}
+
     def attempts_since(self, since: datetime) -> RecentAttempts:
         policy = UsageRow.error_message.like(_CONTENT_POLICY)
         row = self.session.execute(

@@ -4,6 +4,7 @@ admin-set system limits."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,6 +109,14 @@ class LimitsStore:
         if for_update:
             statement = statement.with_for_update()
         return user_settings_of(user_id, self.session.execute(statement).first())
+
+    def load_users_settings(self, user_ids: Sequence[str]) -> list[UserSettings]:
+        """Several users' stored settings, in the order given, in one query."""
+        rows = self.session.execute(
+            select(USERS.c.user_id, *USER_COLUMNS).where(USERS.c.user_id.in_(user_ids))
+        ).all()
+        found = {row.user_id: row for row in rows}
+        return [user_settings_of(user_id, found.get(user_id)) for user_id in user_ids]
 
     def lock_user(self, user_id: str, now: datetime) -> UserSettings:
         """The user's settings, its row created if need be and locked until the

@@ -122,8 +122,9 @@ def _settle() -> TextClause:
     exist (the hold created them); the INSERT is the way to update rows in a
     given order. Should one have been deleted by hand, it comes back holding
     the spend, so no spend is lost (and reconciliation shows the rest).
-    RETURNING the new spent and the stored limit: what threshold alerts need,
-    in the same round trip."""
+    RETURNING the new spent, the stored limit, the credits granted and those
+    that count at :now (read only for a row ever credited): what threshold
+    alerts need, in the same round trip."""
     sql = f"""
 INSERT INTO budget_windows
     (scope, subject, kind, start_date, spent_micros, reserved_micros, overrun_micros)
@@ -133,9 +134,12 @@ ON CONFLICT (scope, subject, kind, start_date) DO UPDATE
 SET reserved_micros = budget_windows.reserved_micros - :unhold,
     spent_micros = budget_windows.spent_micros + excluded.spent_micros,
     overrun_micros = budget_windows.overrun_micros + excluded.overrun_micros
-RETURNING scope, kind, spent_micros, limit_micros
+RETURNING scope, kind, spent_micros, limit_micros, credit_micros,
+    CASE WHEN credit_micros > 0 THEN {_ACTIVE_CREDIT} ELSE 0 END AS active_credit_micros
 """
-    return _typed(sql, spend=BigInteger(), overrun=BigInteger(), unhold=BigInteger())
+    return _typed(
+        sql, spend=BigInteger(), overrun=BigInteger(), unhold=BigInteger(), now=UtcDateTime()
+    )
 
 
 def _window_is(prefix: str) -> ColumnElement[bool]:
@@ -204,21 +208,31 @@ class WindowStore:
         granted = {(row.scope, row.kind) for row in self.session.execute(_hold(), params)}
         return {key for key, _ in limits if (key.scope.value, key.span.value) in granted}
 
-    def settle(self, keys: Sequence[WindowKey], settlement: Settlement) -> list[WindowSpend]:
+    def settle(
+        self, keys: Sequence[WindowKey], settlement: Settlement, now: datetime
+    ) -> list[WindowSpend]:
         """Apply a settlement to a reservation's four windows (in lock order),
-        in one statement. Returns each window's spent after it and the limit
-        it was last held against (windows without a stored limit left out)."""
+        in one statement. Returns each window's spent after it against its
+        effective limit at now: the limit it was last held against plus its
+        credits that count at now, with those granted that no longer count
+        (windows without a stored limit left out)."""
         params: dict[str, object] = {
             "unhold": settlement.unhold_micros,
             "spend": settlement.spend_micros,
             "overrun": settlement.overrun_micros,
+            "now": now,
         }
         for number, key in enumerate(keys):
             params |= _window_params(key, f"w{number}_")
         rows = self.session.execute(_settle(), params).all()
         by_name = {(key.scope.value, key.span.value): key for key in keys}
         return [
-            WindowSpend(by_name[(row.scope, row.kind)], int(row.limit_micros), row.spent_micros)
+            WindowSpend(
+                by_name[(row.scope, row.kind)],
+                int(row.limit_micros) + int(row.active_credit_micros),
+                row.spent_micros,
+                lapsed_credit_micros=int(row.credit_micros) - int(row.active_credit_micros),
+            )
             for row in rows
             if row.limit_micros is not None
         ]
