@@ -49,6 +49,7 @@ from services.image.app.cache_admin import CacheAdmin
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.dish_recognition import DishModel, DishRecognition
 from services.image.app.generate import GenerateImage
+from services.image.app.generation_slots import GenerationSlots, generation_slots
 from services.image.app.image_keeper import ImageKeeper
 from services.image.app.in_flight import InFlight
 from services.image.app.measured_provider import MeasuredProvider
@@ -316,6 +317,9 @@ def build_use_cases(
         sessions, files, settler, clock, cache_ttl=timedelta(days=settings.cache_ttl_days)
     )
     in_flight = InFlight()
+    slots = GenerationSlots(
+        generation_slots(settings.max_concurrent_generations, settings.max_workers)
+    )
     generate_image = GenerateImage(
         prices=prices,
         defaults=defaults,
@@ -336,6 +340,7 @@ def build_use_cases(
         similarity_threshold=settings.similarity_threshold,
         fallback=keeper.store_image(*fallback) if fallback is not None else None,
         in_flight=in_flight,
+        slots=slots,
         end_user_salt=end_user_salt,
         meters=meters,
         dish_recognition=(

@@ -74,6 +74,9 @@ class ImageSettings:
     # empty, or without an OpenAI key, the rules alone name dishes.
     dish_model: str = ""
     dish_model_timeout_seconds: float = 5.0
+    # How many GenerateImage misses may be past the cache at once (each holds
+    # an RPC thread while it generates); 0: three quarters of max_workers.
+    max_concurrent_generations: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
@@ -143,6 +146,9 @@ class ImageSettings:
             dish_model=env_str(env, "RECIPEIMAGE_DISH_MODEL", ""),
             dish_model_timeout_seconds=env_float(
                 env, "RECIPEIMAGE_DISH_MODEL_TIMEOUT_SECONDS", 5.0, minimum=0.001
+            ),
+            max_concurrent_generations=env_int(
+                env, "RECIPEIMAGE_IMAGE_MAX_CONCURRENT_GENERATIONS", 0, minimum=0
             ),
         )
 

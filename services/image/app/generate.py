@@ -35,6 +35,7 @@ from services.common.errors import DomainError, FailedPrecondition, QuotaExceede
 from services.common.prices import PriceTable
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.dish_recognition import DishRecognition
+from services.image.app.generation_slots import GenerationSlots
 from services.image.app.image_keeper import ImageKeeper, PaidImage
 from services.image.app.in_flight import InFlight
 from services.image.app.meters import GenerationMeters
@@ -83,6 +84,7 @@ class GenerateImage:
         fallback: StoredImage | None,
         in_flight: InFlight,
         end_user_salt: bytes,
+        slots: GenerationSlots,
         meters: GenerationMeters | None = None,
         dish_recognition: DishRecognition | None = None,
     ) -> None:
@@ -98,6 +100,7 @@ class GenerateImage:
         self.similarity_threshold = similarity_threshold
         self.fallback = fallback
         self.in_flight = in_flight
+        self.slots = slots
         self.end_user_salt = end_user_salt
         self.meters = meters or GenerationMeters()
         self.dish_recognition = dish_recognition
@@ -115,7 +118,11 @@ class GenerateImage:
         return self._generate(plan)
 
     def _generate(self, plan: Plan, *, degrading: bool = False) -> GenerateResult:
-        with self.single_flight.turn_to_generate(plan.lookup) as winners_hit:
+        # A slot (app/generation_slots.py) only past the cache: hits never wait for one.
+        with (
+            self.slots.held(),
+            self.single_flight.turn_to_generate(plan.lookup) as winners_hit,
+        ):
             if winners_hit is not None:
                 return self._serve_hit(winners_hit, plan)
             with self.in_flight.track():
