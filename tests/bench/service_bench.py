@@ -3,8 +3,8 @@ processes, driven from separate client processes, on PostgreSQL and on
 SQLite (the embedded default), each operation as a ratio to an empty unary
 RPC (grpc health Check) on the same server in the same run.
 
-    make bench BENCH=service_bench                    # a few minutes
-    make bench BENCH=service_bench BENCH_SECONDS=1    # short: about a minute
+    make bench BENCH=service_bench                # a few minutes
+    make bench BENCH=service_bench BENCH_SHORT=1  # about a minute (more on a loaded machine)
 
 For each operation: closed loop at 16 callers (2 client processes x 8
 threads) and at 1 caller (rate, p50, p99); open loop at a fixed offered rate
@@ -14,14 +14,15 @@ the bench database, from /proc, during the 16-caller phase. Issue 12's
 targets are printed beside the figures; nothing here asserts them.
 
 Options (environment variables):
-  BENCH_SECONDS           seconds per phase (default 5)
+  BENCH_SHORT             1: the short mode (the defaults below in brackets)
+  BENCH_SECONDS           seconds per phase (default 5 [1])
   BENCH_BACKENDS          postgresql,sqlite (default both)
   BENCH_OPERATIONS        a comma-separated subset of OPERATIONS' kinds
   BENCH_SERVER_PROCESSES  processes per service, passed to the servers as
                           RECIPEIMAGE_SERVER_PROCESSES (default 1)
   BENCH_CLIENT_PROCESSES, BENCH_CLIENT_THREADS  (default 2 and 8)
   BENCH_STATS_SCALE       usage records and cache entries loaded on PostgreSQL
-                          before measuring (default 100000)
+                          before measuring (default 100000 [10000])
 """
 
 from __future__ import annotations
@@ -96,15 +97,16 @@ class Options:
     def from_env(cls, env: dict[str, str] | None = None) -> Options:
         env = dict(os.environ if env is None else env)
         kinds = env.get("BENCH_OPERATIONS", "")
+        short = env.get("BENCH_SHORT", "") not in ("", "0")
         return cls(
-            seconds=float(env.get("BENCH_SECONDS", "5")),
+            seconds=float(env.get("BENCH_SECONDS", "1" if short else "5")),
             backends=tuple(env.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")),
             kinds=frozenset(k for k in kinds.split(",") if k)
             or frozenset(spec.kind for spec in OPERATIONS),
             server_processes=int(env.get("BENCH_SERVER_PROCESSES", "1")),
             client_processes=int(env.get("BENCH_CLIENT_PROCESSES", "2")),
             client_threads=int(env.get("BENCH_CLIENT_THREADS", "8")),
-            stats_scale=int(env.get("BENCH_STATS_SCALE", "100000")),
+            stats_scale=int(env.get("BENCH_STATS_SCALE", "10000" if short else "100000")),
         )
 
 
@@ -253,7 +255,7 @@ def _cpu(
     )
     for name, start, end in zip(("budget", "image"), before, after, strict=True):
         used[name] = None if start is None or end is None else end - start
-    used["postgres"] = postgres.stop() if postgres is not None else 0.0
+    used["postgres"] = postgres.stop() if postgres is not None else None
 
 
 # -- what the phases need in the databases
