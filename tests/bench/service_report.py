@@ -118,7 +118,7 @@ def table(title: str, rows: list[tuple[Figures, Figures]]) -> list[str]:
         f"{title}",
         "",
         "| operation | rate, 16 callers | ratio | p50 / p99, 1 caller | p99, 16 callers "
-        "| open loop: offered, p99 | CPU per op: budget + image + PostgreSQL | CPU ratio |",
+        "| open loop: offered, p99 | CPU per op: budget + image (+ PostgreSQL) | CPU ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for figures, empty in rows:
@@ -133,11 +133,7 @@ def table(title: str, rows: list[tuple[Figures, Figures]]) -> list[str]:
                     f"{_f(c1.p50_ms)} / {_f(c1.p99_ms)} ms" if c1 else "",
                     f"{_f(c16.p99_ms)} ms" if c16 else "",
                     f"{figures.offered:,.0f}/s: {_f(opened.p99_ms)} ms" if opened else "",
-                    (
-                        f"{_f1(cpu.budget)} + {_f1(cpu.image)} + {_f1(cpu.postgres)} ms"
-                        if cpu
-                        else ""
-                    ),
+                    _cpu_cell(cpu) if cpu else "",
                     _x(cpu_ratio(figures, empty), 1) if cpu else "",
                 )
             )
@@ -148,6 +144,12 @@ def table(title: str, rows: list[tuple[Figures, Figures]]) -> list[str]:
 
 def _f(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.1f}"
+
+
+def _cpu_cell(cpu: Cpu) -> str:
+    """budget + image (+ PostgreSQL, when there is one) in ms."""
+    parts = [cpu.budget, cpu.image] + ([cpu.postgres] if cpu.postgres is not None else [])
+    return " + ".join(_f1(part) for part in parts) + " ms"
 
 
 def _f1(seconds: float | None) -> str:
