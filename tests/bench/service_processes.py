@@ -58,8 +58,9 @@ def bench_database(backend: str) -> Iterator[BenchDatabase]:
         return
     databases = PostgresDatabases(postgres_admin_url())
     databases.check_reachable()
+    # Created and migrated as the tests' template is, under a name that says what it is.
+    databases.template = f"ri_bench_{databases.run_id}"
     try:
-        # The migrated template is this run's bench database itself.
         databases.create_template()
         url = databases.url(databases.template)
         yield BenchDatabase(
