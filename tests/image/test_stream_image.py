@@ -109,8 +109,11 @@ def test_stream_image_has_get_images_access_and_errors(small_pair, tokens) -> No
 
 
 def test_the_default_message_limit_leaves_get_image_whole(
-    database_url, authenticator, tokens, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    database_url: str,
+    authenticator,  # type: ignore[no-untyped-def]
+    tokens,
+    tmp_path: Path,
+) -> None:
     fallback = tmp_path / "large.png"
     fallback.write_bytes(LARGE)
     with running_pair(database_url, authenticator, fallback_image=fallback) as pair:
