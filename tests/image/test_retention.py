@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from recipeimage.image.v1 import image_service_pb2 as pb
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,8 +43,9 @@ from services.image.settings import DEFAULT_MODEL, ImageSettings
 from services.image.store.retention import RetentionRepository
 from services.image.store.settlements import SettlementRepository
 from tests.conftest import TEST_SECRET
-from tests.image.conftest import T0
+from tests.image.conftest import T0, generate_request
 from tests.support.budget_server import ManualClock, running_budget
+from tests.support.image_server import running_pair
 from tests.support.s3_server import RunningS3, s3_server
 
 GRACE = timedelta(days=7)
@@ -358,3 +360,34 @@ def wait_until_blocked(world: World) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the writer never waited for the job")
+
+
+def test_the_service_runs_the_job_in_the_background(
+    database_url: str, authenticator, tokens
+) -> None:
+    """build_app starts the job: with no grace, bytes whose entry was purged
+    are gone by the next tick, and GetImage says NOT_FOUND."""
+    with running_pair(
+        database_url,
+        authenticator,
+        retention_interval_seconds=0.05,
+        retention_grace_seconds=0.0,
+    ) as pair:
+        assert pair.app.retention.running
+        image_id = pair.image.GenerateImage(
+            generate_request(request_id="g1"), metadata=tokens.user("u1")
+        ).image.image_id
+        files = list(pair.store_dir.rglob(f"{image_id}.png"))
+        assert len(files) == 1
+        pair.image.InvalidateCachedImage(
+            pb.InvalidateCachedImageRequest(image_id=image_id), metadata=tokens.admin()
+        )
+        pair.image.PurgeExpiredCache(pb.PurgeExpiredCacheRequest(), metadata=tokens.admin())
+        deadline = time.monotonic() + GATE_SECONDS
+        while files[0].exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not files[0].exists()
+        with pytest.raises(grpc.RpcError) as raised:
+            pair.image.GetImage(pb.GetImageRequest(image_id=image_id), metadata=tokens.user("u1"))
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not pair.app.retention.running
