@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from recipeimage.common.v1 import image_quality_pb2
 from recipeimage.image.v1 import degradation_pb2 as dpb
 from recipeimage.image.v1 import image_service_pb2 as pb
@@ -151,6 +153,16 @@ def image(stored: StoredImage) -> pb.Image:
         size_bytes=stored.size_bytes,
         create_time=timestamps.to_proto(stored.created_at),
     )
+
+
+def stream_image_responses(
+    stored: StoredImage, chunks: Iterable[tuple[int, bytes]]
+) -> Iterator[pb.StreamImageResponse]:
+    """StreamImage's messages: the first carries the metadata, each a chunk."""
+    metadata: pb.Image | None = image(stored)
+    for offset, data in chunks:
+        yield pb.StreamImageResponse(image=metadata, data=data, offset=offset)
+        metadata = None
 
 
 def cache_stats_response(page: CacheStatsPage) -> pb.GetCacheStatsResponse:

@@ -45,6 +45,7 @@ from services.image.adapters.dish_model import OpenAIDishModel
 from services.image.adapters.image_store import ImageStore, content_type_of
 from services.image.adapters.providers.offline import OfflineProvider
 from services.image.adapters.providers.openai_provider import OpenAIProvider
+from services.image.adapters.s3_image_store import S3ImageStore, S3Location
 from services.image.app.cache_admin import CacheAdmin
 from services.image.app.cache_lookup import CacheLookup
 from services.image.app.dish_recognition import DishModel, DishRecognition
@@ -54,9 +55,10 @@ from services.image.app.image_keeper import ImageKeeper
 from services.image.app.in_flight import InFlight
 from services.image.app.measured_provider import MeasuredProvider
 from services.image.app.meters import GenerationMeters, ProviderMeters
-from services.image.app.ports import Budget, Provider
+from services.image.app.ports import Budget, ImageStorage, Provider
 from services.image.app.queries import ImageQueries
 from services.image.app.quote import QuoteImage
+from services.image.app.retention import ImageRetention
 from services.image.app.settler import BACKLOG_GAUGES, Settler
 from services.image.app.single_flight import SingleFlight
 from services.image.app.use_cases import ImageUseCases
@@ -80,6 +82,7 @@ class ImageApp:
     metrics: Metrics
     purger: PeriodicJob
     settler: PeriodicJob
+    retention: PeriodicJob
     _engine: Engine = field(repr=False)
     _channel: grpc.Channel = field(repr=False)
     _provider: Provider = field(repr=False)
@@ -116,6 +119,7 @@ class ImageApp:
             )
         self.purger.stop()
         self.settler.stop()
+        self.retention.stop()
         self._channel.close()
         self._provider.close()
         if self._dish_model is not None:
@@ -152,7 +156,7 @@ def build_app(
         use_cases = build_use_cases(
             settings,
             sessions=sessions,
-            files=ImageStore(settings.store_dir),
+            files=build_image_store(settings),
             budget=BudgetClient(
                 channel,
                 ServiceToken(authenticator),
@@ -169,9 +173,10 @@ def build_app(
             dish_model=dish_model,
         )
         metrics.gauges_on_scrape(BACKLOG_GAUGES, use_cases.settler.backlog)
-        purger, settler = build_jobs(settings, use_cases)
+        purger, settler, retention = build_jobs(settings, use_cases)
         on_failure.callback(settler.stop)
         on_failure.callback(purger.stop)
+        on_failure.callback(retention.stop)
         server = start_image_server(
             settings, access.grace_seconds, ImageServicer(use_cases, Guard(authenticator, metrics))
         )
@@ -179,6 +184,7 @@ def build_app(
         metrics.serve(settings.metrics_port, settings.metrics_address)
         purger.start()
         settler.start()
+        retention.start()
         on_failure.pop_all()
     app = ImageApp(
         server,
@@ -188,6 +194,7 @@ def build_app(
         metrics,
         purger,
         settler,
+        retention,
         engine,
         channel,
         provider,
@@ -257,10 +264,12 @@ def provider_meters(metrics: Metrics) -> ProviderMeters:
 
 def build_jobs(
     settings: ImageSettings, use_cases: ImageUseCases
-) -> tuple[PeriodicJob, PeriodicJob]:
-    """The cache purger and the settler, not started. Both are safe in every
-    replica at once: purging deletes rows by id, and a settlement row is claimed
-    with one conditional UPDATE."""
+) -> tuple[PeriodicJob, PeriodicJob, PeriodicJob]:
+    """The cache purger, the settler and image retention, not started. All are
+    safe in every replica at once: purging deletes rows by id, a settlement row
+    is claimed with one conditional UPDATE, and retention claims an image row
+    with FOR UPDATE SKIP LOCKED and deletes it only when nothing refers to it
+    (store/retention.py)."""
     purger = PeriodicJob(
         "image-cache-purger",
         settings.cache_purge_interval_seconds,
@@ -273,7 +282,13 @@ def build_jobs(
         use_cases.settler.settle_pending,
         log,
     )
-    return purger, settler
+    retention = PeriodicJob(
+        "image-retention",
+        settings.retention_interval_seconds,
+        use_cases.retention.run,
+        log,
+    )
+    return purger, settler, retention
 
 
 def start_image_server(
@@ -297,7 +312,7 @@ def build_use_cases(
     settings: ImageSettings,
     *,
     sessions: sessionmaker[Session],
-    files: ImageStore,
+    files: ImageStorage,
     budget: Budget,
     provider: Provider,
     prices: PriceTable,
@@ -338,7 +353,7 @@ def build_use_cases(
         keeper=keeper,
         settler=settler,
         similarity_threshold=settings.similarity_threshold,
-        fallback=keeper.store_image(*fallback) if fallback is not None else None,
+        fallback=keeper.store_image(*fallback, pinned=True) if fallback is not None else None,
         in_flight=in_flight,
         slots=slots,
         end_user_salt=end_user_salt,
@@ -359,9 +374,39 @@ def build_use_cases(
         in_flight=in_flight,
         generate_image=generate_image,
         quote_image=QuoteImage(generate_image),
-        queries=ImageQueries(sessions, files, page_tokens, clock),
+        queries=ImageQueries(
+            sessions,
+            files,
+            page_tokens,
+            clock,
+            max_message_bytes=settings.wire.max_send_message_bytes,
+        ),
         cache_admin=CacheAdmin(sessions, clock),
         settler=settler,
+        retention=ImageRetention(
+            sessions,
+            files,
+            clock,
+            grace=timedelta(seconds=settings.retention_grace_seconds),
+        ),
+    )
+
+
+def build_image_store(settings: ImageSettings) -> ImageStorage:
+    """The local directory, or the S3-compatible bucket (RECIPEIMAGE_IMAGE_STORE=s3)."""
+    if settings.image_store == "local":
+        return ImageStore(settings.store_dir)
+    return S3ImageStore(
+        S3Location(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+            timeout_seconds=settings.s3_timeout_seconds,
+            max_attempts=settings.s3_max_attempts,
+        )
     )
 
 

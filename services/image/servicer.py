@@ -9,6 +9,8 @@ lands in the cache.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 from recipeimage.image.v1 import image_service_pb2 as pb
 from recipeimage.image.v1 import image_service_pb2_grpc as pb_grpc
@@ -48,6 +50,13 @@ class ImageServicer(pb_grpc.ImageServiceServicer):
     ) -> pb.GetImageResponse:
         image, data = self.use_cases.queries.get_image(request.image_id)
         return pb.GetImageResponse(image=convert.image(image), data=data)
+
+    @rpc(ANY_ROLE)
+    def StreamImage(
+        self, request: pb.StreamImageRequest, context: grpc.ServicerContext, principal: Principal
+    ) -> Iterator[pb.StreamImageResponse]:
+        image, chunks = self.use_cases.queries.stream_image(request.image_id)
+        return convert.stream_image_responses(image, chunks)
 
     @rpc(TRUSTED)
     def GetCacheStats(

@@ -28,6 +28,8 @@ from services.common.transport import (
 )
 
 PROVIDERS = ("auto", "openai", "offline")
+IMAGE_STORES = ("local", "s3")
+WEEK_SECONDS = 7 * 24 * 3600.0
 
 # The cheapest active GPT image model in the 2026-11-24 price table whose low and medium
 # 1024x1024 figures (5,880 and 13,170 micros) fit the free tier's 80,000-micro
@@ -77,6 +79,20 @@ class ImageSettings:
     # How many GenerateImage misses may be past the cache at once (each holds
     # an RPC thread while it generates); 0: three quarters of max_workers.
     max_concurrent_generations: int = 0
+    # Where image bytes live: "local" (store_dir) or "s3" (the s3 fields).
+    image_store: str = "local"
+    s3_bucket: str = ""
+    s3_prefix: str = "images/"
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_timeout_seconds: float = 10.0
+    s3_max_attempts: int = 3
+    # Bytes nothing refers to any more are deleted this long after the retention
+    # job first saw them unreferenced; the job runs every interval (0: not here).
+    retention_grace_seconds: float = WEEK_SECONDS
+    retention_interval_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
@@ -85,6 +101,10 @@ class ImageSettings:
         threshold = env_float(env, "RECIPEIMAGE_SIMILARITY_THRESHOLD", 0.6, minimum=0.0)
         if not 0.0 < threshold <= 1.0:
             raise ConfigError(f"RECIPEIMAGE_SIMILARITY_THRESHOLD={threshold} is not in (0, 1]")
+        image_store = env_choice(env, "RECIPEIMAGE_IMAGE_STORE", "local", IMAGE_STORES)
+        s3_bucket = env_str(env, "RECIPEIMAGE_S3_BUCKET", "")
+        if image_store == "s3" and not s3_bucket:
+            raise ConfigError("RECIPEIMAGE_IMAGE_STORE=s3 needs RECIPEIMAGE_S3_BUCKET")
         return cls(
             address=env_str(env, "RECIPEIMAGE_IMAGE_ADDRESS", "127.0.0.1:50052"),
             database_url=env_str(env, "RECIPEIMAGE_IMAGE_DATABASE_URL", "sqlite:///var/image.db"),
@@ -149,6 +169,26 @@ class ImageSettings:
             ),
             max_concurrent_generations=env_int(
                 env, "RECIPEIMAGE_IMAGE_MAX_CONCURRENT_GENERATIONS", 0, minimum=0
+            ),
+            image_store=image_store,
+            s3_bucket=s3_bucket,
+            s3_prefix=env_str(env, "RECIPEIMAGE_S3_PREFIX", "images/").lstrip("/"),
+            # Empty: AWS itself; set for MinIO, Ceph, R2 and the like.
+            s3_endpoint_url=env_str(env, "RECIPEIMAGE_S3_ENDPOINT_URL", ""),
+            # Empty credentials and region: boto3's chain (AWS_ACCESS_KEY_ID, AWS_REGION,
+            # AWS_PROFILE, an instance or task role).
+            s3_region=env_str(env, "RECIPEIMAGE_S3_REGION", ""),
+            s3_access_key_id=env_str(env, "RECIPEIMAGE_S3_ACCESS_KEY_ID", ""),
+            s3_secret_access_key=env_str(env, "RECIPEIMAGE_S3_SECRET_ACCESS_KEY", ""),
+            s3_timeout_seconds=env_float(
+                env, "RECIPEIMAGE_S3_TIMEOUT_SECONDS", 10.0, minimum=0.001
+            ),
+            s3_max_attempts=env_int(env, "RECIPEIMAGE_S3_MAX_ATTEMPTS", 3, minimum=1),
+            retention_grace_seconds=env_float(
+                env, "RECIPEIMAGE_IMAGE_RETENTION_GRACE_SECONDS", WEEK_SECONDS
+            ),
+            retention_interval_seconds=env_float(
+                env, "RECIPEIMAGE_IMAGE_RETENTION_INTERVAL_SECONDS", 3600.0
             ),
         )
 

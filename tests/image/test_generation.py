@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.budget.store.models import ReservationRow
 from services.common.db import create_db_engine, create_sessions
-from services.common.errors import ContentRefused, FailedPrecondition
+from services.common.errors import ContentRefused, FailedPrecondition, Unavailable
 from services.common.paging import PageTokens
 from services.common.prices import PriceTable, estimate_prompt_tokens
 from services.image.adapters.budget_client import BudgetClient, ServiceToken
@@ -248,8 +248,10 @@ def test_an_image_that_cannot_be_stored_is_still_paid_for(world: World, tmp_path
     not_a_directory.write_text("the image store cannot live under a file")
     images = world.fresh(store=not_a_directory)
 
-    with pytest.raises(OSError):
+    with pytest.raises(Unavailable) as raised:
         images.generate_image(soup(request_id="s1"))
+    assert raised.value.info.reason == "IMAGE_STORE_UNAVAILABLE"
+    assert isinstance(raised.value.__cause__, OSError)
 
     [reservation] = world.reservations()
     assert reservation.state == "committed" and reservation.committed_micros > 0

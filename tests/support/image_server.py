@@ -75,6 +75,7 @@ def image_settings(database_url: str, store_dir: Path, **overrides: object) -> I
         # with app.settle_pending(now).
         cache_purge_interval_seconds=0.0,
         settlement_interval_seconds=0.0,
+        retention_interval_seconds=0.0,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

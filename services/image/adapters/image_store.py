@@ -1,4 +1,5 @@
-"""Content-addressed image bytes on local disk.
+"""Content-addressed image bytes on local disk (the S3-compatible store is
+adapters/s3_image_store.py; both keep the contract of app/ports.ImageStorage).
 
 An image is named by the SHA-256 of its bytes and lives at
 <root>/ab/cd/<sha256>.<ext>. A write goes to a temporary file in the same
@@ -26,6 +27,11 @@ _EXTENSIONS = {
 
 class CorruptImageError(RuntimeError):
     """Stored bytes no longer hash to their name."""
+
+
+class ImageStoreUnavailable(OSError):
+    """The store could not be reached, or refused the call: nothing is known
+    about the bytes (never a sign that they are gone)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -87,6 +93,10 @@ class ImageStore:
         if sha256_hex(data) != image_id:
             raise CorruptImageError(f"stored image {image_id} does not match its SHA-256")
         return data
+
+    def delete(self, image_id: str, content_type: str) -> None:
+        """Remove the bytes; absent bytes are not an error."""
+        self.path(image_id, content_type).unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -54,7 +54,7 @@ from services.image.domain.failures import (
     fallback_reason_and_message,
     short,
 )
-from services.image.domain.images import StoredImage
+from services.image.domain.images import StoredImage, store_unavailable
 from services.image.domain.results import GenerateResult, Source
 from services.image.domain.settlement import Settlement
 from services.image.recipes.analyzer import analyze
@@ -65,6 +65,10 @@ log = logging.getLogger("recipeimage.image.generation")
 
 # BudgetService's reason for a record whose request id holds a reservation.
 ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
+STORE_FAILED = (
+    "the image was generated (and its cost recorded) but the image store failed to keep it; "
+    "retry with a new request_id"
+)
 
 
 class GenerateImage:
@@ -292,13 +296,15 @@ class GenerateImage:
             image, commit = self.keeper.store_generated_image(
                 generated, plan.lookup, plan.built_prompt, commit
             )
-        except Exception:
+        except Exception as error:
             # The provider was paid: the spend is committed even though the image is lost.
             log.exception(
                 "storing a generated image failed", extra={"request_id": usage.request_id}
             )
             lost = replace(spent, success=False, error_message="storing the image failed")
             self.settler.commit_now(self.settler.queue_alone(replace(commit, usage=lost)))
+            if isinstance(error, OSError):
+                raise store_unavailable(STORE_FAILED) from error
             raise
         self.settler.commit_now(commit)
         return GenerateResult.answering(

@@ -1,8 +1,13 @@
-"""Keeping images: the bytes in the image store, then their rows in the database.
+"""Keeping images: their rows in the database and the bytes in the image store.
 
-Bytes first, so a row never names a file that is not there. A generated image
-is stored with its cache entry and the pending commit of its cost in one
-transaction; the entry names the attempt (user, request id) that paid for it.
+One transaction: the image row is written (or taken back from the retention
+job) first, then the bytes are stored, then the cache entry and the pending
+commit of its cost. Other transactions see the row only once it commits, when
+the bytes are there; and because the row is claimed before the bytes are
+checked, the retention job can never delete bytes this transaction just found
+in place (store/retention.py). The entry names the attempt (user, request id)
+that paid for it. Bytes stored by a transaction that then failed are left for
+nobody: harmless, and content addressing makes the next store of them a no-op.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
-from services.image.adapters.image_store import ImageStore
+from services.image.adapters.image_store import sha256_hex
+from services.image.app.ports import ImageStorage
 from services.image.app.settler import Settler
 from services.image.domain.cache_policy import Hit, Lookup
 from services.image.domain.images import GeneratedImage, StoredImage
@@ -38,7 +44,7 @@ class ImageKeeper:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        files: ImageStore,
+        files: ImageStorage,
         settler: Settler,
         clock: Clock,
         *,
@@ -50,12 +56,12 @@ class ImageKeeper:
         self.clock = clock
         self.cache_ttl = cache_ttl
 
-    def store_image(self, data: bytes, content_type: str) -> StoredImage:
-        """Store bytes and their image row (the same bytes twice keep their first row)."""
-        image_id = self.files.put(data, content_type)
+    def store_image(self, data: bytes, content_type: str, *, pinned: bool = False) -> StoredImage:
+        """Store bytes and their image row (the same bytes twice keep their first
+        row); a pinned image (the fallback) is never deleted by retention."""
         with self.sessions.begin() as session:
             repo = CacheRepository(session)
-            repo.add_image(image_id, content_type, len(data), self.clock.now())
+            image_id = self._store_bytes(repo, data, content_type, pinned=pinned)
             image = repo.image(image_id)
             assert image is not None
             return image
@@ -74,13 +80,12 @@ class ImageKeeper:
         expired while it generated), this one keeps its own image (it was paid
         for and is readable) and leaves the winner's entry.
         """
-        image_id = self.files.put(generated.data, generated.content_type)
-        commit = replace(commit, usage=replace(commit.usage, image_id=image_id))
-        usage = commit.usage
         now = self.clock.now()
         with self.sessions.begin() as session:
             repo = CacheRepository(session)
-            repo.add_image(image_id, generated.content_type, len(generated.data), now)
+            image_id = self._store_bytes(repo, generated.data, generated.content_type)
+            commit = replace(commit, usage=replace(commit.usage, image_id=image_id))
+            usage = commit.usage
             _entry, won = repo.add_entry(
                 {
                     "cache_key": lookup.key,
@@ -110,6 +115,17 @@ class ImageKeeper:
             if not won:
                 log.info("cache entry raced; kept the first", extra={"cache_key": lookup.key})
             return image, self.settler.queue(session, commit)
+
+    def _store_bytes(
+        self, repo: CacheRepository, data: bytes, content_type: str, *, pinned: bool = False
+    ) -> str:
+        """Claim the image row, then store the bytes (a no-op when they are in
+        place); the image id. Raises OSError when the store fails."""
+        image_id = sha256_hex(data)
+        repo.add_image(image_id, content_type, len(data), self.clock.now(), pinned=pinned)
+        stored = self.files.put(data, content_type)
+        assert stored == image_id
+        return image_id
 
     def image_paid_by(self, user_id: str, request_id: str) -> PaidImage | None:
         """The image attempt (user_id, request_id) generated and cached; None when

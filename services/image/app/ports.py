@@ -51,3 +51,24 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ImageStorage(Protocol):
+    """Content-addressed image bytes: the local directory
+    (adapters/image_store.ImageStore) or an S3-compatible bucket
+    (adapters/s3_image_store.S3ImageStore)."""
+
+    def put(self, data: bytes, content_type: str) -> str:
+        """Store the bytes durably (a no-op when they are there) and return their
+        image id (SHA-256 hex); OSError when they could not be stored."""
+        ...
+
+    def get(self, image_id: str, content_type: str) -> bytes:
+        """The bytes: FileNotFoundError when absent, CorruptImageError when they
+        no longer hash to their id, ImageStoreUnavailable (an OSError) when the
+        store cannot answer."""
+        ...
+
+    def delete(self, image_id: str, content_type: str) -> None:
+        """Remove the bytes (absent bytes are fine); OSError when it could not."""
+        ...

@@ -10,6 +10,7 @@ from services.image.app.generate import GenerateImage
 from services.image.app.in_flight import InFlight
 from services.image.app.queries import ImageQueries
 from services.image.app.quote import QuoteImage
+from services.image.app.retention import ImageRetention
 from services.image.app.settler import Settler
 
 
@@ -21,3 +22,4 @@ class ImageUseCases:
     cache_admin: CacheAdmin
     settler: Settler
     in_flight: InFlight
+    retention: ImageRetention

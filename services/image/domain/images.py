@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, Unavailable
 from services.common.prices import TokenUsage
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: "$" would accept a trailing newline
@@ -17,6 +17,11 @@ def check_image_id(image_id: str) -> None:
     """InvalidArgument unless image_id can name an image."""
     if not SHA256_HEX.fullmatch(image_id):
         raise InvalidArgument.field("image_id", "expected 64 lowercase hexadecimal characters")
+
+
+def store_unavailable(message: str) -> Unavailable:
+    """The image store (local directory or S3 bucket) failed a read or a write."""
+    return Unavailable(message, reason="IMAGE_STORE_UNAVAILABLE")
 
 
 @dataclass(frozen=True)

@@ -107,17 +107,33 @@ class CacheRepository:
 
     # -- adding
 
-    def add_image(self, image_id: str, content_type: str, size_bytes: int, now: datetime) -> None:
-        """Record stored bytes; the same bytes stored twice keep their first row."""
+    def add_image(
+        self,
+        image_id: str,
+        content_type: str,
+        size_bytes: int,
+        now: datetime,
+        *,
+        pinned: bool = False,
+    ) -> None:
+        """Record an image about to be stored; the same bytes stored twice keep
+        their first row. An existing row is taken back from the retention job
+        (unreferenced_since cleared) and, on PostgreSQL, stays locked until the
+        transaction ends, so the job cannot delete it meanwhile; a row the job
+        is deleting right now is waited for and written anew (store/retention.py)."""
+        statement = insert_for(dialect_name(self.session), ImageRow).values(
+            image_id=image_id,
+            content_type=content_type,
+            size_bytes=size_bytes,
+            created_at=now,
+            unreferenced_since=None,
+            pinned=pinned,
+        )
+        kept: dict[str, Any] = {"unreferenced_since": None}
+        if pinned:
+            kept["pinned"] = True
         self.session.execute(
-            insert_for(dialect_name(self.session), ImageRow)
-            .values(
-                image_id=image_id,
-                content_type=content_type,
-                size_bytes=size_bytes,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["image_id"])
+            statement.on_conflict_do_update(index_elements=["image_id"], set_=kept)
         )
 
     def add_entry(self, values: dict[str, Any], now: datetime) -> tuple[CacheEntry, bool]:

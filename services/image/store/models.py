@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -44,6 +46,15 @@ class ImageRow(Base):
     content_type: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the retention job first found nothing referring to the image (no
+    # cache entry, no outbox row); NULL while something does. Storing the
+    # image again clears it (store/retention.py).
+    unreferenced_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The fallback image: never a retention candidate.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+Index("ix_images_unreferenced_since", ImageRow.unreferenced_since)
 
 
 class CacheEntry(Base):

@@ -54,6 +54,11 @@ class ImageServiceStub:
                 request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageResponse.FromString,
                 _registered_method=True)
+        self.StreamImage = channel.unary_stream(
+                '/recipeimage.image.v1.ImageService/StreamImage',
+                request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.StreamImageRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.StreamImageResponse.FromString,
+                _registered_method=True)
         self.GetCacheStats = channel.unary_unary(
                 '/recipeimage.image.v1.ImageService/GetCacheStats',
                 request_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetCacheStatsRequest.SerializeToString,
@@ -138,9 +143,26 @@ class ImageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetImage(self, request, context):
-        """GetImage returns a stored image's bytes.
+        """GetImage returns a stored image's bytes in one message. An image whose
+        message would not fit the server's maximum message size
+        (RECIPEIMAGE_GRPC_MAX_SEND_MESSAGE_BYTES) is refused: read it with
+        StreamImage.
 
-        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND.
+        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND,
+        FAILED_PRECONDITION (IMAGE_TOO_LARGE: use StreamImage), UNAVAILABLE
+        (IMAGE_STORE_UNAVAILABLE: the image store cannot be reached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamImage(self, request, context):
+        """StreamImage returns a stored image of any size as a stream: the first
+        message carries the image's metadata and every message a chunk of at
+        most 64 KiB of the bytes, in order. Same access as GetImage.
+
+        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND, UNAVAILABLE
+        (IMAGE_STORE_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -199,6 +221,11 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.GetImage,
                     request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageRequest.FromString,
                     response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageResponse.SerializeToString,
+            ),
+            'StreamImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamImage,
+                    request_deserializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.StreamImageRequest.FromString,
+                    response_serializer=recipeimage_dot_image_dot_v1_dot_image__service__pb2.StreamImageResponse.SerializeToString,
             ),
             'GetCacheStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCacheStats,
@@ -302,6 +329,33 @@ class ImageService:
             '/recipeimage.image.v1.ImageService/GetImage',
             recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageRequest.SerializeToString,
             recipeimage_dot_image_dot_v1_dot_image__service__pb2.GetImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/recipeimage.image.v1.ImageService/StreamImage',
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.StreamImageRequest.SerializeToString,
+            recipeimage_dot_image_dot_v1_dot_image__service__pb2.StreamImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,9 +89,22 @@ class ImageServiceStub:
     UNAVAILABLE (BudgetService cannot be reached).
     """
     GetImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetImageRequest, _image_service_pb2.GetImageResponse]
-    """GetImage returns a stored image's bytes.
+    """GetImage returns a stored image's bytes in one message. An image whose
+    message would not fit the server's maximum message size
+    (RECIPEIMAGE_GRPC_MAX_SEND_MESSAGE_BYTES) is refused: read it with
+    StreamImage.
 
-    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND.
+    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND,
+    FAILED_PRECONDITION (IMAGE_TOO_LARGE: use StreamImage), UNAVAILABLE
+    (IMAGE_STORE_UNAVAILABLE: the image store cannot be reached).
+    """
+    StreamImage: _grpc.UnaryStreamMultiCallable[_image_service_pb2.StreamImageRequest, _image_service_pb2.StreamImageResponse]
+    """StreamImage returns a stored image of any size as a stream: the first
+    message carries the image's metadata and every message a chunk of at
+    most 64 KiB of the bytes, in order. Same access as GetImage.
+
+    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND, UNAVAILABLE
+    (IMAGE_STORE_UNAVAILABLE).
     """
     GetCacheStats: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetCacheStatsRequest, _image_service_pb2.GetCacheStatsResponse]
     """GetCacheStats summarizes the image cache: live entries, exact and similar
@@ -179,9 +192,22 @@ class ImageServiceAsyncStub(ImageServiceStub):
     UNAVAILABLE (BudgetService cannot be reached).
     """
     GetImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetImageRequest, _image_service_pb2.GetImageResponse]  # type: ignore[assignment]
-    """GetImage returns a stored image's bytes.
+    """GetImage returns a stored image's bytes in one message. An image whose
+    message would not fit the server's maximum message size
+    (RECIPEIMAGE_GRPC_MAX_SEND_MESSAGE_BYTES) is refused: read it with
+    StreamImage.
 
-    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND.
+    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND,
+    FAILED_PRECONDITION (IMAGE_TOO_LARGE: use StreamImage), UNAVAILABLE
+    (IMAGE_STORE_UNAVAILABLE: the image store cannot be reached).
+    """
+    StreamImage: _aio.UnaryStreamMultiCallable[_image_service_pb2.StreamImageRequest, _image_service_pb2.StreamImageResponse]  # type: ignore[assignment]
+    """StreamImage returns a stored image of any size as a stream: the first
+    message carries the image's metadata and every message a chunk of at
+    most 64 KiB of the bytes, in order. Same access as GetImage.
+
+    Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND, UNAVAILABLE
+    (IMAGE_STORE_UNAVAILABLE).
     """
     GetCacheStats: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetCacheStatsRequest, _image_service_pb2.GetCacheStatsResponse]  # type: ignore[assignment]
     """GetCacheStats summarizes the image cache: live entries, exact and similar
@@ -284,9 +310,28 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _image_service_pb2.GetImageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_image_service_pb2.GetImageResponse, _abc.Awaitable[_image_service_pb2.GetImageResponse]]:
-        """GetImage returns a stored image's bytes.
+        """GetImage returns a stored image's bytes in one message. An image whose
+        message would not fit the server's maximum message size
+        (RECIPEIMAGE_GRPC_MAX_SEND_MESSAGE_BYTES) is refused: read it with
+        StreamImage.
 
-        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND.
+        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND,
+        FAILED_PRECONDITION (IMAGE_TOO_LARGE: use StreamImage), UNAVAILABLE
+        (IMAGE_STORE_UNAVAILABLE: the image store cannot be reached).
+        """
+
+    @_abc_1.abstractmethod
+    def StreamImage(
+        self,
+        request: _image_service_pb2.StreamImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_image_service_pb2.StreamImageResponse], _abc.AsyncIterator[_image_service_pb2.StreamImageResponse]]:
+        """StreamImage returns a stored image of any size as a stream: the first
+        message carries the image's metadata and every message a chunk of at
+        most 64 KiB of the bytes, in order. Same access as GetImage.
+
+        Errors: INVALID_ARGUMENT (malformed image_id), NOT_FOUND, UNAVAILABLE
+        (IMAGE_STORE_UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
