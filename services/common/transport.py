@@ -8,6 +8,7 @@ CA signed. Every variable is in the README's settings table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,11 +186,25 @@ def _read_wire_limits(env: Mapping[str, str]) -> WireLimits:
     )
 
 
+# Spread calls over every address the target resolves to (a list such as
+# ipv4:10.0.0.1:50051,10.0.0.2:50051, or a DNS name with several records),
+# rather than gRPC's default of sending everything to the first one.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def channel_options(limits: WireLimits) -> list[tuple[str, int | str]]:
+    """The options of every channel to a replicated service: the wire limits,
+    round_robin over the target's addresses."""
+    return [*limits.channel_options(), ("grpc.service_config", ROUND_ROBIN)]
+
+
 def open_channel(target: str, tls: ChannelTls | None, limits: WireLimits) -> grpc.Channel:
-    """A channel to target: TLS when tls is given, else plaintext."""
+    """A channel to target: TLS when tls is given, else plaintext; its calls
+    spread round-robin over every address target resolves to."""
+    options = channel_options(limits)
     if tls is None:
-        return grpc.insecure_channel(target, options=limits.channel_options())
-    return grpc.secure_channel(target, tls.credentials(), options=limits.channel_options())
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
 def _read(setting: str, path: Path) -> bytes:
