@@ -18,6 +18,7 @@ and `image_env` add or override settings (RECIPEIMAGE_ variables).
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 from recipeimage.image.v1 import image_service_pb2_grpc
@@ -58,6 +60,17 @@ def round_robin_channel(processes: list[ServiceProcess]) -> grpc.Channel:
     """A channel as ImageService opens its own to BudgetService: round_robin
     over every address."""
     return open_channel(round_robin_target(processes), None, WireLimits())
+
+
+def warm_up(channel: grpc.Channel) -> None:
+    """Wait until the channel is connected, then a little longer with calls
+    going: round_robin sends everything to the first address ready until the
+    others are ready too, and a test of spreading must not start before."""
+    grpc.channel_ready_future(channel).result(timeout=30)
+    health = health_pb2_grpc.HealthStub(channel)
+    for _ in range(10):
+        health.Check(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+        time.sleep(0.05)
 
 
 def image_process_env(
@@ -195,6 +208,9 @@ def running_replicas(
             else grpc.insecure_channel("127.0.0.1:1")
         )
         stack.callback(image_channel.close)
+        warm_up(budget_channel)
+        if started_images:
+            warm_up(image_channel)
         yield Replicas(
             database_url,
             store_dir,
