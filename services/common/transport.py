@@ -47,6 +47,9 @@ class ChannelTls:
     ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
+    # The name the server's certificate must carry, when the target names no
+    # single host (ipv4:10.0.0.1:50051,10.0.0.2:50051); empty: the target's host.
+    server_name: str = ""
 
     def credentials(self) -> grpc.ChannelCredentials:
         ca = _read("RECIPEIMAGE_BUDGET_TLS_CA_FILE", self.ca_file)
@@ -128,15 +131,20 @@ def budget_channel_tls_from_env(env: Mapping[str, str]) -> ChannelTls | None:
     ca = env_str(env, "RECIPEIMAGE_BUDGET_TLS_CA_FILE", "")
     cert = env_str(env, "RECIPEIMAGE_BUDGET_TLS_CERT_FILE", "")
     key = env_str(env, "RECIPEIMAGE_BUDGET_TLS_KEY_FILE", "")
+    server_name = env_str(env, "RECIPEIMAGE_BUDGET_TLS_SERVER_NAME", "")
     if bool(cert) != bool(key):
         raise ConfigError(
             "RECIPEIMAGE_BUDGET_TLS_CERT_FILE and RECIPEIMAGE_BUDGET_TLS_KEY_FILE go together"
         )
     if cert and not ca:
         raise ConfigError("RECIPEIMAGE_BUDGET_TLS_CERT_FILE needs RECIPEIMAGE_BUDGET_TLS_CA_FILE")
+    if server_name and not ca:
+        raise ConfigError("RECIPEIMAGE_BUDGET_TLS_SERVER_NAME needs RECIPEIMAGE_BUDGET_TLS_CA_FILE")
     if not ca:
         return None
-    return ChannelTls(Path(ca), Path(cert) if cert else None, Path(key) if key else None)
+    return ChannelTls(
+        Path(ca), Path(cert) if cert else None, Path(key) if key else None, server_name
+    )
 
 
 def wire_limits_from_env(env: Mapping[str, str]) -> WireLimits:
@@ -204,6 +212,8 @@ def open_channel(target: str, tls: ChannelTls | None, limits: WireLimits) -> grp
     options = channel_options(limits)
     if tls is None:
         return grpc.insecure_channel(target, options=options)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
     return grpc.secure_channel(target, tls.credentials(), options=options)
 
 

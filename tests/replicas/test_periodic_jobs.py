@@ -29,7 +29,7 @@ from services.image.store.models import CacheEntry, PendingSettlement
 from services.image.store.settlements import SettlementRepository
 from tests.budget.test_processes import zone_far_from_midnight
 from tests.image.conftest import CAKE, SOUP, generate_request
-from tests.replicas.conftest import REPLICAS
+from tests.replicas.conftest import PASTA, REPLICAS
 from tests.replicas.reading import fetch, ledger, reservations
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.replicas import Replicas, running_replicas
@@ -37,13 +37,6 @@ from tests.support.webhook_receiver import webhook_receiver
 
 pytestmark = REPLICAS
 
-PASTA = pb.Recipe(
-    recipe_id="r-pasta",
-    title="Spaghetti Carbonara",
-    ingredients=["400 g spaghetti", "4 egg yolks", "150 g guanciale", "pecorino romano"],
-    instructions=["Cook the pasta.", "Toss with the eggs, cheese and crisp guanciale."],
-    categories=["Dinner", "Pasta"],
-)
 REAPED = 10
 SETTLED = 6
 AMOUNT = 40_000

@@ -66,7 +66,6 @@ def warm_up(channel: grpc.Channel) -> None:
     """Wait until the channel is connected, then a little longer with calls
     going: round_robin sends everything to the first address ready until the
     others are ready too, and a test of spreading must not start before."""
-    grpc.channel_ready_future(channel).result(timeout=30)
     health = health_pb2_grpc.HealthStub(channel)
     for _ in range(10):
         health.Check(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
