@@ -81,9 +81,7 @@ def test_tls_over_an_address_list_checks_the_configured_server_name(tmp_path: Pa
             assert answers(channel, 20) == {b"a": 10, b"b": 10}
         # Without the name, the certificate is checked against the address
         # list itself, which no certificate names.
-        unnamed = budget_channel_tls_from_env(
-            {**env, "RECIPEIMAGE_BUDGET_TLS_SERVER_NAME": ""}
-        )
+        unnamed = budget_channel_tls_from_env({**env, "RECIPEIMAGE_BUDGET_TLS_SERVER_NAME": ""})
         with open_channel(target, unnamed, WireLimits()) as channel:
             with pytest.raises(grpc.RpcError) as refused:
                 channel.unary_unary(f"/{SERVICE}/Call")(b"", timeout=10)
