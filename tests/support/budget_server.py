@@ -212,9 +212,9 @@ class BudgetProcess:
     channel: grpc.Channel
     stub: budget_service_pb2_grpc.BudgetServiceStub
     # Every JSON log line the process wrote, parsed, as it arrives.
-    logs: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    logs: list[dict] = field(default_factory=list)
 
-    def messages(self, message: str) -> list[dict]:  # type: ignore[type-arg]
+    def messages(self, message: str) -> list[dict]:
         return [entry for entry in list(self.logs) if entry.get("message") == message]
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {
@@ -49,13 +50,13 @@ class ServiceProcess:
     env: dict[str, str]
     port: int = 0
     # Every JSON log line the process wrote, parsed, as it arrives.
-    logs: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    logs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def messages(self, message: str) -> list[dict]:  # type: ignore[type-arg]
+    def messages(self, message: str) -> list[dict[str, Any]]:
         return [entry for entry in list(self.logs) if entry.get("message") == message]
 
     def handled(self, job: str) -> int:
