@@ -8,6 +8,7 @@ CA signed. Every variable is in the README's settings table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ class ChannelTls:
     ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
+    # The name the server's certificate must carry, when the target names no
+    # single host (ipv4:10.0.0.1:50051,10.0.0.2:50051); empty: the target's host.
+    server_name: str = ""
 
     def credentials(self) -> grpc.ChannelCredentials:
         ca = _read("RECIPEIMAGE_BUDGET_TLS_CA_FILE", self.ca_file)
@@ -127,15 +131,20 @@ def budget_channel_tls_from_env(env: Mapping[str, str]) -> ChannelTls | None:
     ca = env_str(env, "RECIPEIMAGE_BUDGET_TLS_CA_FILE", "")
     cert = env_str(env, "RECIPEIMAGE_BUDGET_TLS_CERT_FILE", "")
     key = env_str(env, "RECIPEIMAGE_BUDGET_TLS_KEY_FILE", "")
+    server_name = env_str(env, "RECIPEIMAGE_BUDGET_TLS_SERVER_NAME", "")
     if bool(cert) != bool(key):
         raise ConfigError(
             "RECIPEIMAGE_BUDGET_TLS_CERT_FILE and RECIPEIMAGE_BUDGET_TLS_KEY_FILE go together"
         )
     if cert and not ca:
         raise ConfigError("RECIPEIMAGE_BUDGET_TLS_CERT_FILE needs RECIPEIMAGE_BUDGET_TLS_CA_FILE")
+    if server_name and not ca:
+        raise ConfigError("RECIPEIMAGE_BUDGET_TLS_SERVER_NAME needs RECIPEIMAGE_BUDGET_TLS_CA_FILE")
     if not ca:
         return None
-    return ChannelTls(Path(ca), Path(cert) if cert else None, Path(key) if key else None)
+    return ChannelTls(
+        Path(ca), Path(cert) if cert else None, Path(key) if key else None, server_name
+    )
 
 
 def wire_limits_from_env(env: Mapping[str, str]) -> WireLimits:
@@ -185,11 +194,27 @@ def _read_wire_limits(env: Mapping[str, str]) -> WireLimits:
     )
 
 
+# Spread calls over every address the target resolves to (a list such as
+# ipv4:10.0.0.1:50051,10.0.0.2:50051, or a DNS name with several records),
+# rather than gRPC's default of sending everything to the first one.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def channel_options(limits: WireLimits) -> list[tuple[str, int | str]]:
+    """The options of every channel to a replicated service: the wire limits,
+    round_robin over the target's addresses."""
+    return [*limits.channel_options(), ("grpc.service_config", ROUND_ROBIN)]
+
+
 def open_channel(target: str, tls: ChannelTls | None, limits: WireLimits) -> grpc.Channel:
-    """A channel to target: TLS when tls is given, else plaintext."""
+    """A channel to target: TLS when tls is given, else plaintext; its calls
+    spread round-robin over every address target resolves to."""
+    options = channel_options(limits)
     if tls is None:
-        return grpc.insecure_channel(target, options=limits.channel_options())
-    return grpc.secure_channel(target, tls.credentials(), options=limits.channel_options())
+        return grpc.insecure_channel(target, options=options)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
 def _read(setting: str, path: Path) -> bytes:

@@ -6,22 +6,16 @@ runs, and the lease of a process killed mid-generation lapses within one TTL."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recipeimage.image.v1 import image_service_pb2 as pb
 from recipeimage.image.v1 import image_service_pb2_grpc
 from sqlalchemy import select
@@ -32,11 +26,12 @@ from services.image.recipes.prompts import build_prompt
 from services.image.settings import DEFAULT_MODEL, ImageSettings
 from services.image.store.leases import LeaseRepository
 from services.image.store.models import GenerationLease
-from tests.conftest import TEST_SECRET
 from tests.image.conftest import SOUP, generate_request, ledger, reservation_states, user_daily
 from tests.support.budget_server import ManualClock
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.image_server import RunningPair, running_image, running_pair
+from tests.support.replicas import image_process_env
+from tests.support.service_processes import service_process
 
 CALLERS = 4
 
@@ -264,79 +259,29 @@ def test_a_waiter_that_waits_out_its_bound_generates_itself(
         assert [lease.owner for lease in leases(pair)] == ["a-slow-replica"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class ReplicaProcess:
     image: image_service_pb2_grpc.ImageServiceStub
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[str]
 
 
 @contextmanager
 def replica_process(  # type: ignore[no-untyped-def]
-    database_url: str, pair: RunningPair, fake: FakeOpenAI, scratch: Path
+    database_url: str, pair: RunningPair, fake: FakeOpenAI
 ):
     """`recipeimage-image` in a process of its own on the pair's database, BudgetService
     and image store, with the default lease: a replica as production runs one."""
-    port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("RECIPEIMAGE_") and key != "OPENAI_API_KEY"
-    }
-    env |= {
-        "RECIPEIMAGE_JWT_SECRET": TEST_SECRET,
-        "RECIPEIMAGE_IMAGE_ADDRESS": f"127.0.0.1:{port}",
-        "RECIPEIMAGE_IMAGE_DATABASE_URL": database_url,
-        "RECIPEIMAGE_IMAGE_METRICS_PORT": "0",
-        "RECIPEIMAGE_IMAGE_STORE_DIR": str(pair.store_dir),
-        "RECIPEIMAGE_BUDGET_TARGET": pair.budget.target,
-        "RECIPEIMAGE_PROVIDER": "openai",
-        "OPENAI_API_KEY": "sk-test",
-        "RECIPEIMAGE_OPENAI_BASE_URL": fake.base_url,
-        "RECIPEIMAGE_OPENAI_MAX_RETRIES": "0",
-        "RECIPEIMAGE_SINGLE_FLIGHT_WAIT_SECONDS": "10",
-        "RECIPEIMAGE_CACHE_PURGE_INTERVAL_SECONDS": "0",
-    }
-    log = (scratch / "replica.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.image.main"],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                break
-            except grpc.RpcError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "the replica did not start: " + (scratch / "replica.log").read_text()
-                    ) from None
-                time.sleep(0.1)
-        yield ReplicaProcess(image_service_pb2_grpc.ImageServiceStub(channel), process)
-    finally:
-        channel.close()
-        process.send_signal(signal.SIGTERM)
+    env = image_process_env(database_url, pair.budget.target, pair.store_dir, fake)
+    with service_process("image", env) as replica:
+        channel = grpc.insecure_channel(replica.target)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            yield ReplicaProcess(image_service_pb2_grpc.ImageServiceStub(channel), replica.process)
+        finally:
+            channel.close()
 
 
 def test_a_replica_in_another_process_shares_the_generation(
-    database_url, authenticator, fake: FakeOpenAI, tokens, tmp_path
+    database_url, authenticator, fake: FakeOpenAI, tokens
 ) -> None:
     held = fake.held()
     fake.script(held)
@@ -350,7 +295,7 @@ def test_a_replica_in_another_process_shares_the_generation(
             openai_max_retries=0,
             single_flight_wait_seconds=10.0,
         ) as pair,
-        replica_process(database_url, pair, fake, tmp_path) as other,
+        replica_process(database_url, pair, fake) as other,
     ):
         users = [f"u{i}" for i in range(CALLERS)]
         futures = call_all([pair.image, other.image], tokens, users)
@@ -411,7 +356,7 @@ def test_a_generation_longer_than_the_lease_keeps_it_renewed(
 
 
 def test_the_lease_of_a_killed_replica_is_taken_over_within_one_ttl(
-    database_url, authenticator, fake: FakeOpenAI, tokens, tmp_path
+    database_url, authenticator, fake: FakeOpenAI, tokens
 ) -> None:
     """A replica process with the default lease is killed mid-generation; an
     identical request on another replica waits only until the lease's one TTL
@@ -430,7 +375,7 @@ def test_the_lease_of_a_killed_replica_is_taken_over_within_one_ttl(
             openai_max_retries=0,
             single_flight_wait_seconds=10.0,
         ) as pair,
-        replica_process(database_url, pair, fake, tmp_path) as doomed,
+        replica_process(database_url, pair, fake) as doomed,
     ):
         # Kept referenced: a collected future cancels its call.
         _doomed_call = doomed.image.GenerateImage.future(

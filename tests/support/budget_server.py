@@ -22,17 +22,12 @@ for tests of several replicas on one database.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 from recipeimage.budget.v1 import budget_service_pb2_grpc
@@ -54,6 +49,7 @@ from services.common.auth import Authenticator
 from services.common.clock import Clock
 from services.common.db import dialect_name
 from tests.support.access import access
+from tests.support.service_processes import clean_env, spawn_service, wait_until_serving
 from tests.support.tls import TlsPair
 
 
@@ -189,53 +185,13 @@ def running_budget(
         app.stop(0)
 
 
-ROOT = Path(__file__).resolve().parents[2]
-_ENTRY_POINT = "import sys; from services.budget.main import main; sys.exit(main())"
-
-
-@dataclass
-class BudgetProcess:
-    process: subprocess.Popen
-    port: int
-    channel: grpc.Channel
-    stub: budget_service_pb2_grpc.BudgetServiceStub
-    # Every JSON log line the process wrote, parsed, as it arrives.
-    logs: list[dict] = field(default_factory=list)
-
-    def messages(self, message: str) -> list[dict]:
-        return [entry for entry in list(self.logs) if entry.get("message") == message]
-
-
-def _drain(process: subprocess.Popen, logs: list[dict]) -> None:
-    assert process.stderr is not None
-    for line in process.stderr:
-        try:
-            logs.append(json.loads(line))
-        except ValueError:
-            logs.append({"message": line.rstrip()})
-
-
-def _wait_until_serving(process: subprocess.Popen, logs: list[dict], timeout: float) -> int:
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
-    while datetime.now(UTC) < deadline:
-        for entry in list(logs):
-            if entry.get("message") == "serving":
-                return int(entry["port"])
-        if process.poll() is not None:
-            break
-        threading.Event().wait(0.05)
-    raise RuntimeError(f"a BudgetService process did not start; it logged {logs!r}")
-
-
-@contextmanager
-def budget_processes(
-    count: int, database_url: str, secret: str, env: Mapping[str, str] | None = None
-) -> Iterator[list[BudgetProcess]]:
-    """`count` real BudgetService processes on one database, each on its own
-    OS-picked port, started together; SIGTERM and waited for at the end.
-    Admission's rules are disabled unless env sets them."""
-    base = {key: value for key, value in os.environ.items() if not key.startswith("RECIPEIMAGE_")}
-    base |= {
+def budget_process_env(
+    database_url: str, secret: str, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a BudgetService process on database_url, on an
+    OS-picked port, admission's rules disabled; then env."""
+    return {
+        **clean_env(),
         "RECIPEIMAGE_BUDGET_ADDRESS": "127.0.0.1:0",
         "RECIPEIMAGE_BUDGET_DATABASE_URL": database_url,
         "RECIPEIMAGE_BUDGET_METRICS_PORT": "0",
@@ -247,39 +203,47 @@ def budget_processes(
         **NO_ADMISSION_ENV,
         **dict(env or {}),
     }
+
+
+@dataclass
+class BudgetProcess:
+    process: subprocess.Popen[str]
+    port: int
+    channel: grpc.Channel
+    stub: budget_service_pb2_grpc.BudgetServiceStub
+    # Every JSON log line the process wrote, parsed, as it arrives.
+    logs: list[dict] = field(default_factory=list)
+
+    def messages(self, message: str) -> list[dict]:
+        return [entry for entry in list(self.logs) if entry.get("message") == message]
+
+
+@contextmanager
+def budget_processes(
+    count: int, database_url: str, secret: str, env: Mapping[str, str] | None = None
+) -> Iterator[list[BudgetProcess]]:
+    """`count` real BudgetService processes on one database, each on its own
+    OS-picked port, started together; SIGTERM and waited for at the end.
+    Admission's rules are disabled unless env sets them."""
+    base = budget_process_env(database_url, secret, env)
     with ExitStack() as stack:
         started = []
         for _ in range(count):
-            process = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY_POINT],
-                cwd=ROOT,
-                env=base,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            stack.callback(_stop, process)
-            logs: list[dict] = []
-            threading.Thread(target=_drain, args=(process, logs), daemon=True).start()
-            started.append((process, logs))
+            process = spawn_service("budget", base)
+            stack.callback(process.stop)
+            started.append(process)
         running = []
-        for process, logs in started:
-            port = _wait_until_serving(process, logs, timeout=60)
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        for process in started:
+            wait_until_serving(process)
+            channel = grpc.insecure_channel(process.target)
             stack.callback(channel.close)
             running.append(
                 BudgetProcess(
-                    process, port, channel, budget_service_pb2_grpc.BudgetServiceStub(channel), logs
+                    process.process,
+                    process.port,
+                    channel,
+                    budget_service_pb2_grpc.BudgetServiceStub(channel),
+                    process.logs,
                 )
             )
         yield running
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
