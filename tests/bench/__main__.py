@@ -15,6 +15,7 @@ MODULES = (
     "tests.bench.tools_bench",
     "tests.bench.system_metrics_bench",
     "tests.bench.analyzer_bench",
+    "tests.bench.rollup_insert_bench",
 )
 
 
