@@ -18,6 +18,7 @@ MODULES = (
     "tests.bench.system_metrics_bench",
     "tests.bench.analyzer_bench",
     "tests.bench.service_bench",
+    "tests.bench.rollup_insert_bench",
 )
 
 

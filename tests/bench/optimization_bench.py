@@ -1,6 +1,6 @@
 """AnalyzeCostOptimization on PostgreSQL: one user with 100,000 usage records
-in the last 30 days, and the whole system (that user and 200,000 records of
-5,000 others); then each read of the analysis alone (store/optimization.py),
+in the last 30 days, and the whole system (that user and 900,000 records of
+5,000 others: 1,000,000); then each read of the analysis alone (store/optimization.py),
 so the parts that still grow with the records are named.
 
     make bench BENCH=optimization_bench
@@ -38,7 +38,7 @@ from tests.support.databases import PostgresDatabases, _conninfo, postgres_admin
 
 SECONDS = 5.0
 HEAVY_RECORDS = 100_000
-OTHER_RECORDS = 200_000
+OTHER_RECORDS = 900_000
 OTHER_USERS = 5_000
 
 # Attempts over the last 30 days (29.9, so every one is in a 30-day range):
@@ -137,7 +137,7 @@ def _measure(url: str, baseline: Measurement) -> None:
             ("user (100,000 records)", opb.AnalyzeCostOptimizationRequest(user_id="heavy"), 1),
             ("user (100,000 records)", opb.AnalyzeCostOptimizationRequest(user_id="heavy"), 4),
             (
-                "system (300,000 records)",
+                "system (1,000,000 records)",
                 opb.AnalyzeCostOptimizationRequest(scope=opb.OPTIMIZATION_SCOPE_SYSTEM),
                 1,
             ),

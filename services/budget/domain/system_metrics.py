@@ -235,6 +235,10 @@ class FactRow:
     exact_hits: int
     similar_hits: int
     cost_saved_micros: int
+    # The spend rollup's and the edges' only (0 in the outcomes rollup's rows).
+    cached: int = 0
+    generated: int = 0
+    generated_cost_micros: int = 0
 
 
 @dataclass(frozen=True)

@@ -446,6 +446,11 @@ class SystemSpendRow(Base):
     generations: Mapped[int] = mapped_column(Integer())
     cost_micros: Mapped[int] = mapped_column(BigInteger())
     cost_saved_micros: Mapped[int] = mapped_column(BigInteger())
+    # Migration 0015: what cost optimization's system summary and settings read.
+    successful: Mapped[int] = mapped_column(Integer())
+    cached: Mapped[int] = mapped_column(Integer())
+    generated: Mapped[int] = mapped_column(Integer())
+    generated_cost_micros: Mapped[int] = mapped_column(BigInteger())
 
 
 class SystemOutcomesRow(Base):

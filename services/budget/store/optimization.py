@@ -1,10 +1,11 @@
 """Cost optimization's reads: the facts of one user's (or every user's) range.
 
-- The figures by model, size, quality and outcome come from GetUsageStats'
-  statement (usage_summary: the daily rollup for whole UTC days, the ledger
-  for the edges), and the generated images by setting from the same facts.
-  load_scope_rollup is the one function that reads them for a scope, so the
-  system scope can move to a system-wide rollup without touching the rest.
+- A user's figures by model, size, quality and outcome come from
+  GetUsageStats' statement (usage_summary: the daily rollup for whole UTC
+  days, the ledger for the edges), and its generated images by setting from
+  the same facts. Every user's come from the system rollups GetSystemMetrics
+  reads (spend by setting, outcomes; whole UTC months, days and hours, the
+  ledger's partial hours at the edges), whatever the number of users.
 - What needs single records (a dish generated before, a recipe generated
   again, an image never served again, a retry after a failure, prompt tokens)
   is read from the ledger's index range of the scope, aggregated by the
@@ -39,7 +40,8 @@ from services.budget.domain.optimization import (
     SettingGroup,
     WasteFacts,
 )
-from services.budget.domain.system_metrics import figure_parts
+from services.budget.domain.optimization_system import system_summary
+from services.budget.domain.system_metrics import FactRow, figure_parts
 from services.budget.domain.usage import Outcome, UsageKind, UsageSummary
 from services.budget.store.models import UsageRow, table
 from services.budget.store.optimization_prompts import load_prompt_groups
@@ -48,6 +50,8 @@ from services.budget.store.usage_summary import load_usage_summary, range_facts,
 from services.common.db import dialect_name
 
 USAGE = table(UsageRow)
+# Every user's range as (spend facts, outcome facts): see load_system_parts.
+SystemParts = tuple[list[FactRow], list[FactRow]]
 GENERATED = Outcome.GENERATED.value
 RETRIED_AFTER = (Outcome.FAILED, Outcome.FALLBACK, Outcome.ABANDONED, Outcome.REFUSED)
 # Images only: a dish recognition (migration 0014) is no generation of its recipe.
@@ -67,8 +71,8 @@ def _in_scope(statement: Select[Any], user_id: str | None) -> Select[Any]:
 
 
 @functools.cache
-def _settings_statement(everyone: bool) -> Executable:
-    facts = range_facts("p_", everyone)
+def _settings_statement() -> Executable:
+    facts = range_facts("p_")
     c = facts.c
     return (
         select(c.model, c.size, c.quality, func.sum(c.generations), func.sum(c.cost))
@@ -78,30 +82,61 @@ def _settings_statement(everyone: bool) -> Executable:
     )
 
 
-def load_system_hits(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
-    """Every user's cache hits (records whose cache_hit is exact or similar)
-    and generations in [start, end), from the system outcomes rollup (whole
-    UTC days and hours) and the ledger's partial hours at the edges: a read
-    of a few rows an hour and day, whatever the ledger's size."""
+def load_system_parts(session: Session, start: datetime, end: datetime) -> SystemParts:
+    """Every user's records in [start, end) as GetSystemMetrics reads them:
+    the spend and outcomes rollups (whole UTC months, days and hours, shards
+    summed) and the ledger's partial hours at the edges, as (spend facts,
+    outcome facts): a read of a few rows an hour and day, whatever the
+    ledger's size."""
     parts = SystemMetricsQueries(session, dialect_name(session)).load_facts(
         figure_parts(start, end)
     )
-    rows = parts["outcomes"] + parts["head"] + parts["tail"]
+    edges = parts["head"] + parts["tail"]
+    return parts["spend"] + edges, parts["outcomes"] + edges
+
+
+def system_hits(parts: SystemParts) -> tuple[int, int]:
+    """Every user's cache hits (records whose cache_hit is exact or similar)
+    and generations of the parts."""
+    rows = parts[1]
     hits = sum(row.exact_hits + row.similar_hits for row in rows)
     return hits, sum(row.generations for row in rows if row.outcome == GENERATED)
 
 
+def load_system_hits(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """system_hits of [start, end)."""
+    return system_hits(load_system_parts(session, start, end))
+
+
+def _last_record_at(session: Session, start: datetime, end: datetime) -> datetime | None:
+    """The latest record in [start, end): the end of the created_at index range."""
+    u = USAGE.c
+    return session.scalar(
+        select(u.created_at)
+        .where(u.created_at >= start, u.created_at < end)
+        .order_by(u.created_at.desc())
+        .limit(1)
+    )
+
+
 def load_scope_rollup(
-    session: Session, user_id: str | None, span: tuple[datetime, datetime]
+    session: Session,
+    user_id: str | None,
+    span: tuple[datetime, datetime],
+    system: SystemParts | None = None,
 ) -> tuple[UsageSummary, list[SettingGroup]]:
     """A scope's GetUsageStats figures over span, and its generated images by
-    model, size and quality (user_id None: every user's)."""
+    model, size and quality. user_id None: every user's, from the system
+    rollups (system: their facts already read for span)."""
+    if user_id is None:
+        spend, outcomes = system or load_system_parts(session, *span)
+        return system_summary(spend, outcomes, _last_record_at(session, *span))
     empty = (span[1], span[1])
     summary = load_usage_summary(session, user_id, span, empty)
     params = {"user_id": user_id, **rollup_split("p_", *span)}
     settings = [
         SettingGroup(row[0], row[1], row[2], _exact(row[3]), _exact(row[4]))
-        for row in session.execute(_settings_statement(user_id is None), params)
+        for row in session.execute(_settings_statement(), params)
     ]
     return summary, settings
 
@@ -235,8 +270,9 @@ def load_optimization_facts(
         # disk at the default work_mem.
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
-    summary, settings = load_scope_rollup(session, user_id, (start, end))
-    system_hits, system_generations = load_system_hits(session, start, end)
+    system = load_system_parts(session, start, end)
+    summary, settings = load_scope_rollup(session, user_id, (start, end), system)
+    hits, system_generations = system_hits(system)
     caching, unserved = _caching_and_unserved(session, user_id, start, end)
     retries, retry_cost = _retries(session, user_id, start, end)
     prompts = load_prompt_groups(session, user_id, start, end)
@@ -253,6 +289,6 @@ def load_optimization_facts(
         waste=WasteFacts(
             unserved.unserved_generations, unserved.unserved_cost_micros, retries, retry_cost
         ),
-        system_cache_hits=system_hits,
+        system_cache_hits=hits,
         system_generations=system_generations,
     )

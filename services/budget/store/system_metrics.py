@@ -55,6 +55,10 @@ _MEASURES = {
     "exact_hits": "exact_hits",
     "similar_hits": "similar_hits",
     "saved": "cost_saved_micros",
+    # The spend rollup's own (migration 0015), for cost optimization.
+    "cached": "cached",
+    "generated": "generated",
+    "generated_cost": "generated_cost_micros",
 }
 
 
@@ -105,6 +109,9 @@ def _edge(dialect: str, part: str, start: str, end: str) -> Select[Any]:
             func.count().filter(u.cache_hit == "exact").label("exact_hits"),
             func.count().filter(u.cache_hit == "similar").label("similar_hits"),
             func.sum(u.cost_saved_micros).label("saved"),
+            func.count().filter(u.cached.is_(True)).label("cached"),
+            func.count().filter(u.outcome == "generated").label("generated"),
+            func.sum(u.cost_micros).filter(u.outcome == "generated").label("generated_cost"),
         )
         .where(u.created_at >= bindparam(start), u.created_at < bindparam(end))
         .group_by(u.model, u.size, u.quality, u.outcome, reason)
@@ -139,6 +146,9 @@ def _fact(row: Any) -> FactRow:
         exact_hits=int(row.exact_hits or 0),
         similar_hits=int(row.similar_hits or 0),
         cost_saved_micros=int(row.saved or 0),
+        cached=int(row.cached or 0),
+        generated=int(row.generated or 0),
+        generated_cost_micros=int(row.generated_cost or 0),
     )
 
 

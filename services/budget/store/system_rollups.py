@@ -113,6 +113,11 @@ def _measures(*names: str) -> list[tuple[str, ColumnElement[Any]]]:
         "exact_hits": func.count().filter(u.cache_hit == "exact"),
         "similar_hits": func.count().filter(u.cache_hit == "similar"),
         "input_tokens": func.coalesce(func.sum(u.input_tokens), 0),
+        "cached": func.count().filter(u.cached.is_(True)),
+        "generated": func.count().filter(u.outcome == "generated"),
+        "generated_cost_micros": func.coalesce(
+            func.sum(u.cost_micros).filter(u.outcome == "generated"), 0
+        ),
     }
     return [(name, aggregates[name]) for name in names]
 
@@ -160,8 +165,8 @@ def month_floor(since: datetime) -> datetime:
 
 
 def rollup_checks(dialect: str, since: datetime | None) -> list[RollupCheck]:
-    """The rollups of migrations 0009 and 0013, from since's UTC month on
-    (None: all)."""
+    """The rollups of migrations 0009 (with 0015's spend measures) and 0013,
+    from since's UTC month on (None: all)."""
     k, u = ledger_keys(dialect), USAGE.c
     floor = month_floor(since) if since else None
     times = {"hour": k.hour, "day": k.day_start}
