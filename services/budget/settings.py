@@ -98,6 +98,8 @@ class BudgetSettings:
     # The price table cost optimization prices what-ifs with (ImageService
     # reads the same variable); None: the shipped one.
     price_table: Path | None = None
+    # Set in a worker of several server processes, never from the environment.
+    reuse_port: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:

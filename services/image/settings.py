@@ -74,6 +74,8 @@ class ImageSettings:
     # empty, or without an OpenAI key, the rules alone name dishes.
     dish_model: str = ""
     dish_model_timeout_seconds: float = 5.0
+    # Set in a worker of several server processes, never from the environment.
+    reuse_port: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
