@@ -63,9 +63,9 @@ from services.common.paging import PageTokens
 from services.common.prices import configured_price_table
 from services.common.processes import (
     WorkerSeat,
+    WorkersPlan,
     serve_with_workers,
     stop_when_orphaned,
-    worker_metrics_port,
 )
 from services.common.rpc import Guard
 from services.common.server import (
@@ -375,31 +375,33 @@ def serve_workers(
     database) once, then run common.server_processes workers on one port."""
     Access.from_settings(common)
     check_database(settings)
-    return serve_with_workers(
-        common.server_processes, settings.address, run_worker, common.grace_seconds, stopping
+    plan = WorkersPlan(
+        common.server_processes,
+        settings.address,
+        common.grace_seconds,
+        settings.metrics_port,
+        settings.metrics_address,
     )
+    return serve_with_workers(plan, run_worker, stopping)
 
 
 def run_worker(seat: WorkerSeat) -> None:
     """One of several server processes (spawned by main): its own app, pool
-    and jobs on the port its parent reserved, metrics on its own port."""
+    and jobs on the port its parent reserved; its metrics on a loopback port
+    the parent gathers from."""
     common = CommonSettings.from_env(os.environ)
     settings = BudgetSettings.from_env(os.environ)
     configure_logging(common.log_level)
     stopping = catch_stop_signals(common.grace_seconds)
     stop_when_orphaned(stopping)
-    settings = replace(
-        settings,
-        address=seat.address,
-        metrics_port=worker_metrics_port(settings.metrics_port, seat.index),
-        reuse_port=True,
-    )
+    worker_settings = replace(settings, address=seat.address, metrics_port=0, reuse_port=True)
     try:
-        app = build_app(settings, Access.from_settings(common))
+        app = build_app(worker_settings, Access.from_settings(common))
+        metrics_port = app.metrics.serve_on_loopback() if settings.metrics_port else None
     except (ConfigError, MigrationsPending, OSError, ValueError) as exc:
         log.error("cannot start", extra={"error": str(exc), "worker": seat.index})
         sys.exit(2)
-    seat.ready.set()
+    seat.serving(metrics_port)
     serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
 
 

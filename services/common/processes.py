@@ -26,7 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
+
+from services.common.worker_metrics import serve_workers_metrics
 
 log = logging.getLogger("recipeimage.processes")
 
@@ -38,13 +41,21 @@ EXIT_MARGIN_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class WorkerSeat:
-    """What one worker is told: its index (0..count-1, kept across restarts,
-    so its metrics port stays the same), the address with the real port, and
-    the event it sets once it serves."""
+    """What one worker is told and tells: its index (0..count-1, kept across
+    restarts: its metrics' `worker` label), the address with the real port,
+    the event it sets once it serves, and where it writes the loopback port
+    of its own /metrics (services/common/worker_metrics.py)."""
 
     index: int
     address: str
     ready: Event
+    metrics_port: Synchronized[int]
+
+    def serving(self, metrics_port: int | None) -> None:
+        """Tell the parent this worker serves (and its metrics port, if any)."""
+        if metrics_port is not None:
+            self.metrics_port.value = metrics_port
+        self.ready.set()
 
 
 # A module-level function taking a WorkerSeat (spawn pickles it by name).
@@ -89,7 +100,7 @@ class Supervisor:
         self._address = address
         self._target = target
         self._grace_seconds = grace_seconds
-        self._workers: dict[int, tuple[SpawnProcess, Event]] = {}
+        self._workers: dict[int, tuple[SpawnProcess, WorkerSeat]] = {}
         self._restarts: list[float] = []
 
     def run(self, stopping: threading.Event) -> int:
@@ -110,25 +121,26 @@ class Supervisor:
         stopped = self._stop_all()
         return status or stopped
 
+    def metrics_ports(self) -> dict[int, int]:
+        """worker index -> the loopback port of its /metrics, for those serving one."""
+        ports = {index: seat.metrics_port.value for index, (_p, seat) in self._workers.items()}
+        return {index: port for index, port in ports.items() if port}
+
     def _start(self, index: int) -> None:
-        ready = self._context.Event()
-        process = self._context.Process(
-            target=self._target,
-            args=(WorkerSeat(index, self._address, ready),),
-            name=f"worker-{index}",
-        )
+        seat = WorkerSeat(index, self._address, self._context.Event(), self._context.Value("i", 0))
+        process = self._context.Process(target=self._target, args=(seat,), name=f"worker-{index}")
         process.start()
-        self._workers[index] = (process, ready)
+        self._workers[index] = (process, seat)
         log.info("worker started", extra={"worker": index, "worker_pid": process.pid})
 
     def _replace_dead_workers(self) -> int | None:
         """Restart each worker that died after it served; the status to exit
         with when one died before it served, or restarts are looping."""
-        for index, (process, ready) in list(self._workers.items()):
+        for index, (process, seat) in list(self._workers.items()):
             if process.exitcode is None:
                 continue
             facts = {"worker": index, "worker_pid": process.pid, "exit_code": process.exitcode}
-            if not ready.is_set():
+            if not seat.ready.is_set():
                 log.error("worker could not start; stopping", extra=facts)
                 return process.exitcode or 1
             now = time.monotonic()
@@ -144,12 +156,12 @@ class Supervisor:
     def _stop_all(self) -> int:
         """SIGTERM every worker (each drains within the grace period), wait,
         kill what outlives the grace period. 1 if any worker failed."""
-        for process, _ready in self._workers.values():
+        for process, _seat in self._workers.values():
             if process.exitcode is None:
                 process.terminate()
         deadline = time.monotonic() + self._grace_seconds + EXIT_MARGIN_SECONDS
         status = 0
-        for index, (process, _ready) in self._workers.items():
+        for index, (process, _seat) in self._workers.items():
             process.join(max(0.0, deadline - time.monotonic()))
             if process.exitcode is None:
                 log.error("worker did not stop; killing it", extra={"worker": index})
@@ -161,24 +173,26 @@ class Supervisor:
         return status
 
 
-def serve_with_workers(
-    count: int,
-    address: str,
-    target: WorkerTarget,
-    grace_seconds: float,
-    stopping: threading.Event,
-) -> int:
-    """Reserve address's port, run `count` workers on it until stopping is
-    set, and return the exit status."""
-    reservation, bound = reserve_port(address)
+@dataclass(frozen=True)
+class WorkersPlan:
+    """How many workers, where they serve, and where the parent serves their
+    metrics (port 0: nowhere)."""
+
+    count: int
+    address: str
+    grace_seconds: float
+    metrics_port: int
+    metrics_address: str
+
+
+def serve_with_workers(plan: WorkersPlan, target: WorkerTarget, stopping: threading.Event) -> int:
+    """Reserve the address's port, serve the workers' metrics, run the
+    workers until stopping is set, and return the exit status."""
+    reservation, bound = reserve_port(plan.address)
     with reservation:
-        return Supervisor(count, bound, target, grace_seconds).run(stopping)
-
-
-def worker_metrics_port(port: int, index: int) -> int:
-    """Each worker serves /metrics on its own port: the configured one plus
-    its index (0 stays 0: no metrics endpoint)."""
-    return port + index if port else 0
+        supervisor = Supervisor(plan.count, bound, target, plan.grace_seconds)
+        serve_workers_metrics(plan.metrics_port, plan.metrics_address, supervisor.metrics_ports)
+        return supervisor.run(stopping)
 
 
 def stop_when_orphaned(stopping: threading.Event, interval_seconds: float = 1.0) -> None:

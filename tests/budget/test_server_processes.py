@@ -5,14 +5,13 @@ reservations grants exactly K however the calls spread over the workers
 (with no "database is locked" on SQLite), SIGTERM drains every worker, a
 killed worker is replaced, and a worker that cannot start stops the service.
 
-Which worker served is read from the workers' own metrics endpoints (each
-worker serves /metrics on the configured port plus its index).
+Which worker served is read from the service's one metrics endpoint, which
+the parent serves with every worker's samples labelled `worker`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import threading
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
 
@@ -35,19 +35,10 @@ CONNECTIONS = 12
 CALLERS = 32
 
 
-def free_port_pair() -> int:
-    """A port p with p and p + 1 both free now (one metrics port per worker)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no two consecutive free ports")
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def worker_env(metrics_port: int, **extra: str) -> dict[str, str]:
@@ -91,18 +82,23 @@ def own_connections(port: int, count: int) -> list[grpc.Channel]:
     ]
 
 
-def calls_served(metrics_port: int, method: str) -> float:
-    """Calls of method this worker counted, from its own /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+def calls_served(metrics_port: int, method: str) -> dict[str, float]:
+    """worker -> calls of method it counted, from the service's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
-    pattern = re.compile(rf'^recipeimage_rpc_total\{{[^}}]*method="{method}"[^}}]*\}} (\S+)$', re.M)
-    return sum(float(value) for value in pattern.findall(text))
+    served: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "recipeimage_rpc_total" and sample.labels["method"] == method:
+                worker = sample.labels["worker"]
+                served[worker] = served.get(worker, 0) + sample.value
+    return served
 
 
 def test_every_worker_serves_and_limits_stay_exact(database_url, tokens) -> None:
     amount = 30_000
     allows = 7
-    metrics_port = free_port_pair()
+    metrics_port = free_port()
     env = worker_env(
         metrics_port,
         RECIPEIMAGE_BUDGET_TIME_ZONE=zone_far_from_midnight(),
@@ -141,9 +137,10 @@ def test_every_worker_serves_and_limits_stay_exact(database_url, tokens) -> None
         assert len(granted) == allows, results
         assert refused == {grpc.StatusCode.RESOURCE_EXHAUSTED: CALLERS - allows}, results
         assert window_sums(database_url)[("user", "u1", "day")] == (0, allows * amount)
-        served = [calls_served(metrics_port + index, "ReserveBudget") for index in range(WORKERS)]
-        assert sum(served) == CALLERS
-        assert all(count > 0 for count in served), served
+        served = calls_served(metrics_port, "ReserveBudget")
+        assert sum(served.values()) == CALLERS
+        assert set(served) == {str(index) for index in range(WORKERS)}, served
+        assert all(count > 0 for count in served.values()), served
         assert not [e for e in list(service.logs) if "locked" in str(e.get("error", ""))]
 
 
@@ -183,18 +180,13 @@ def test_a_killed_worker_is_replaced(tmp_path, tokens) -> None:
 
 
 def test_a_worker_that_cannot_start_stops_the_service(tmp_path) -> None:
-    metrics_port = free_port_pair()
     database_url = f"sqlite:///{tmp_path}/budget.db"
-    with socket.socket() as taken:
-        # The second worker's metrics port is someone else's.
-        taken.bind(("127.0.0.1", metrics_port + 1))
-        taken.listen()
-        try:
-            with budget_processes(1, database_url, TEST_SECRET, worker_env(metrics_port)) as (
-                service,
-            ):
-                # The other worker served first; the parent still stops everything.
-                assert service.process.wait(timeout=60) == 2
-                assert service.messages("worker could not start; stopping")
-        except RuntimeError as exc:  # the parent stopped before any worker served
-            assert "worker could not start; stopping" in str(exc)
+    # A price table that is not there: the workers refuse it when they build
+    # the service (the parent checks only the secret and the database).
+    env = worker_env(0, RECIPEIMAGE_PRICE_TABLE=str(tmp_path / "missing.json"))
+    with (
+        pytest.raises(RuntimeError, match="worker could not start; stopping") as raised,
+        budget_processes(1, database_url, TEST_SECRET, env),
+    ):
+        pass
+    assert "RECIPEIMAGE_PRICE_TABLE" in str(raised.value)
