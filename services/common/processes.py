@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import socket
 import threading
 import time
@@ -168,7 +169,7 @@ class Supervisor:
                 process.kill()
                 process.join()
                 status = 1
-            elif process.exitcode not in (0, -15):
+            elif process.exitcode not in (0, -signal.SIGTERM):
                 status = 1
         return status
 
