@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import grpc
@@ -60,6 +61,12 @@ from services.common.jsonlog import configure_logging
 from services.common.migrations import MigrationsPending, prepare_database
 from services.common.paging import PageTokens
 from services.common.prices import configured_price_table
+from services.common.processes import (
+    WorkerSeat,
+    WorkersPlan,
+    serve_with_workers,
+    stop_when_orphaned,
+)
 from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
@@ -281,6 +288,7 @@ def build_app(settings: BudgetSettings, access: Access, clock: Clock | None = No
                 grace_seconds=access.grace_seconds,
                 limits=settings.wire,
                 tls=settings.tls,
+                reuse_port=settings.reuse_port,
             ),
             register,
             [SERVICE_NAME],
@@ -330,6 +338,16 @@ def reconcile(settings: BudgetSettings, since: datetime | None) -> Reconciliatio
         engine.dispose()
 
 
+def check_database(settings: BudgetSettings) -> None:
+    """Migrate embedded SQLite, or check a shared database is migrated, once,
+    before the workers start (so they never race to migrate)."""
+    engine = create_db_engine(settings.database_url, pool_size=1)
+    try:
+        prepare_database("budget", engine, settings.database_url)
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
     try:
         common = CommonSettings.from_env(os.environ)
@@ -340,12 +358,51 @@ def main() -> int:
     configure_logging(common.log_level)
     stopping = catch_stop_signals(common.grace_seconds)
     try:
+        if common.server_processes > 1:
+            return serve_workers(settings, common, stopping)
         app = build_app(settings, Access.from_settings(common))
     except (ConfigError, MigrationsPending, OSError, ValueError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 2
     serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
     return 0
+
+
+def serve_workers(
+    settings: BudgetSettings, common: CommonSettings, stopping: threading.Event
+) -> int:
+    """Check what every worker would refuse alike (the token secret, the
+    database) once, then run common.server_processes workers on one port."""
+    Access.from_settings(common)
+    check_database(settings)
+    plan = WorkersPlan(
+        common.server_processes,
+        settings.address,
+        common.grace_seconds,
+        settings.metrics_port,
+        settings.metrics_address,
+    )
+    return serve_with_workers(plan, run_worker, stopping)
+
+
+def run_worker(seat: WorkerSeat) -> None:
+    """One of several server processes (spawned by main): its own app, pool
+    and jobs on the port its parent reserved; its metrics on a loopback port
+    the parent gathers from."""
+    common = CommonSettings.from_env(os.environ)
+    settings = BudgetSettings.from_env(os.environ)
+    configure_logging(common.log_level)
+    stopping = catch_stop_signals(common.grace_seconds)
+    stop_when_orphaned(stopping)
+    worker_settings = replace(settings, address=seat.address, metrics_port=0, reuse_port=True)
+    try:
+        app = build_app(worker_settings, Access.from_settings(common))
+        metrics_port = app.metrics.serve_on_loopback() if settings.metrics_port else None
+    except (ConfigError, MigrationsPending, OSError, ValueError) as exc:
+        log.error("cannot start", extra={"error": str(exc), "worker": seat.index})
+        sys.exit(2)
+    seat.serving(metrics_port)
+    serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
 
 
 if __name__ == "__main__":

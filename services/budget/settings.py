@@ -98,6 +98,8 @@ class BudgetSettings:
     # The price table cost optimization prices what-ifs with (ImageService
     # reads the same variable); None: the shipped one.
     price_table: Path | None = None
+    # Set in a worker of several server processes, never from the environment.
+    reuse_port: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetSettings:
@@ -107,13 +109,13 @@ class BudgetSettings:
                 "RECIPEIMAGE_BUDGET_DATABASE_URL",
                 env_str(env, "RECIPEIMAGE_BUDGET_DATABASE_URL", "sqlite:///var/budget.db"),
             ),
-            max_workers=env_int(env, "RECIPEIMAGE_BUDGET_MAX_WORKERS", 32, minimum=1),
+            max_workers=env_int(env, "RECIPEIMAGE_BUDGET_MAX_WORKERS", 16, minimum=1),
             max_concurrent_rpcs=env_int(
                 env, "RECIPEIMAGE_BUDGET_MAX_CONCURRENT_RPCS", 512, minimum=1
             ),
             metrics_port=env_int(env, "RECIPEIMAGE_BUDGET_METRICS_PORT", 9101),
             metrics_address=env_str(env, "RECIPEIMAGE_BUDGET_METRICS_ADDRESS", "127.0.0.1"),
-            db_pool_size=env_int(env, "RECIPEIMAGE_BUDGET_DB_POOL_SIZE", 20, minimum=1),
+            db_pool_size=env_int(env, "RECIPEIMAGE_BUDGET_DB_POOL_SIZE", 8, minimum=1),
             tiers={
                 Tier.FREE: parse_tier_limits(
                     env,

@@ -2,11 +2,18 @@
 
 Built by the composition roots, never at import time. For SQLite every
 transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so
-two writers queue instead of failing with "database is locked" mid-transaction.
+two writers queue instead of failing with "database is locked" mid-transaction;
+and a WriterGate queues them before that, in this process and across the
+processes on one file, so they do not wait in SQLite's sleeping busy handler.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,25 +52,142 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+class WriterGate:
+    """Lets one write transaction at a time into a SQLite file: a thread lock
+    for this process's threads, then an flock on a file beside the database
+    for other processes. A waiter wakes within milliseconds of its turn,
+    where SQLite's own busy handler sleeps in steps of up to 100 ms; and
+    only one thread of each process polls for the file lock."""
+
+    def __init__(self, lock_file: Path | None) -> None:
+        self._threads = threading.Lock()
+        self._lock_file = lock_file
+        self._fd: int | None = None
+
+    def enter(self) -> None:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        if not self._threads.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked (this process's writers)")
+        try:
+            self._lock_processes(deadline)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def leave(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        """Close the lock file (the engine is disposed of)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _lock_processes(self, deadline: float) -> None:
+        if self._lock_file is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError(
+                        "database is locked (another process's writers)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+
+class _GatedConnection(sqlite3.Connection):
+    """A pysqlite connection whose write transaction holds the engine's
+    WriterGate from before BEGIN IMMEDIATE until COMMIT or ROLLBACK has run
+    (or the connection closes)."""
+
+    gate: WriterGate | None = None
+    holds_gate = False
+
+    def enter_gate(self) -> None:
+        if self.gate is None or self.holds_gate:
+            return
+        self.gate.enter()
+        self.holds_gate = True
+
+    def leave_gate(self) -> None:
+        if self.holds_gate and self.gate is not None:
+            self.holds_gate = False
+            self.gate.leave()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_gate()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_gate()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_gate()
+
+
 def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # The writers' lock file sits beside the database (none in memory).
+    lock_file = Path(f"{database}-writers") if database and database != ":memory:" else None
+    if lock_file is not None:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            "factory": _GatedConnection,
+        },
+    )
+    # One gate per engine: an engine is one database file in one process.
+    gate = WriterGate(lock_file)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_connection.isolation_level = None
+        dbapi_connection.gate = gate
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # With WAL, NORMAL syncs at checkpoints, not at every commit: a
+        # commit holds the write lock for microseconds instead of an fsync.
+        # The database stays consistent; a power cut (not a crash of the
+        # process) may lose the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_connection = connection.connection.dbapi_connection
+        dbapi_connection.enter_gate()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            dbapi_connection.leave_gate()
+            raise
+
+    @event.listens_for(engine, "engine_disposed")
+    def _on_dispose(_engine: Any) -> None:
+        gate.close()
 
     return engine
 

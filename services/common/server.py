@@ -29,6 +29,11 @@ class ServerSettings:
     limits: WireLimits = WireLimits()
     # None: plaintext (the `make run` default).
     tls: ServerTls | None = None
+    # True only in a worker of several (services/common/processes.py): the
+    # workers share the port their parent reserved, and the kernel spreads
+    # connections over them. False: nothing else can bind the port and
+    # split the traffic unnoticed.
+    reuse_port: bool = False
 
 
 class RunningServer:
@@ -51,8 +56,7 @@ def start_server(
     """Build, bind and start a server; `register` adds the service's servicers."""
     options = [
         *settings.limits.server_options(),
-        # Without this a second server could bind the same port and split traffic.
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),

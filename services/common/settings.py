@@ -7,12 +7,13 @@ Every variable is listed with its default in the README's configuration table
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.auth import Authenticator
-from services.common.config import ConfigError, env_float, env_path, env_str
+from services.common.config import ConfigError, env_float, env_int, env_path, env_str
 from services.common.paging import PageTokens
 
 
@@ -23,6 +24,8 @@ class CommonSettings:
     jwt_secret_file: Path
     jwt_audience: str
     grace_seconds: float
+    # Server processes per service on one port (SO_REUSEPORT); 1: one process.
+    server_processes: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommonSettings:
@@ -32,6 +35,9 @@ class CommonSettings:
             jwt_secret_file=env_path(env, "RECIPEIMAGE_JWT_SECRET_FILE", "var/jwt-secret"),
             jwt_audience=env_str(env, "RECIPEIMAGE_JWT_AUDIENCE", ""),
             grace_seconds=env_float(env, "RECIPEIMAGE_SHUTDOWN_GRACE_SECONDS", 30.0),
+            server_processes=env_int(
+                env, "RECIPEIMAGE_SERVER_PROCESSES", usable_cores(), minimum=1
+            ),
         )
 
     def secret(self) -> str:
@@ -46,6 +52,14 @@ class CommonSettings:
 
     def authenticator(self) -> Authenticator:
         return Authenticator(self.secret(), audience=self.jwt_audience or None)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,12 @@ class Metrics:
         if port:
             start_http_server(port, addr=address, registry=self.registry)
 
+    def serve_on_loopback(self) -> int:
+        """Expose /metrics on a loopback port the OS picks, for the parent of
+        several worker processes to gather (worker_metrics.py); the port."""
+        server, _thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
+        return int(server.server_port)
+
 
 class _ScrapeGauges(Collector):
     def __init__(

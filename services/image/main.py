@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import grpc
@@ -29,6 +30,12 @@ from services.common.migrations import prepare_database
 from services.common.paging import PageTokens
 from services.common.periodic import PeriodicJob
 from services.common.prices import PriceError, PriceTable, configured_price_table
+from services.common.processes import (
+    WorkerSeat,
+    WorkersPlan,
+    serve_with_workers,
+    stop_when_orphaned,
+)
 from services.common.rpc import Guard
 from services.common.server import (
     RunningServer,
@@ -302,6 +309,7 @@ def start_image_server(
             grace_seconds=grace_seconds,
             limits=settings.wire,
             tls=settings.tls,
+            reuse_port=settings.reuse_port,
         ),
         lambda grpc_server: pb_grpc.add_ImageServiceServicer_to_server(servicer, grpc_server),
         [SERVICE_NAME],
@@ -474,18 +482,69 @@ def build_dish_model(settings: ImageSettings, prices: PriceTable) -> DishModel |
     )
 
 
+def check_database(settings: ImageSettings) -> None:
+    """Migrate embedded SQLite, or check a shared database is migrated, once,
+    before the workers start (so they never race to migrate)."""
+    engine = create_db_engine(settings.database_url, pool_size=1)
+    try:
+        prepare_database("image", engine, settings.database_url)
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
     common = CommonSettings.from_env(os.environ)
     configure_logging(common.log_level)
     stopping = catch_stop_signals(common.grace_seconds)
     try:
         settings = ImageSettings.from_env(os.environ)
+        if common.server_processes > 1:
+            return serve_workers(settings, common, stopping)
         app = build_app(settings, Access.from_settings(common))
     except (ConfigError, OSError) as exc:
         log.error("cannot start the image service", extra={"error": str(exc)})
         return 2
     serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
     return 0
+
+
+def serve_workers(
+    settings: ImageSettings, common: CommonSettings, stopping: threading.Event
+) -> int:
+    """Check what every worker would refuse alike (the token secret, the
+    database) once, then run common.server_processes workers on one port."""
+    Access.from_settings(common)
+    check_database(settings)
+    plan = WorkersPlan(
+        common.server_processes,
+        settings.address,
+        common.grace_seconds,
+        settings.metrics_port,
+        settings.metrics_address,
+    )
+    return serve_with_workers(plan, run_worker, stopping)
+
+
+def run_worker(seat: WorkerSeat) -> None:
+    """One of several server processes (spawned by main): its own app, pool,
+    channel and jobs on the port its parent reserved; its metrics on a
+    loopback port the parent gathers from."""
+    common = CommonSettings.from_env(os.environ)
+    configure_logging(common.log_level)
+    stopping = catch_stop_signals(common.grace_seconds)
+    stop_when_orphaned(stopping)
+    try:
+        settings = ImageSettings.from_env(os.environ)
+        app = build_app(
+            replace(settings, address=seat.address, metrics_port=0, reuse_port=True),
+            Access.from_settings(common),
+        )
+        metrics_port = app.metrics.serve_on_loopback() if settings.metrics_port else None
+    except (ConfigError, OSError) as exc:
+        log.error("cannot start the image service", extra={"error": str(exc), "worker": seat.index})
+        sys.exit(2)
+    seat.serving(metrics_port)
+    serve_until_signalled(app.server, common.grace_seconds, on_stop=app.close, stopping=stopping)
 
 
 if __name__ == "__main__":

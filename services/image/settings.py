@@ -93,6 +93,8 @@ class ImageSettings:
     # job first saw them unreferenced; the job runs every interval (0: not here).
     retention_grace_seconds: float = WEEK_SECONDS
     retention_interval_seconds: float = 3600.0
+    # Set in a worker of several server processes, never from the environment.
+    reuse_port: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ImageSettings:
@@ -108,14 +110,14 @@ class ImageSettings:
         return cls(
             address=env_str(env, "RECIPEIMAGE_IMAGE_ADDRESS", "127.0.0.1:50052"),
             database_url=env_str(env, "RECIPEIMAGE_IMAGE_DATABASE_URL", "sqlite:///var/image.db"),
-            max_workers=env_int(env, "RECIPEIMAGE_IMAGE_MAX_WORKERS", 64, minimum=1),
+            max_workers=env_int(env, "RECIPEIMAGE_IMAGE_MAX_WORKERS", 32, minimum=1),
             max_concurrent_rpcs=env_int(
                 env, "RECIPEIMAGE_IMAGE_MAX_CONCURRENT_RPCS", 256, minimum=1
             ),
             # 0 disables the /metrics endpoint.
             metrics_port=env_int(env, "RECIPEIMAGE_IMAGE_METRICS_PORT", 9102),
             metrics_address=env_str(env, "RECIPEIMAGE_IMAGE_METRICS_ADDRESS", "127.0.0.1"),
-            db_pool_size=env_int(env, "RECIPEIMAGE_IMAGE_DB_POOL_SIZE", 20, minimum=1),
+            db_pool_size=env_int(env, "RECIPEIMAGE_IMAGE_DB_POOL_SIZE", 10, minimum=1),
             store_dir=env_path(env, "RECIPEIMAGE_IMAGE_STORE_DIR", "var/images"),
             budget_target=env_str(env, "RECIPEIMAGE_BUDGET_TARGET", "127.0.0.1:50051"),
             budget_deadline_seconds=env_float(

@@ -126,10 +126,10 @@ def test_settings_defaults() -> None:
     settings = BudgetSettings.from_env({})
     assert settings.address == "127.0.0.1:50051"
     assert settings.database_url == "sqlite:///var/budget.db"
-    assert settings.max_workers == 32
+    assert settings.max_workers == 16
     assert settings.max_concurrent_rpcs == 512
     assert settings.metrics_port == 9101
-    assert settings.db_pool_size == 20
+    assert settings.db_pool_size == 8
     assert dict(settings.tiers) == dict(DEFAULT_TIERS)
     assert settings.default_tier is Tier.FREE
     assert settings.system_daily_limit_micros == 50_000_000

@@ -19,9 +19,9 @@ def test_defaults_from_an_empty_environment() -> None:
     settings = ImageSettings.from_env({})
     assert settings.address == "127.0.0.1:50052"
     assert settings.database_url == "sqlite:///var/image.db"
-    assert (settings.max_workers, settings.max_concurrent_rpcs) == (64, 256)
+    assert (settings.max_workers, settings.max_concurrent_rpcs) == (32, 256)
     assert (settings.metrics_port, settings.metrics_address) == (9102, "127.0.0.1")
-    assert settings.db_pool_size == 20
+    assert settings.db_pool_size == 10
     assert settings.store_dir == Path("var/images")
     assert settings.budget_target == "127.0.0.1:50051"
     assert settings.budget_deadline_seconds == 5.0

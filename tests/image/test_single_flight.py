@@ -267,11 +267,17 @@ class ReplicaProcess:
 
 @contextmanager
 def replica_process(  # type: ignore[no-untyped-def]
-    database_url: str, pair: RunningPair, fake: FakeOpenAI
+    database_url: str, pair: RunningPair, fake: FakeOpenAI, server_processes: int = 1
 ):
     """`recipeimage-image` in a process of its own on the pair's database, BudgetService
     and image store, with the default lease: a replica as production runs one."""
-    env = image_process_env(database_url, pair.budget.target, pair.store_dir, fake)
+    env = image_process_env(
+        database_url,
+        pair.budget.target,
+        pair.store_dir,
+        fake,
+        {"RECIPEIMAGE_SERVER_PROCESSES": str(server_processes)},
+    )
     with service_process("image", env) as replica:
         channel = grpc.insecure_channel(replica.target)
         try:
@@ -295,7 +301,8 @@ def test_a_replica_in_another_process_shares_the_generation(
             openai_max_retries=0,
             single_flight_wait_seconds=10.0,
         ) as pair,
-        replica_process(database_url, pair, fake) as other,
+        # Two server processes: the replica's workers share the port.
+        replica_process(database_url, pair, fake, server_processes=2) as other,
     ):
         users = [f"u{i}" for i in range(CALLERS)]
         futures = call_all([pair.image, other.image], tokens, users)

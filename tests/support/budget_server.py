@@ -200,6 +200,8 @@ def budget_process_env(
         "RECIPEIMAGE_SHUTDOWN_GRACE_SECONDS": "1",
         "RECIPEIMAGE_REAPER_INTERVAL_SECONDS": "0",
         "RECIPEIMAGE_LOG_LEVEL": "INFO",
+        # One server process per replica unless env asks for more.
+        "RECIPEIMAGE_SERVER_PROCESSES": "1",
         **NO_ADMISSION_ENV,
         **dict(env or {}),
     }
@@ -224,7 +226,8 @@ def budget_processes(
 ) -> Iterator[list[BudgetProcess]]:
     """`count` real BudgetService processes on one database, each on its own
     OS-picked port, started together; SIGTERM and waited for at the end.
-    Admission's rules are disabled unless env sets them."""
+    Admission's rules are disabled unless env sets them; each replica is one
+    server process unless env sets RECIPEIMAGE_SERVER_PROCESSES."""
     base = budget_process_env(database_url, secret, env)
     with ExitStack() as stack:
         started = []

@@ -100,6 +100,8 @@ def image_process_env(
         "RECIPEIMAGE_SETTLEMENT_INTERVAL_SECONDS": "0",
         "RECIPEIMAGE_SHUTDOWN_GRACE_SECONDS": "5",
         "RECIPEIMAGE_LOG_LEVEL": "INFO",
+        # One server process per replica unless env asks for more.
+        "RECIPEIMAGE_SERVER_PROCESSES": "1",
         **dict(env or {}),
     }
 
