@@ -8,9 +8,11 @@ from services.budget.domain.usage import Outcome, Recorded, Usage, UsageKind, co
 from services.budget.domain.validation import Violations
 from services.budget.store.unit_of_work import BudgetStore
 from services.common.clock import Clock
-from services.common.errors import FailedPrecondition
+from services.common.errors import DomainError, FailedPrecondition, InvalidArgument
 
 ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
+# The most records RecordUsageBatch takes at once.
+MAX_BATCH = 500
 
 
 def _check_unreserved(violations: Violations, usage: Usage) -> None:
@@ -73,3 +75,20 @@ class Ledger:
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish
             raise RuntimeError(f"usage record {record.request_id!r} conflicted but is missing")
         return Recorded(existing, duplicate=True)
+
+    def record_each(
+        self, records: list[tuple[str, Usage, Violations]]
+    ) -> list[Recorded | DomainError]:
+        """RecordUsageBatch: each (user_id, usage, violations) recorded as
+        record() would, on its own, so one bad record fails only itself; its
+        error in its place. Each is idempotent by (user_id, request_id), so a
+        batch sent twice, or by two senders at once, writes each record once."""
+        if not records or len(records) > MAX_BATCH:
+            raise InvalidArgument.field("usages", f"from 1 to {MAX_BATCH} records")
+        results: list[Recorded | DomainError] = []
+        for user_id, usage, violations in records:
+            try:
+                results.append(self.record(user_id, usage, violations))
+            except DomainError as error:
+                results.append(error)
+        return results

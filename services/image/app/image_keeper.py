@@ -8,6 +8,7 @@ transaction; the entry names the attempt (user, request id) that paid for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -43,12 +44,16 @@ class ImageKeeper:
         clock: Clock,
         *,
         cache_ttl: timedelta,
+        flush_hits: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.files = files
         self.settler = settler
         self.clock = clock
         self.cache_ttl = cache_ttl
+        # Hit counts are written in batches: an expired entry this store
+        # replaces keeps its hits in the totals only once they are written.
+        self.flush_hits = flush_hits
 
     def store_image(self, data: bytes, content_type: str) -> StoredImage:
         """Store bytes and their image row (the same bytes twice keep their first row)."""
@@ -75,6 +80,7 @@ class ImageKeeper:
         for and is readable) and leaves the winner's entry.
         """
         image_id = self.files.put(generated.data, generated.content_type)
+        self.flush_hits()
         commit = replace(commit, usage=replace(commit.usage, image_id=image_id))
         usage = commit.usage
         now = self.clock.now()

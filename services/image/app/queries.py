@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,11 +32,14 @@ class ImageQueries:
         files: ImageStore,
         page_tokens: PageTokens,
         clock: Clock,
+        flush_hits: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.files = files
         self.page_tokens = page_tokens
         self.clock = clock
+        # This replica's hit counts not yet written (app/hit_counts.py).
+        self.flush_hits = flush_hits
 
     def get_image(self, image_id: str) -> tuple[StoredImage, bytes]:
         """The image's metadata and bytes; NotFound when no image has the id."""
@@ -66,6 +70,7 @@ class ImageQueries:
         )
         after = self._position(violations, page_token)
         violations.raise_if_any()
+        self.flush_hits()
         now = self.clock.now()
         with self.sessions.begin() as session:
             repo = CacheRepository(session)
