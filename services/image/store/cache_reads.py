@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table, bindparam, select, update
 
 from services.image.domain.cache_policy import MAX_SIMILAR_CANDIDATES, HitDelta
 from services.image.domain.images import StoredImage
-from services.image.store.models import CacheEntry, ImageRow
+from services.image.store.models import CacheEntry, CacheTotals, ImageRow
 
 _ENTRIES = cast(Table, CacheEntry.__table__)
 _IMAGE_COLUMNS = (
@@ -61,6 +61,18 @@ _COUNT_HITS = (
         uses=_ENTRIES.c.uses + bindparam("b_uses"),
         cost_saved_micros=_ENTRIES.c.cost_saved_micros + bindparam("b_saved"),
         last_hit_at=bindparam("b_last"),
+    )
+    .returning(_ENTRIES.c.id)
+)
+
+
+_ADD_HITS_TO_TOTALS = (
+    update(CacheTotals)
+    .where(CacheTotals.id == 1)
+    .values(
+        exact_hits=CacheTotals.exact_hits + bindparam("t_exact"),
+        similar_hits=CacheTotals.similar_hits + bindparam("t_similar"),
+        cost_saved_micros=CacheTotals.cost_saved_micros + bindparam("t_saved"),
     )
 )
 
@@ -119,12 +131,14 @@ def similar_candidates(
 
 
 def count_hits(connection: Connection, deltas: list[HitDelta]) -> None:
-    """Add each delta to its entry (an entry purged meanwhile takes none)."""
-    if not deltas:
-        return
-    connection.execute(
-        _COUNT_HITS,
-        [
+    """Add each delta to its entry, and what reached an entry to the
+    lifetime totals (an entry purged meanwhile takes none: its counts were
+    final when it was purged)."""
+    counted = [
+        delta
+        for delta in deltas
+        if connection.execute(
+            _COUNT_HITS,
             {
                 "b_id": delta.entry_id,
                 "b_exact": delta.exact,
@@ -132,7 +146,16 @@ def count_hits(connection: Connection, deltas: list[HitDelta]) -> None:
                 "b_uses": delta.uses,
                 "b_saved": delta.saved_micros,
                 "b_last": delta.last_hit_at,
-            }
-            for delta in deltas
-        ],
-    )
+            },
+        ).first()
+        is not None
+    ]
+    if counted:
+        connection.execute(
+            _ADD_HITS_TO_TOTALS,
+            {
+                "t_exact": sum(delta.exact for delta in counted),
+                "t_similar": sum(delta.similar for delta in counted),
+                "t_saved": sum(delta.saved_micros for delta in counted),
+            },
+        )
