@@ -18,6 +18,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
@@ -34,7 +35,7 @@ from services.image.domain.settlement import (
     record_settled_by,
     settled_by,
 )
-from services.image.store.settlements import SettlementRepository
+from services.image.store.settlements import SettlementRepository, insert_claimed
 
 log = logging.getLogger("recipeimage.image.settlement")
 
@@ -57,6 +58,7 @@ class Settler:
         self.sessions = sessions
         self.budget = budget
         self.clock = clock
+        self._engine: Engine = sessions.kw["bind"]
         self.records = RecordSender(self.deliver_records)
         self._recent = RecentKeys()
 
@@ -134,7 +136,12 @@ class Settler:
             # This replica recorded the request_id already, perhaps not yet at
             # BudgetService (so Admit could not tell): a retry, recorded once.
             return True
-        settlement = self.queue_alone(Settlement.record(usage))
+        settlement = Settlement.record(usage)
+        try:
+            with self._engine.begin() as connection:
+                settlement = insert_claimed(connection, settlement, self.clock.now())
+        except Exception:
+            log.exception("recording a hit's usage record in the outbox failed")
         if settlement.row_id is None:
             return self.budget.record_usage(usage)
         self._recent.add(key)
