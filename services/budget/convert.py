@@ -29,6 +29,7 @@ from services.budget.domain.reservations import (
 )
 from services.budget.domain.usage import (
     Outcome,
+    Recorded,
     StatsPeriod,
     Usage,
     UsageKind,
@@ -37,6 +38,8 @@ from services.budget.domain.usage import (
 )
 from services.budget.domain.windows import Scope, Span, local_midnight, window_name
 from services.common import protoenum, quality
+from services.common.errors import DomainError
+from services.common.status import to_status
 from services.common.timestamps import to_proto as timestamp
 
 # protoenum maps to plain ints; the casts give them the proto enums' value types.
@@ -391,4 +394,27 @@ def system_limits_from_proto(message: pb.SetSystemLimitsRequest) -> tuple[int | 
     return (
         message.daily_limit_micros if message.HasField("daily_limit_micros") else None,
         message.monthly_limit_micros if message.HasField("monthly_limit_micros") else None,
+    )
+
+
+def record_usage_result(
+    record: pb.UsageRecord, result: Recorded | DomainError
+) -> pb.RecordUsageResult:
+    """One record's answer in RecordUsageBatch: recorded (or a duplicate), or
+    the status RecordUsage would have failed with."""
+    if not isinstance(result, DomainError):
+        return pb.RecordUsageResult(
+            user_id=result.usage.user_id,
+            request_id=record.request_id,
+            recorded=True,
+            duplicate=result.duplicate,
+        )
+    info = getattr(result, "info", None)
+    return pb.RecordUsageResult(
+        user_id=record.user_id,
+        request_id=record.request_id,
+        recorded=False,
+        code=to_status(result).code.value[0],
+        reason=info.reason if info is not None else "",
+        message=result.message,
     )

@@ -11,6 +11,7 @@ from recipeimage.budget.v1 import budget_service_pb2 as pb
 from services.budget.domain.admission import CapState, RateState, RuleName
 from services.budget.domain.blocks import Block, BlockPage, BlockSource
 from services.budget.domain.limits import RateLimitValues
+from services.budget.domain.usage import AttemptState
 from services.common import protoenum
 from services.common.errors import DeniedWithReason, DomainError, QuotaExceeded
 from services.common.status import retry_delay
@@ -116,3 +117,12 @@ def refusal(error: DomainError | None) -> apb.Refusal | None:
     if delay is not None:
         message.retry_delay.CopyFrom(delay)
     return message
+
+
+_ATTEMPT_STATES = protoenum.to_proto(AttemptState, pb.AttemptState, "ATTEMPT_STATE_")
+
+
+def attempt_state(state: AttemptState | None) -> pb.AttemptState.ValueType:
+    if state is None:
+        return pb.ATTEMPT_STATE_UNSPECIFIED
+    return pb.AttemptState.ValueType(_ATTEMPT_STATES[state])

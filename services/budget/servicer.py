@@ -56,7 +56,7 @@ from services.budget.domain.usage import ID_LENGTH
 from services.budget.domain.validation import Violations
 from services.budget.domain.windows import Scope
 from services.common.auth import ADMIN_ONLY, ANY_ROLE, TRUSTED, Principal, Role
-from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.errors import DomainError, InvalidArgument, PermissionDenied
 from services.common.rpc import Guard, rpc
 from services.common.timestamps import optional_from_proto
 
@@ -218,6 +218,29 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
             usage=convert.usage(recorded.usage), duplicate=recorded.duplicate
         )
 
+    @rpc(TRUSTED)
+    def RecordUsageBatch(
+        self, request: pb.RecordUsageBatchRequest, context: Context, principal: Principal
+    ) -> pb.RecordUsageBatchResponse:
+        records = []
+        for record in request.usages:
+            user_id, violations = acting_for(principal, record.user_id, "usage.user_id")
+            records.append((user_id, convert.usage_from_proto(record), violations))
+        results = self._ledger.record_each(records)
+        for result in results:
+            if isinstance(result, DomainError) or result.duplicate:
+                continue
+            if result.usage.cost_saved_micros:
+                self.guard.metrics.cost_saved_micros.labels(self.guard.metrics.service).inc(
+                    result.usage.cost_saved_micros
+                )
+        return pb.RecordUsageBatchResponse(
+            results=[
+                convert.record_usage_result(record, result)
+                for record, result in zip(request.usages, results, strict=True)
+            ]
+        )
+
     @rpc(ANY_ROLE)
     def GetUsageStats(
         self, request: pb.GetUsageStatsRequest, context: Context, principal: Principal
@@ -322,8 +345,11 @@ class BudgetServicer(budget_service_pb2_grpc.BudgetServiceServicer):
         self, request: pb.AdmitRequest, context: Context, principal: Principal
     ) -> pb.AdmitResponse:
         user_id, violations = acting_for(principal, request.user_id)
-        states = self._admission.admit(user_id, violations)
-        return pb.AdmitResponse(rate_rules=[convert_admission.rate_rule(state) for state in states])
+        states, attempt = self._admission.admit(user_id, violations, request.request_id)
+        return pb.AdmitResponse(
+            rate_rules=[convert_admission.rate_rule(state) for state in states],
+            attempt=convert_admission.attempt_state(attempt),
+        )
 
     @rpc(ADMIN_ONLY)
     def BlockUser(

@@ -110,6 +110,12 @@ class ImageApp:
         acknowledged; how many it acknowledged."""
         return self.use_cases.settler.settle_pending(now)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write the cache hits' counts gathered so far, and wait until every
+        hit's usage record answered so far has been sent to BudgetService (or
+        left to the settler); False on timeout."""
+        return self.use_cases.flush(timeout)
+
     def close(self) -> None:
         """Release the BudgetService channel, the provider and the database; once.
         Paid generations still running (their callers may be gone) finish and
@@ -127,6 +133,10 @@ class ImageApp:
         self.purger.stop()
         self.settler.stop()
         self.retention.stop()
+        # The hits' records answered so far are sent before the channel closes
+        # (what is left stays in the outbox for the settler of any replica).
+        self.use_cases.settler.records.stop(drain)
+        self.use_cases.generate_image.cache.hits.stop()
         self._channel.close()
         self._provider.close()
         if self._dish_model is not None:
@@ -337,7 +347,12 @@ def build_use_cases(
     settler = Settler(sessions, budget, clock)
     cache = CacheLookup(sessions, clock)
     keeper = ImageKeeper(
-        sessions, files, settler, clock, cache_ttl=timedelta(days=settings.cache_ttl_days)
+        sessions,
+        files,
+        settler,
+        clock,
+        cache_ttl=timedelta(days=settings.cache_ttl_days),
+        flush_hits=cache.flush_hits,
     )
     in_flight = InFlight()
     slots = GenerationSlots(
@@ -388,8 +403,9 @@ def build_use_cases(
             page_tokens,
             clock,
             max_message_bytes=settings.wire.max_send_message_bytes,
+            flush_hits=cache.flush_hits,
         ),
-        cache_admin=CacheAdmin(sessions, clock),
+        cache_admin=CacheAdmin(sessions, clock, flush_hits=cache.flush_hits),
         settler=settler,
         retention=ImageRetention(
             sessions,

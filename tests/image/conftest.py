@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,13 +14,14 @@ import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as budget_pb
 from recipeimage.common.v1 import image_quality_pb2
 from recipeimage.image.v1 import image_service_pb2 as pb
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.budget.store.models import ReservationRow, UsageRow
 from services.common.prices import PriceTable, load_price_table
 from services.common.status import rich_details
 from services.image.recipes.analyzer import Recipe
 from services.image.settings import DEFAULT_MODEL
+from services.image.store.models import PendingSettlement
 from tests.support.budget_server import ManualClock
 from tests.support.fake_openai import FakeOpenAI, fake_openai
 from tests.support.image_server import RunningPair, running_pair
@@ -87,8 +89,32 @@ def refusal(call) -> tuple[grpc.RpcError, dict[str, object]]:  # type: ignore[no
     return raised.value, {type(d).__name__: d for d in rich_details(raised.value)}
 
 
+def wait_for_other_replicas_records(pair: RunningPair, timeout: float = 30.0) -> None:
+    """Wait (bounded) until no hit record in the shared outbox is still on its
+    first attempt: another replica's sender has sent it (or failed, and its
+    row says so)."""
+    unsent = (
+        select(func.count())
+        .select_from(PendingSettlement)
+        .where(
+            PendingSettlement.kind == "record",
+            PendingSettlement.last_error == "",
+            PendingSettlement.abandoned_at.is_(None),
+        )
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with pair.app.sessions.begin() as session:
+            if not session.scalar(unsent):
+                return
+        time.sleep(0.02)
+
+
 def ledger(pair: RunningPair) -> list[UsageRow]:
-    """Every usage record BudgetService holds, oldest first."""
+    """Every usage record BudgetService holds, oldest first (once the cache
+    hits' records answered so far have left ImageService's outbox)."""
+    assert pair.app.flush(timeout=30)
+    wait_for_other_replicas_records(pair)
     with pair.budget.app.sessions.begin() as session:
         rows = session.scalars(select(UsageRow).order_by(UsageRow.id)).all()
         session.expunge_all()

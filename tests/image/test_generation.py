@@ -59,6 +59,7 @@ class World:
     make: Callable[[Provider | None, Path | None], ImageUseCases]
 
     def entries(self) -> list[CacheEntry]:
+        self.images.flush()  # hit counts are written in batches
         with self.sessions.begin() as session:
             rows = list(session.scalars(select(CacheEntry).order_by(CacheEntry.id)))
             session.expunge_all()

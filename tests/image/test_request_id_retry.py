@@ -25,6 +25,7 @@ def entries(pair: RunningPair) -> dict[str, tuple[str | None, str | None]]:
 
 
 def exact_uses(pair: RunningPair) -> int:
+    pair.app.flush()  # hit counts are written in batches
     with pair.app.sessions.begin() as session:
         return sum(session.scalars(select(CacheEntry.exact_hits)))
 

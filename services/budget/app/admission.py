@@ -33,6 +33,7 @@ from services.budget.domain.admission import (
 )
 from services.budget.domain.blocks import Block, blocked_refusal
 from services.budget.domain.limits import Tier, UserSettings
+from services.budget.domain.usage import AttemptState
 from services.budget.domain.validation import Violations
 from services.budget.store.rates import Take
 from services.budget.store.unit_of_work import BudgetStore, Transaction
@@ -194,11 +195,16 @@ class Admission:
         self._clock = clock
         self._abuse = abuse
 
-    def admit(self, user_id: str, violations: Violations) -> list[RateState]:
+    def admit(
+        self, user_id: str, violations: Violations, request_id: str = ""
+    ) -> tuple[list[RateState], AttemptState | None]:
         """The user's block first, then the request rates, in one transaction.
         A refusal by the user's request rate rolls that transaction back whole
-        and is then counted toward the ignored_rate_limits trigger."""
+        and is then counted toward the ignored_rate_limits trigger. With a
+        request_id, also what the ledger holds for that attempt."""
         violations.identifier("user_id", user_id)
+        if request_id:
+            violations.identifier("request_id", request_id)
         violations.raise_if_any()
         now = self._clock.now()
         try:
@@ -206,8 +212,18 @@ class Admission:
                 user, _, block = tx.blocks.load_context(user_id, now)
                 if block is not None:
                     raise blocked_refusal(block, now)
-                return self._gate.take_requests(tx, user, self._tier_of(user.tier), now)
+                states = self._gate.take_requests(tx, user, self._tier_of(user.tier), now)
+                attempt = _attempt_state(tx, user_id, request_id) if request_id else None
+                return states, attempt
         except RateLimited as refusal:
             if refusal.info.reason == RATE_LIMITED:
                 self._abuse.rate_limit_refused(self._store, user_id, now)
             raise
+
+
+def _attempt_state(tx: Transaction, user_id: str, request_id: str) -> AttemptState:
+    if tx.usage.has_record(user_id, request_id):
+        return AttemptState.RECORDED
+    if tx.reservations.load_by_key(user_id, request_id) is not None:
+        return AttemptState.RESERVED
+    return AttemptState.NEW

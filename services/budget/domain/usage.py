@@ -39,6 +39,16 @@ class Outcome(enum.StrEnum):
         )
 
 
+class AttemptState(enum.StrEnum):
+    """What the ledger holds for a user's request_id (Admit tells ImageService,
+    so that a cache hit can answer a retry without waiting for its record)."""
+
+    NEW = "new"
+    RECORDED = "recorded"
+    # A reservation and no record yet: the attempt is in progress.
+    RESERVED = "reserved"
+
+
 class UsageKind(enum.StrEnum):
     """What an attempt paid for: an image, or the optional dish model's answer
     about a recipe (RecordUsage with its cost; no reservation, no image)."""

@@ -84,6 +84,17 @@ class UsageStore:
         ).first()
         return amended is not None
 
+    def has_record(self, user_id: str, request_id: str) -> bool:
+        """Whether the user has a record of request_id (one unique index probe)."""
+        return (
+            self.session.scalar(
+                select(UsageRow.id)
+                .where(UsageRow.user_id == user_id, UsageRow.request_id == request_id)
+                .limit(1)
+            )
+            is not None
+        )
+
     def load_by_request_id(self, user_id: str, request_id: str) -> Usage | None:
         row = self.session.scalar(
             select(UsageRow).where(UsageRow.user_id == user_id, UsageRow.request_id == request_id)

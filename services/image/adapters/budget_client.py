@@ -24,9 +24,17 @@ from recipeimage.common.v1 import image_quality_pb2
 
 from services.common import protoenum, quality
 from services.common.auth import Authenticator, Role
-from services.common.errors import DomainError, Unavailable
+from services.common.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from services.common.status import from_rpc_error
 from services.image.domain.accounting import (
+    AttemptState,
     Outcome,
     Reservation,
     ReservationState,
@@ -34,6 +42,7 @@ from services.image.domain.accounting import (
     UsageKind,
 )
 from services.image.domain.quote import BudgetView, Refusal, WindowView
+from services.image.domain.settlement import RecordAnswer
 
 log = logging.getLogger("recipeimage.image.budget")
 
@@ -46,6 +55,7 @@ Response = TypeVar("Response")
 _OUTCOMES = protoenum.to_proto(Outcome, pb.UsageOutcome, "USAGE_OUTCOME_")
 _KINDS = protoenum.to_proto(UsageKind, pb.UsageKind, "USAGE_KIND_")
 _STATES = protoenum.from_proto(ReservationState, pb.ReservationState, "RESERVATION_STATE_")
+_ATTEMPTS = protoenum.from_proto(AttemptState, pb.AttemptState, "ATTEMPT_STATE_")
 
 
 class ServiceToken:
@@ -88,12 +98,13 @@ class BudgetClient:
         self._settle_attempts = max(1, settle_attempts)
         self._settle_backoff = settle_backoff_seconds
 
-    def admit(self, user_id: str) -> None:
-        self._call(
+    def admit(self, user_id: str, request_id: str = "") -> AttemptState | None:
+        response = self._call(
             self._stub.Admit,
-            pb.AdmitRequest(user_id=user_id),
+            pb.AdmitRequest(user_id=user_id, request_id=request_id),
             "nothing was looked up, generated or charged",
         )
+        return _ATTEMPTS.get(response.attempt)
 
     def reserve(self, user_id: str, amount_micros: int, idempotency_key: str) -> Reservation:
         response = self._call(
@@ -158,6 +169,16 @@ class BudgetClient:
         )
         return bool(response.duplicate)
 
+    def record_usage_batch(self, usages: list[Usage]) -> list[RecordAnswer]:
+        response = self._call(
+            self._stub.RecordUsageBatch,
+            pb.RecordUsageBatchRequest(usages=[usage_record(usage) for usage in usages]),
+            "the records stay in the outbox",
+        )
+        if len(response.results) != len(usages):
+            raise Unavailable(f"{SERVICE} answered a batch of {len(usages)} with the wrong count")
+        return [_record_answer(result) for result in response.results]
+
     def _settle(
         self,
         method: Callable[..., object],
@@ -196,6 +217,28 @@ def _domain_error(error: grpc.RpcError, consequence: str) -> DomainError:
             reason="BUDGET_UNAVAILABLE",
         )
     return from_rpc_error(error, SERVICE)
+
+
+def _record_answer(result: pb.RecordUsageResult) -> RecordAnswer:
+    if result.recorded:
+        return RecordAnswer(recorded=True, duplicate=result.duplicate)
+    code = grpc.StatusCode.UNKNOWN
+    for status in grpc.StatusCode:
+        if status.value[0] == result.code:
+            code = status
+    message = result.message or code.name
+    error: DomainError
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        error = InvalidArgument.field("usage", message)
+    elif code == grpc.StatusCode.FAILED_PRECONDITION:
+        error = FailedPrecondition(message, result.reason or "FAILED_PRECONDITION", {})
+    elif code == grpc.StatusCode.NOT_FOUND:
+        error = NotFound(message)
+    elif code == grpc.StatusCode.PERMISSION_DENIED:
+        error = PermissionDenied(message)
+    else:  # anything else may pass: the record is tried again
+        error = Unavailable(f"{SERVICE} did not record it: {message}")
+    return RecordAnswer(recorded=False, error=error)
 
 
 def _window_view(window: pb.Window) -> WindowView:

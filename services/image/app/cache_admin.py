@@ -4,6 +4,7 @@ the purge job main.py builds) and invalidating an image's entries."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,12 +17,21 @@ log = logging.getLogger("recipeimage.image.generation")
 
 
 class CacheAdmin:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        flush_hits: Callable[[], None] = lambda: None,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.flush_hits = flush_hits
 
     def purge_expired(self) -> int:
-        """Delete every expired or invalidated entry, a batch a transaction."""
+        """Delete every expired or invalidated entry, a batch a transaction
+        (after writing this replica's hit counts: a purged entry's counts go
+        to the totals)."""
+        self.flush_hits()
         purged = 0
         while True:
             with self.sessions.begin() as session:

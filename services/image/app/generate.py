@@ -41,9 +41,16 @@ from services.image.app.in_flight import InFlight
 from services.image.app.meters import GenerationMeters
 from services.image.app.plans import Plan, lookup_for, plan_steps
 from services.image.app.ports import Budget, Provider
+from services.image.app.recipe_memo import RecipeMemo
 from services.image.app.settler import Settler
 from services.image.app.single_flight import SingleFlight
-from services.image.domain.accounting import Outcome, Reservation, ReservationState, Usage
+from services.image.domain.accounting import (
+    AttemptState,
+    Outcome,
+    Reservation,
+    ReservationState,
+    Usage,
+)
 from services.image.domain.cache_policy import Hit, Lookup
 from services.image.domain.command import Defaults, GenerateCommand, ValidRequest, validate
 from services.image.domain.degradation import MONEY_REASONS, Action, choose, degraded
@@ -57,7 +64,6 @@ from services.image.domain.failures import (
 from services.image.domain.images import StoredImage, store_unavailable
 from services.image.domain.results import GenerateResult, Source
 from services.image.domain.settlement import Settlement
-from services.image.recipes.analyzer import analyze
 from services.image.recipes.prompts import build_prompt
 from services.image.recipes.similarity import effective_threshold, match_key
 
@@ -91,6 +97,7 @@ class GenerateImage:
         slots: GenerationSlots,
         meters: GenerationMeters | None = None,
         dish_recognition: DishRecognition | None = None,
+        recipes: RecipeMemo | None = None,
     ) -> None:
         self.prices = prices
         self.defaults = defaults
@@ -108,12 +115,15 @@ class GenerateImage:
         self.end_user_salt = end_user_salt
         self.meters = meters or GenerationMeters()
         self.dish_recognition = dish_recognition
+        self.recipes = recipes or RecipeMemo()
 
     def __call__(self, command: GenerateCommand) -> GenerateResult:
         request = validate(command, self.prices, self.defaults, self.clock.now().date())
-        # Admission (block, request rates) before any work: a refused call costs nothing.
-        self.budget.admit(command.user_id)
-        plan = self.plan(command, request, recognize=True)
+        # Admission (block, request rates) before any work: a refused call costs
+        # nothing. It also says whether the caller's request_id was seen before,
+        # which a cache hit needs to answer a retry without waiting on its record.
+        attempt = self.budget.admit(command.user_id, request.request_id)
+        plan = replace(self.plan(command, request, recognize=True), attempt=attempt)
         hit = self._look_up(plan.lookup)
         if hit is not None:
             return self._serve_hit(hit, plan)
@@ -187,10 +197,13 @@ class GenerateImage:
         usage record so far and its cache lookup. With recognize (GenerateImage,
         not a quote) a built prompt's dish the rules could not name may be named
         by the dish model (app/dish_recognition.py), when one is configured."""
-        context = analyze(command.recipe)
+        max_chars = request.price.max_prompt_chars
+        context, built = self.recipes.understand(command.recipe, max_chars)
         if recognize and not request.prompt and self.dish_recognition is not None:
-            context = self.dish_recognition.refine(command.recipe, context, command.user_id)
-        prompt = request.prompt or build_prompt(context, request.price.max_prompt_chars)
+            refined = self.dish_recognition.refine(command.recipe, context, command.user_id)
+            if refined != context:
+                context, built = refined, build_prompt(refined, max_chars)
+        prompt = request.prompt or built
         # A caller's prompt may show anything: it has no dish.
         dish = "" if request.prompt else match_key(request.model, request.size, context) or ""
         usage = Usage(
@@ -216,9 +229,11 @@ class GenerateImage:
         return Plan(request, usage, lookup)
 
     def _serve_hit(self, hit: Hit, plan: Plan) -> GenerateResult:
-        """Record the hit at BudgetService (cost 0, what it saved), then count it
-        on its entry, unless it retried an attempt already recorded: a retry of
-        an attempt that generated is a replay of that attempt."""
+        """Record the hit (cost 0, what it saved) through the outbox, then
+        count it on its entry, unless it retried an attempt BudgetService had
+        already recorded at admission: a retry of an attempt that generated is
+        a replay of that attempt, and one whose first attempt still holds money
+        is in progress."""
         served = replace(
             plan.usage,
             outcome=Outcome.CACHE_HIT_SIMILAR if hit.similar else Outcome.CACHE_HIT_EXACT,
@@ -228,8 +243,12 @@ class GenerateImage:
             cost_saved_micros=hit.saved_micros,
             image_id=hit.image.image_id,
         )
+        if plan.attempt is AttemptState.RESERVED:
+            raise _in_progress(plan.usage.request_id)
         try:
-            duplicate = self.budget.record_usage(served)
+            duplicate = plan.attempt is AttemptState.RECORDED or bool(
+                self.settler.record_hit(served)
+            )
         except FailedPrecondition as error:
             if error.info.reason == ATTEMPT_HAS_RESERVATION:
                 # The request id's first attempt still holds money (its caller

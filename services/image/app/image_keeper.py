@@ -13,6 +13,7 @@ nobody: harmless, and content addressing makes the next store of them a no-op.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -49,12 +50,16 @@ class ImageKeeper:
         clock: Clock,
         *,
         cache_ttl: timedelta,
+        flush_hits: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.files = files
         self.settler = settler
         self.clock = clock
         self.cache_ttl = cache_ttl
+        # Hit counts are written in batches: an expired entry this store
+        # replaces keeps its hits in the totals only once they are written.
+        self.flush_hits = flush_hits
 
     def store_image(self, data: bytes, content_type: str, *, pinned: bool = False) -> StoredImage:
         """Store bytes and their image row (the same bytes twice keep their first
@@ -80,6 +85,9 @@ class ImageKeeper:
         expired while it generated), this one keeps its own image (it was paid
         for and is readable) and leaves the winner's entry.
         """
+        # Hit counts are written in batches: write them before this entry may
+        # replace an expired one, so its hits reach the totals.
+        self.flush_hits()
         now = self.clock.now()
         with self.sessions.begin() as session:
             repo = CacheRepository(session)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from services.common.prices import estimate_prompt_tokens
 from services.image.app.cache_lookup import CacheLookup
-from services.image.domain.accounting import Usage
+from services.image.domain.accounting import AttemptState, Usage
 from services.image.domain.cache_policy import Hit, Lookup, cache_key, quality_rank
 from services.image.domain.command import ValidRequest
 from services.image.domain.degradation import Option, Step, steps
@@ -25,6 +25,9 @@ class Plan:
     request: ValidRequest
     usage: Usage
     lookup: Lookup
+    # What BudgetService held for the caller's request_id at admission (None:
+    # the caller gave none, or the plan is a quote's).
+    attempt: AttemptState | None = None
 
     @property
     def built_prompt(self) -> bool:
@@ -72,7 +75,8 @@ def at_step(plan: Plan, step: Step) -> Plan:
     )
     # The dish key names the size (a caller's own prompt has none).
     dish = match_key(request.model, size, plan.lookup.context) or "" if plan.usage.dish_key else ""
-    return Plan(request, replace(plan.usage, quality=quality, size=size, dish_key=dish), lookup)
+    usage = replace(plan.usage, quality=quality, size=size, dish_key=dish)
+    return replace(plan, request=request, usage=usage, lookup=lookup)
 
 
 @dataclass(frozen=True)

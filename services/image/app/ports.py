@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.image.domain.accounting import Reservation, Usage
+from services.image.domain.accounting import AttemptState, Reservation, Usage
 from services.image.domain.images import GeneratedImage
 from services.image.domain.quote import BudgetView
+from services.image.domain.settlement import RecordAnswer
 
 
 class Budget(Protocol):
@@ -17,9 +18,10 @@ class Budget(Protocol):
     Unavailable when BudgetService cannot be reached.
     """
 
-    def admit(self, user_id: str) -> None:
+    def admit(self, user_id: str, request_id: str = "") -> AttemptState | None:
         """Let a GenerateImage call go on, or raise why not: the user's block
-        (PermissionDenied) or a request rate (QuotaExceeded)."""
+        (PermissionDenied) or a request rate (QuotaExceeded). With a
+        request_id, what BudgetService holds for that attempt."""
         ...
 
     def check(self, user_id: str, amount_micros: int, *, include_admission: bool) -> BudgetView:
@@ -37,6 +39,11 @@ class Budget(Protocol):
     def record_usage(self, usage: Usage) -> bool:
         """Write a record for an attempt without a reservation; True when the
         request_id already had one (nothing new was written)."""
+        ...
+
+    def record_usage_batch(self, usages: list[Usage]) -> list[RecordAnswer]:
+        """Write each record as record_usage would, on its own: one answer a
+        record, in order. Raises (Unavailable) only when the batch was not taken."""
         ...
 
 

@@ -5,7 +5,7 @@ GetCacheStats (lifetime figures and a page of the most used live entries)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,12 +42,15 @@ class ImageQueries:
         clock: Clock,
         *,
         max_message_bytes: int = 32 * 1024 * 1024,
+        flush_hits: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.files = files
         self.page_tokens = page_tokens
         self.clock = clock
         self.max_message_bytes = max_message_bytes
+        # This replica's hit counts not yet written (app/hit_counts.py).
+        self.flush_hits = flush_hits
 
     def get_image(self, image_id: str) -> tuple[StoredImage, bytes]:
         """The image's metadata and bytes, for one message; NotFound when no image
@@ -113,6 +116,7 @@ class ImageQueries:
         )
         after = self._position(violations, page_token)
         violations.raise_if_any()
+        self.flush_hits()
         now = self.clock.now()
         with self.sessions.begin() as session:
             repo = CacheRepository(session)

@@ -18,19 +18,24 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
 from services.common.errors import DomainError, InvalidArgument
 from services.image.app.ports import Budget
+from services.image.app.record_sender import RecentKeys, RecordSender
+from services.image.domain.accounting import Usage
 from services.image.domain.settlement import (
     Attempt,
     Kind,
+    RecordAnswer,
     Settled,
     Settlement,
+    record_settled_by,
     settled_by,
 )
-from services.image.store.settlements import SettlementRepository
+from services.image.store.settlements import SettlementRepository, insert_claimed
 
 log = logging.getLogger("recipeimage.image.settlement")
 
@@ -53,6 +58,9 @@ class Settler:
         self.sessions = sessions
         self.budget = budget
         self.clock = clock
+        self._engine: Engine = sessions.kw["bind"]
+        self.records = RecordSender(self.deliver_records)
+        self._recent = RecentKeys()
 
     def backlog(self) -> dict[str, float]:
         """The outbox for the monitoring gauges (read at each scrape)."""
@@ -118,6 +126,57 @@ class Settler:
         the provider's error, not this one, is what the caller sees."""
         self.attempt(self.queue_alone(settlement))
 
+    def record_hit(self, usage: Usage) -> bool | None:
+        """A cache hit's record: written to the outbox and sent in a batch, so
+        the hit waits for the database, never for BudgetService (None). When
+        the outbox cannot be written, recorded at once as before there was one:
+        True when BudgetService had the request_id's record already."""
+        key = (usage.user_id, usage.request_id)
+        if self._recent.seen(key):
+            # This replica recorded the request_id already, perhaps not yet at
+            # BudgetService (so Admit could not tell): a retry, recorded once.
+            return True
+        settlement = Settlement.record(usage)
+        try:
+            with self._engine.begin() as connection:
+                settlement = insert_claimed(connection, settlement, self.clock.now())
+        except Exception:
+            log.exception("recording a hit's usage record in the outbox failed")
+        if settlement.row_id is None:
+            return self.budget.record_usage(usage)
+        self._recent.add(key)
+        self.records.submit(settlement)
+        return None
+
+    def deliver_records(self, settlements: list[Settlement]) -> int:
+        """Send records in one RecordUsageBatch and settle their rows by the
+        answers; how many BudgetService took (or left to a reservation)."""
+        if not settlements:
+            return 0
+        try:
+            answers = self.budget.record_usage_batch([s.usage for s in settlements])
+        except Exception as error:
+            answers = [RecordAnswer(recorded=False, error=error)] * len(settlements)
+        done = [
+            s
+            for s, a in zip(settlements, answers, strict=True)
+            if record_settled_by(a) is Settled.ACKNOWLEDGED
+        ]
+        self._acknowledge_rows([s.row_id for s in done if s.row_id is not None])
+        for settlement, answer in zip(settlements, answers, strict=True):
+            outcome = record_settled_by(answer)
+            if outcome is not Settled.ACKNOWLEDGED and answer.error is not None:
+                _log_failed_attempt(settlement, outcome, answer.error)
+                self._update_row(settlement, outcome, _message(answer.error))
+        return len(done)
+
+    def _acknowledge_rows(self, row_ids: list[int]) -> None:
+        try:
+            with self.sessions.begin() as session:
+                SettlementRepository(session).acknowledged_many(row_ids)
+        except Exception:
+            log.exception("deleting delivered records failed", extra={"rows": len(row_ids)})
+
     # -- one attempt
 
     def attempt(self, settlement: Settlement) -> Attempt:
@@ -177,17 +236,22 @@ class Settler:
         while True:
             with self.sessions.begin() as session:
                 due = SettlementRepository(session).due(now, after_id, BATCH_SIZE)
+            records: list[Settlement] = []
             for row_id, seen in due:
                 after_id = row_id
                 with self.sessions.begin() as session:
                     claimed = SettlementRepository(session).claim(row_id, seen, now)
                 if claimed is None:
                     continue  # another settler has it, or it is gone
+                if claimed.kind is Kind.RECORD:
+                    records.append(claimed)  # sent together below
+                    continue
                 outcome = self.attempt(claimed).outcome
                 if outcome is Settled.ACKNOWLEDGED:
                     acknowledged += 1
                 elif outcome is Settled.PENDING:
-                    return acknowledged
+                    return acknowledged + self.deliver_records(records)
+            acknowledged += self.deliver_records(records)
             if len(due) < BATCH_SIZE:
                 return acknowledged
 

@@ -23,3 +23,10 @@ class ImageUseCases:
     settler: Settler
     in_flight: InFlight
     retention: ImageRetention
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write the cache hits' counts gathered so far, and wait until every
+        hit's usage record answered so far has been sent to BudgetService (or
+        left to the settler); False on timeout."""
+        self.generate_image.cache.flush_hits()
+        return self.settler.records.flush(timeout)

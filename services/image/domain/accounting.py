@@ -65,6 +65,16 @@ class Usage:
         return replace(self, recipe_id="", prompt="", error_message="")
 
 
+class AttemptState(enum.StrEnum):
+    """What BudgetService holds for a request_id when Admit is asked."""
+
+    NEW = "new"
+    # A usage record: the attempt is over, a retry records nothing.
+    RECORDED = "recorded"
+    # A held reservation and no record: the attempt is in progress.
+    RESERVED = "reserved"
+
+
 class ReservationState(enum.StrEnum):
     HELD = "held"
     COMMITTED = "committed"

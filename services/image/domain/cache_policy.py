@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from services.image.domain.images import StoredImage
 from services.image.recipes.analyzer import RecipeContext
@@ -73,6 +74,43 @@ class Hit:
     similar: bool
     similarity: float
     saved_micros: int
+
+
+@dataclass(frozen=True)
+class HitDelta:
+    """An entry's hits not yet written to it: how many of each kind, what they
+    saved, and when the last one was."""
+
+    entry_id: int
+    exact: int = 0
+    similar: int = 0
+    saved_micros: int = 0
+    last_hit_at: datetime | None = None
+
+    def plus(self, hit: Hit, now: datetime) -> HitDelta:
+        return replace(
+            self,
+            exact=self.exact + (0 if hit.similar else 1),
+            similar=self.similar + (1 if hit.similar else 0),
+            saved_micros=self.saved_micros + hit.saved_micros,
+            last_hit_at=max(now, self.last_hit_at) if self.last_hit_at else now,
+        )
+
+    def merged(self, other: HitDelta | None) -> HitDelta:
+        if other is None:
+            return self
+        last = [t for t in (self.last_hit_at, other.last_hit_at) if t is not None]
+        return replace(
+            self,
+            exact=self.exact + other.exact,
+            similar=self.similar + other.similar,
+            saved_micros=self.saved_micros + other.saved_micros,
+            last_hit_at=max(last) if last else None,
+        )
+
+    @property
+    def uses(self) -> int:
+        return self.exact + self.similar
 
 
 @dataclass(frozen=True)

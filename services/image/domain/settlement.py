@@ -28,6 +28,9 @@ LONGEST_BACKOFF = timedelta(minutes=15)
 class Kind(enum.StrEnum):
     COMMIT = "commit"
     RELEASE = "release"
+    # The usage record of an attempt that held no reservation (a cache hit),
+    # sent in batches (RecordUsageBatch).
+    RECORD = "record"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Settlement:
     def release(cls, reservation_id: str, usage: Usage) -> Settlement:
         return cls(Kind.RELEASE, reservation_id, 0, usage)
 
+    @classmethod
+    def record(cls, usage: Usage) -> Settlement:
+        return cls(Kind.RECORD, "", 0, usage)
+
     def queued_as(self, row_id: int) -> Settlement:
         return replace(self, row_id=row_id)
 
@@ -69,6 +76,32 @@ class Settled(enum.Enum):
 class Attempt:
     outcome: Settled
     error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class RecordAnswer:
+    """BudgetService's answer for one record of a batch: recorded (duplicate
+    when it was there already), or the error RecordUsage would have raised."""
+
+    recorded: bool
+    duplicate: bool = False
+    error: Exception | None = None
+
+
+# A record refused because its request_id holds a reservation: that
+# reservation's commit or release writes the attempt's one record.
+ATTEMPT_HAS_RESERVATION = "ATTEMPT_HAS_RESERVATION"
+
+
+def record_settled_by(answer: RecordAnswer) -> Settled:
+    """How a record's row ends: acknowledged when recorded, or when the
+    attempt's record is the reservation's to write; else as settled_by."""
+    if answer.recorded:
+        return Settled.ACKNOWLEDGED
+    error = answer.error
+    if isinstance(error, FailedPrecondition) and error.info.reason == ATTEMPT_HAS_RESERVATION:
+        return Settled.ACKNOWLEDGED
+    return settled_by(error) if error is not None else Settled.PENDING
 
 
 def settled_by(error: Exception) -> Settled:

@@ -167,6 +167,7 @@ class CacheRepository:
         )
         won_id = self.session.execute(statement).scalar_one_or_none()
         if won_id is not None:
+            self._add_to_totals(added=1)
             entry = self.session.get(CacheEntry, won_id, populate_existing=True)
             assert entry is not None
             return entry, True
@@ -191,36 +192,29 @@ class CacheRepository:
     def _purge_ids(self, ids: list[int]) -> int:
         if not ids:
             return 0
+        # The totals hold every entry's hits already (migration 0007).
         removed = self.session.execute(
-            delete(CacheEntry)
-            .where(CacheEntry.id.in_(ids))
-            .returning(CacheEntry.exact_hits, CacheEntry.similar_hits, CacheEntry.cost_saved_micros)
+            delete(CacheEntry).where(CacheEntry.id.in_(ids)).returning(CacheEntry.id)
         ).all()
         if removed:
-            self._add_to_totals(
-                purged=len(removed),
-                exact=sum(r[0] for r in removed),
-                similar=sum(r[1] for r in removed),
-                saved=sum(r[2] for r in removed),
-            )
+            self._add_to_totals(purged=len(removed))
         return len(removed)
 
-    def _add_to_totals(self, *, purged: int, exact: int, similar: int, saved: int) -> None:
+    def _add_to_totals(self, *, purged: int = 0, added: int = 0) -> None:
         statement = insert_for(dialect_name(self.session), CacheTotals).values(
             id=TOTALS_ID,
             purged_entries=purged,
-            exact_hits=exact,
-            similar_hits=similar,
-            cost_saved_micros=saved,
+            exact_hits=0,
+            similar_hits=0,
+            cost_saved_micros=0,
+            entries_added=added,
         )
         self.session.execute(
             statement.on_conflict_do_update(
                 index_elements=["id"],
                 set_={
                     "purged_entries": CacheTotals.purged_entries + purged,
-                    "exact_hits": CacheTotals.exact_hits + exact,
-                    "similar_hits": CacheTotals.similar_hits + similar,
-                    "cost_saved_micros": CacheTotals.cost_saved_micros + saved,
+                    "entries_added": CacheTotals.entries_added + added,
                 },
             )
         )
@@ -241,24 +235,28 @@ class CacheRepository:
     # -- statistics
 
     def stats(self, now: datetime) -> CacheStats:
-        live = func.count(CacheEntry.id).filter(_live(now))
+        """The totals row, less the entries expired and not purged yet: one
+        row and a short range of the expiry index, never the whole table."""
+        expired = func.count(CacheEntry.id)
         row = self.session.execute(
             select(
-                live,
-                func.count(CacheEntry.id),
-                func.coalesce(func.sum(CacheEntry.exact_hits), 0),
-                func.coalesce(func.sum(CacheEntry.similar_hits), 0),
-                func.coalesce(func.sum(CacheEntry.cost_saved_micros), 0),
-            )
-        ).one()
-        totals = self.session.get(CacheTotals, TOTALS_ID)
-        purged = totals.purged_entries if totals else 0
+                CacheTotals.entries_added,
+                CacheTotals.purged_entries,
+                CacheTotals.exact_hits,
+                CacheTotals.similar_hits,
+                CacheTotals.cost_saved_micros,
+                select(expired).where(CacheEntry.expires_at <= now).scalar_subquery(),
+            ).where(CacheTotals.id == TOTALS_ID)
+        ).first()
+        if row is None:
+            return CacheStats(0, 0, 0, 0, 0)
+        added, purged, exact, similar, saved, unpurged = (int(value or 0) for value in row)
         return CacheStats(
-            entries=int(row[0]),
-            misses=int(row[1]) + purged,
-            exact_hits=int(row[2]) + (totals.exact_hits if totals else 0),
-            similar_hits=int(row[3]) + (totals.similar_hits if totals else 0),
-            total_cost_saved_micros=int(row[4]) + (totals.cost_saved_micros if totals else 0),
+            entries=added - purged - unpurged,
+            misses=added,
+            exact_hits=exact,
+            similar_hits=similar,
+            total_cost_saved_micros=saved,
         )
 
     def most_used(

@@ -110,8 +110,9 @@ Index("ix_cache_entries_uses", CacheEntry.uses, CacheEntry.id)
 
 
 class CacheTotals(Base):
-    """One row (id 1): the counts of entries already purged, so lifetime
-    statistics survive the purge."""
+    """One row (id 1): the cache's lifetime figures, added to as entries are
+    stored and purged and hit counts written (migration 0007), so
+    GetCacheStats never reads the whole table."""
 
     __tablename__ = "cache_totals"
 
@@ -120,6 +121,8 @@ class CacheTotals(Base):
     exact_hits: Mapped[int] = mapped_column(BigInteger)
     similar_hits: Mapped[int] = mapped_column(BigInteger)
     cost_saved_micros: Mapped[int] = mapped_column(BigInteger)
+    # Every entry ever stored (the misses).
+    entries_added: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class GenerationLease(Base):

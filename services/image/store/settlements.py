@@ -13,7 +13,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,28 @@ def settlement_of(row: PendingSettlement) -> Settlement:
         row_id=row.id,
         attempts=row.attempts,
     )
+
+
+_INSERT = insert(PendingSettlement).returning(PendingSettlement.id)
+
+
+def insert_claimed(connection: Connection, settlement: Settlement, now: datetime) -> Settlement:
+    """SettlementRepository.add in one Core statement (a cache hit's record, on
+    the hot path): the row claimed by its writer; the settlement with its row id."""
+    row_id = connection.execute(
+        _INSERT,
+        {
+            "reservation_id": settlement.reservation_id,
+            "kind": settlement.kind.value,
+            "actual_cost_micros": settlement.actual_cost_micros,
+            "usage": usage_to_json(settlement.usage),
+            "attempts": 1,
+            "next_attempt_at": now + CLAIM_PERIOD,
+            "last_error": "",
+            "created_at": now,
+        },
+    ).scalar_one()
+    return dataclasses.replace(settlement, row_id=row_id, attempts=1)
 
 
 class SettlementRepository:
@@ -111,6 +133,11 @@ class SettlementRepository:
 
     def acknowledged(self, row_id: int) -> None:
         self.session.execute(delete(PendingSettlement).where(PendingSettlement.id == row_id))
+
+    def acknowledged_many(self, row_ids: list[int]) -> None:
+        """Delete the rows of a batch BudgetService took: one statement."""
+        if row_ids:
+            self.session.execute(delete(PendingSettlement).where(PendingSettlement.id.in_(row_ids)))
 
     def failed(self, row_id: int, attempts: int, error: str, now: datetime) -> None:
         """Schedule the next attempt, unless another settler took the row over."""

@@ -229,6 +229,36 @@ AUDIT_ACTION_SET_USER_RATE_LIMITS: AuditAction.ValueType  # 7
 AUDIT_ACTION_GRANT_CREDIT: AuditAction.ValueType  # 8
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
+class _AttemptState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttemptStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttemptState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTEMPT_STATE_UNSPECIFIED: _AttemptState.ValueType  # 0
+    ATTEMPT_STATE_NEW: _AttemptState.ValueType  # 1
+    """Neither a usage record nor a reservation."""
+    ATTEMPT_STATE_RECORDED: _AttemptState.ValueType  # 2
+    """A usage record: the attempt is over (a retry records nothing)."""
+    ATTEMPT_STATE_RESERVED: _AttemptState.ValueType  # 3
+    """A reservation and no usage record yet: the attempt is in progress (or
+    its replica crashed and the reaper has not expired it yet).
+    """
+
+class AttemptState(_AttemptState, metaclass=_AttemptStateEnumTypeWrapper):
+    """AttemptState is what BudgetService holds for a user's request_id."""
+
+ATTEMPT_STATE_UNSPECIFIED: AttemptState.ValueType  # 0
+ATTEMPT_STATE_NEW: AttemptState.ValueType  # 1
+"""Neither a usage record nor a reservation."""
+ATTEMPT_STATE_RECORDED: AttemptState.ValueType  # 2
+"""A usage record: the attempt is over (a retry records nothing)."""
+ATTEMPT_STATE_RESERVED: AttemptState.ValueType  # 3
+"""A reservation and no usage record yet: the attempt is in progress (or
+its replica crashed and the reaper has not expired it yet).
+"""
+Global___AttemptState: _TypeAlias = AttemptState  # noqa: Y015
+
 @_typing.final
 class Window(_message.Message):
     """Window is the state of one spending window."""
@@ -904,6 +934,94 @@ class RecordUsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordUsageResponse: _TypeAlias = RecordUsageResponse  # noqa: Y015
+
+@_typing.final
+class RecordUsageBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def usages(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
+        """Each as RecordUsage's usage; at most 500."""
+
+    def __init__(
+        self,
+        *,
+        usages: _abc.Iterable[Global___UsageRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["usages", b"usages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordUsageBatchRequest: _TypeAlias = RecordUsageBatchRequest  # noqa: Y015
+
+@_typing.final
+class RecordUsageBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordUsageResult]:
+        """One per record, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordUsageResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordUsageBatchResponse: _TypeAlias = RecordUsageBatchResponse  # noqa: Y015
+
+@_typing.final
+class RecordUsageResult(_message.Message):
+    """RecordUsageResult is what RecordUsage would have answered for one record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RECORDED_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    request_id: _builtins.str
+    recorded: _builtins.bool
+    """True when the record was written or was already there (then duplicate)."""
+    duplicate: _builtins.bool
+    """True when a record with this request_id already existed."""
+    code: _builtins.int
+    """When not recorded: the gRPC status code RecordUsage would have failed
+    with (an int of google.rpc.Code), its ErrorInfo reason and its message.
+    """
+    reason: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        recorded: _builtins.bool = ...,
+        duplicate: _builtins.bool = ...,
+        code: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "duplicate", b"duplicate", "message", b"message", "reason", b"reason", "recorded", b"recorded", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordUsageResult: _TypeAlias = RecordUsageResult  # noqa: Y015
 
 @_typing.final
 class GetUsageStatsRequest(_message.Message):
@@ -1674,15 +1792,21 @@ class AdmitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    request_id: _builtins.str
+    """Optional: the attempt's request_id. When set, the response says what
+    BudgetService already holds for it (attempt).
+    """
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1693,6 +1817,9 @@ class AdmitResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RATE_RULES_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    attempt: Global___AttemptState.ValueType
+    """What BudgetService holds for request_id (unspecified when it was empty)."""
     @_builtins.property
     def rate_rules(self) -> _containers.RepeatedCompositeFieldContainer[_admission_pb2.RateRule]:
         """The request rules as they stand after this call."""
@@ -1701,10 +1828,11 @@ class AdmitResponse(_message.Message):
         self,
         *,
         rate_rules: _abc.Iterable[_admission_pb2.RateRule] | None = ...,
+        attempt: Global___AttemptState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rate_rules", b"rate_rules"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "rate_rules", b"rate_rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -76,6 +76,11 @@ class BudgetServiceStub:
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageRequest.SerializeToString,
                 response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageResponse.FromString,
                 _registered_method=True)
+        self.RecordUsageBatch = channel.unary_unary(
+                '/recipeimage.budget.v1.BudgetService/RecordUsageBatch',
+                request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageBatchRequest.SerializeToString,
+                response_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageBatchResponse.FromString,
+                _registered_method=True)
         self.GetUsageStats = channel.unary_unary(
                 '/recipeimage.budget.v1.BudgetService/GetUsageStats',
                 request_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsRequest.SerializeToString,
@@ -303,6 +308,22 @@ class BudgetServiceServicer:
         an image's cost or GENERATED outcome, a dish recognition with an image),
         FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
         this request_id as its key; commit or release it instead).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordUsageBatch(self, request, context):
+        """RecordUsageBatch writes up to 500 records as RecordUsage would, each on
+        its own: one result per record, in order, so one bad record fails only
+        itself. Each record is idempotent exactly as with RecordUsage (unique by
+        user and request_id): a batch sent again, or by two senders at once,
+        leaves one record per attempt. ImageService sends its cache hits' records
+        this way, from its outbox. Needs a service or admin token.
+
+        Errors: INVALID_ARGUMENT (no records, or more than 500). A record's own
+        error (INVALID_ARGUMENT, FAILED_PRECONDITION ATTEMPT_HAS_RESERVATION) is
+        in its result.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -659,6 +680,11 @@ def add_BudgetServiceServicer_to_server(servicer, server):
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageRequest.FromString,
                     response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageResponse.SerializeToString,
             ),
+            'RecordUsageBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordUsageBatch,
+                    request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageBatchRequest.FromString,
+                    response_serializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageBatchResponse.SerializeToString,
+            ),
             'GetUsageStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsageStats,
                     request_deserializer=recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.GetUsageStatsRequest.FromString,
@@ -950,6 +976,33 @@ class BudgetService:
             '/recipeimage.budget.v1.BudgetService/RecordUsage',
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageRequest.SerializeToString,
             recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordUsageBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recipeimage.budget.v1.BudgetService/RecordUsageBatch',
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageBatchRequest.SerializeToString,
+            recipeimage_dot_budget_dot_v1_dot_budget__service__pb2.RecordUsageBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

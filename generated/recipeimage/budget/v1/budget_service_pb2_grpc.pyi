@@ -120,6 +120,18 @@ class BudgetServiceStub:
     FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
     this request_id as its key; commit or release it instead).
     """
+    RecordUsageBatch: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.RecordUsageBatchRequest, _budget_service_pb2.RecordUsageBatchResponse]
+    """RecordUsageBatch writes up to 500 records as RecordUsage would, each on
+    its own: one result per record, in order, so one bad record fails only
+    itself. Each record is idempotent exactly as with RecordUsage (unique by
+    user and request_id): a batch sent again, or by two senders at once,
+    leaves one record per attempt. ImageService sends its cache hits' records
+    this way, from its outbox. Needs a service or admin token.
+
+    Errors: INVALID_ARGUMENT (no records, or more than 500). A record's own
+    error (INVALID_ARGUMENT, FAILED_PRECONDITION ATTEMPT_HAS_RESERVATION) is
+    in its result.
+    """
     GetUsageStats: _grpc.UnaryUnaryMultiCallable[_budget_service_pb2.GetUsageStatsRequest, _budget_service_pb2.GetUsageStatsResponse]
     """GetUsageStats summarizes a user's usage records over the current day,
     week or month (calendar periods in the request's time zone, by default the
@@ -430,6 +442,18 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     an image's cost or GENERATED outcome, a dish recognition with an image),
     FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
     this request_id as its key; commit or release it instead).
+    """
+    RecordUsageBatch: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.RecordUsageBatchRequest, _budget_service_pb2.RecordUsageBatchResponse]  # type: ignore[assignment]
+    """RecordUsageBatch writes up to 500 records as RecordUsage would, each on
+    its own: one result per record, in order, so one bad record fails only
+    itself. Each record is idempotent exactly as with RecordUsage (unique by
+    user and request_id): a batch sent again, or by two senders at once,
+    leaves one record per attempt. ImageService sends its cache hits' records
+    this way, from its outbox. Needs a service or admin token.
+
+    Errors: INVALID_ARGUMENT (no records, or more than 500). A record's own
+    error (INVALID_ARGUMENT, FAILED_PRECONDITION ATTEMPT_HAS_RESERVATION) is
+    in its result.
     """
     GetUsageStats: _aio.UnaryUnaryMultiCallable[_budget_service_pb2.GetUsageStatsRequest, _budget_service_pb2.GetUsageStatsResponse]  # type: ignore[assignment]
     """GetUsageStats summarizes a user's usage records over the current day,
@@ -774,6 +798,24 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         an image's cost or GENERATED outcome, a dish recognition with an image),
         FAILED_PRECONDITION (reason ATTEMPT_HAS_RESERVATION: a reservation has
         this request_id as its key; commit or release it instead).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordUsageBatch(
+        self,
+        request: _budget_service_pb2.RecordUsageBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_budget_service_pb2.RecordUsageBatchResponse, _abc.Awaitable[_budget_service_pb2.RecordUsageBatchResponse]]:
+        """RecordUsageBatch writes up to 500 records as RecordUsage would, each on
+        its own: one result per record, in order, so one bad record fails only
+        itself. Each record is idempotent exactly as with RecordUsage (unique by
+        user and request_id): a batch sent again, or by two senders at once,
+        leaves one record per attempt. ImageService sends its cache hits' records
+        this way, from its outbox. Needs a service or admin token.
+
+        Errors: INVALID_ARGUMENT (no records, or more than 500). A record's own
+        error (INVALID_ARGUMENT, FAILED_PRECONDITION ATTEMPT_HAS_RESERVATION) is
+        in its result.
         """
 
     @_abc_1.abstractmethod
