@@ -21,7 +21,7 @@ WatchAlerts: an accepted watch streams until the client's deadline, so an
 allowed cell ends with DEADLINE_EXCEEDED after the stream was open (a refusal
 comes at once, before any deadline).
 
-Rows that are the same for every user (GetImage: images are content addressed
+Rows that are the same for every user (GetImage, StreamImage: images are content addressed
 and shared by the cache, so any caller may read one; role-only RPCs that name
 no user) give user_other what they give user_self.
 
@@ -80,6 +80,7 @@ ReserveBudget           UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIE
 CommitReservation       UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     OK      OK
 ReleaseReservation      UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     OK      OK
 RecordUsage             UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     OK      OK
+RecordUsageBatch        UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     OK      OK
 GetUsageStats           UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    OK        DENIED     OK      OK
 ListUsage               UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    OK        DENIED     OK      OK
 SetUserTier             UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     DENIED  OK
@@ -108,6 +109,7 @@ ImageService            none   expired forged alg_none wrong_aud user_self user_
 GenerateImage           UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    OK        DENIED     OK      OK
 QuoteImage              UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    OK        DENIED     OK      OK
 GetImage                UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    OK        OK         OK      OK
+StreamImage             UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    OK        OK         OK      OK
 GetCacheStats           UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     OK      OK
 PurgeExpiredCache       UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     DENIED  OK
 InvalidateCachedImage   UNAUTH UNAUTH  UNAUTH UNAUTH   UNAUTH    DENIED    DENIED     DENIED  OK
@@ -316,6 +318,12 @@ REQUESTS: dict[str, tuple[str, Build]] = {
         U1,
         lambda w, u: bpb.RecordUsageRequest(usage=usage(w, u, bpb.USAGE_OUTCOME_FAILED)),
     ),
+    "BudgetService.RecordUsageBatch": (
+        U1,
+        lambda w, u: bpb.RecordUsageBatchRequest(
+            usages=[usage(w, u, bpb.USAGE_OUTCOME_FAILED), usage(w, u, bpb.USAGE_OUTCOME_FAILED)]
+        ),
+    ),
     "BudgetService.GetUsageStats": (
         U1,
         lambda w, u: bpb.GetUsageStatsRequest(user_id=u, period=bpb.STATS_PERIOD_DAY),
@@ -396,6 +404,10 @@ REQUESTS: dict[str, tuple[str, Build]] = {
     "ImageService.GetImage": (
         U1,
         lambda w, u: ipb.GetImageRequest(image_id=w.cached_image(u)),
+    ),
+    "ImageService.StreamImage": (
+        U1,
+        lambda w, u: ipb.StreamImageRequest(image_id=w.cached_image(u)),
     ),
     "ImageService.GetCacheStats": (U1, lambda w, u: ipb.GetCacheStatsRequest()),
     "ImageService.PurgeExpiredCache": (U1, lambda w, u: ipb.PurgeExpiredCacheRequest()),

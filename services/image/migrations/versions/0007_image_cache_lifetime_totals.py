@@ -8,7 +8,7 @@ written, so GetCacheStats reads it and counts only the expired entries not
 purged yet (a short range of ix_cache_entries_expires_at), never the table.
 
 Revision ID: 0007_image_cache_lifetime_totals
-Revises: 0005_image_dish_answers
+Revises: 0006_image_retention
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_image_cache_lifetime_totals"
-down_revision: str | None = "0005_image_dish_answers"
+down_revision: str | None = "0006_image_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
