@@ -43,13 +43,14 @@ from services.budget.domain.optimization import (
 from services.budget.domain.optimization_system import system_summary
 from services.budget.domain.system_metrics import FactRow, figure_parts
 from services.budget.domain.usage import Outcome, UsageKind, UsageSummary
-from services.budget.store.models import UsageRow, table
+from services.budget.store.models import DishFirstRow, UsageRow, table
 from services.budget.store.optimization_prompts import load_prompt_groups
 from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
 from services.common.db import dialect_name
 
 USAGE = table(UsageRow)
+DISH_FIRST = table(DishFirstRow)
 # Every user's range as (spend facts, outcome facts): see load_system_parts.
 SystemParts = tuple[list[FactRow], list[FactRow]]
 GENERATED = Outcome.GENERATED.value
@@ -166,17 +167,18 @@ def _flagged_generations(user_id: str | None, start: datetime, end: datetime) ->
     flags, each computed once: its dish was generated before (with
     allow_similar off), it repeats its recipe, its image was never served."""
     g = _generated_in_range(user_id, start, end)
-    earlier = USAGE.alias("earlier")
+    first = DISH_FIRST
     hit = USAGE.alias("hit")
+    # Any user's earlier successful generation of the dish at this quality or
+    # better: the earliest one of each quality is kept (migration 0018), so
+    # this is a lookup of the dish's few rows, not of its records.
     dish_cached = and_(
         g.c.similar_allowed == false(),
         g.c.dish_key.is_not(None),
         exists().where(
-            earlier.c.dish_key == g.c.dish_key,
-            earlier.c.created_at < g.c.created_at,
-            earlier.c.outcome == GENERATED,
-            earlier.c.success == true(),
-            _rank(earlier.c.quality) >= _rank(g.c.quality),
+            first.c.dish_key == g.c.dish_key,
+            first.c.first_at < g.c.created_at,
+            _rank(first.c.quality) >= _rank(g.c.quality),
         ),
     )
     unserved = and_(
