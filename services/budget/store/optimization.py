@@ -142,12 +142,15 @@ def load_scope_rollup(
     return summary, settings
 
 
-def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> Any:
-    """The scope's generated records in [start, end), each with its place
-    among its user's generations of its recipe."""
+def _attempts(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's records in [start, end) (its index range), each with two
+    figures of its user's attempts of its recipe up to it, from one window
+    (one sort): the image generations so far (nth) and the attempt before's
+    outcome (before)."""
     u = USAGE.c
+    window = {"partition_by": (u.user_id, u.recipe_id), "order_by": (u.created_at, u.id)}
+    generation = and_(u.outcome == GENERATED, IMAGE_RECORD)
     statement = select(
-        u.id,
         u.created_at,
         u.cost_micros,
         u.recipe_id,
@@ -155,55 +158,63 @@ def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> 
         u.similar_allowed,
         u.quality,
         u.image_id,
-        func.row_number()
-        .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
-        .label("nth"),
-    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED, IMAGE_RECORD)
-    return _in_scope(statement, user_id).subquery("g")
+        generation.label("generation"),
+        func.count().filter(generation).over(**window).label("nth"),
+        func.lag(u.outcome).over(**window).label("before"),
+    ).where(u.created_at >= start, u.created_at < end)
+    return _in_scope(statement, user_id).subquery("a")
 
 
-def _flagged_generations(user_id: str | None, start: datetime, end: datetime) -> Any:
-    """The scope's generations in the range, each with its cost and three
-    flags, each computed once: its dish was generated before (with
-    allow_similar off), it repeats its recipe, its image was never served."""
-    g = _generated_in_range(user_id, start, end)
+def _flagged_attempts(user_id: str | None, start: datetime, end: datetime) -> Any:
+    """The scope's attempts in the range, each with its cost and four flags,
+    each computed once: a generation whose dish was generated before (with
+    allow_similar off), one that repeats its recipe, one whose image was
+    never served; an attempt right after a failed or refused one."""
+    a = _attempts(user_id, start, end)
     first = DISH_FIRST
     hit = USAGE.alias("hit")
     # Any user's earlier successful generation of the dish at this quality or
     # better: the earliest one of each quality is kept (migration 0018), so
     # this is a lookup of the dish's few rows, not of its records.
     dish_cached = and_(
-        g.c.similar_allowed == false(),
-        g.c.dish_key.is_not(None),
+        a.c.generation,
+        a.c.similar_allowed == false(),
+        a.c.dish_key.is_not(None),
         exists().where(
-            first.c.dish_key == g.c.dish_key,
-            first.c.first_at < g.c.created_at,
-            _rank(first.c.quality) >= _rank(g.c.quality),
+            first.c.dish_key == a.c.dish_key,
+            first.c.first_at < a.c.created_at,
+            _rank(first.c.quality) >= _rank(a.c.quality),
         ),
     )
     unserved = and_(
-        g.c.image_id.is_not(None),
+        a.c.generation,
+        a.c.image_id.is_not(None),
         ~exists().where(
-            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == g.c.image_id
+            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == a.c.image_id
         ),
     )
     return (
         select(
-            g.c.cost_micros.label("cost"),
-            g.c.recipe_id,
+            a.c.cost_micros.label("cost"),
+            a.c.recipe_id,
             dish_cached.label("dish_cached"),
-            and_(g.c.recipe_id != "", g.c.nth > 1).label("repeat"),
+            and_(a.c.generation, a.c.recipe_id != "", a.c.nth > 1).label("repeat"),
             unserved.label("unserved"),
+            and_(
+                a.c.recipe_id != "", a.c.before.in_([outcome.value for outcome in RETRIED_AFTER])
+            ).label("retry"),
         )
         .offset(0)
         .subquery("f")
     )  # OFFSET 0: PostgreSQL computes each flag once, not per use
 
 
-def _caching_and_unserved(
+def _record_figures(
     session: Session, user_id: str | None, start: datetime, end: datetime
 ) -> tuple[CachingFacts, WasteFacts]:
-    f = _flagged_generations(user_id, start, end)
+    """The figures that need single records (dish seen before, repeats,
+    images never served again, retries) of a scope's range, in one pass."""
+    f = _flagged_attempts(user_id, start, end)
     avoidable = or_(f.c.dish_cached, f.c.repeat)
 
     def count(condition: Any) -> Any:
@@ -223,33 +234,12 @@ def _caching_and_unserved(
             cost(avoidable),
             count(f.c.unserved),
             cost(f.c.unserved),
+            count(f.c.retry),
+            cost(f.c.retry),
         )
     ).one()
     values = [_exact(value) for value in row]
-    return CachingFacts(*values[:7]), WasteFacts(values[7], values[8])
-
-
-def _retries(
-    session: Session, user_id: str | None, start: datetime, end: datetime
-) -> tuple[int, int]:
-    """Attempts of a recipe right after a failed or refused attempt of it by
-    the same user, and their cost."""
-    u = USAGE.c
-    attempts = _in_scope(
-        select(
-            u.cost_micros,
-            func.lag(u.outcome)
-            .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
-            .label("before"),
-        ).where(u.created_at >= start, u.created_at < end, u.recipe_id != ""),
-        user_id,
-    ).subquery("a")
-    row = session.execute(
-        select(func.count(), func.sum(attempts.c.cost_micros)).where(
-            attempts.c.before.in_([outcome.value for outcome in RETRIED_AFTER])
-        )
-    ).one()
-    return _exact(row[0]), _exact(row[1])
+    return CachingFacts(*values[:7]), WasteFacts(*values[7:])
 
 
 class OptimizationQueries:
@@ -275,8 +265,7 @@ def load_optimization_facts(
     system = load_system_parts(session, start, end)
     summary, settings = load_scope_rollup(session, user_id, (start, end), system)
     hits, system_generations = system_hits(system)
-    caching, unserved = _caching_and_unserved(session, user_id, start, end)
-    retries, retry_cost = _retries(session, user_id, start, end)
+    caching, waste = _record_figures(session, user_id, start, end)
     prompts = load_prompt_groups(session, user_id, start, end)
     needs_baseline = any(group.custom for group in prompts) and user_id is not None
     system_prompts = prompts
@@ -288,9 +277,7 @@ def load_optimization_facts(
         prompts=prompts,
         system_prompts=system_prompts,
         caching=caching,
-        waste=WasteFacts(
-            unserved.unserved_generations, unserved.unserved_cost_micros, retries, retry_cost
-        ),
+        waste=waste,
         system_cache_hits=hits,
         system_generations=system_generations,
     )

@@ -139,8 +139,7 @@ def upgrade() -> None:
     _create_triggers()
     # Records written before this migration.
     _run(
-        f"INSERT INTO {TABLE} (dish_key, quality, first_at) "
-        f"{_firsts('r', 'budget_usage_records')}"
+        f"INSERT INTO {TABLE} (dish_key, quality, first_at) {_firsts('r', 'budget_usage_records')}"
     )
 
 
