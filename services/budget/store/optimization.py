@@ -150,72 +150,69 @@ def load_scope_rollup(
     return summary, settings
 
 
-def _attempts(user_id: str | None, start: datetime, end: datetime, dialect: str) -> Any:
-    """The scope's records in [start, end) (its index range), each with two
-    figures of its user's attempts of its recipe up to it, from one window
-    (one sort): the image generations so far (nth) and the attempt before's
-    outcome (before)."""
+def _record_flags(user_id: str | None, start: datetime, end: datetime, dialect: str) -> Any:
+    """The scope's records in [start, end) (its index range), each with what
+    the window needs (its user and recipe, compared bytewise, its instant and
+    outcome, its cost) and two flags of its own, computed once (OFFSET 0):
+    a generation whose dish was generated before (with allow_similar off),
+    one whose image was never served. Only these narrow rows are sorted
+    (whole ledger rows, prompts included, spilled to disk)."""
     u = USAGE.c
-    partition = (_bytewise(u.user_id, dialect), _bytewise(u.recipe_id, dialect))
-    window = {"partition_by": partition, "order_by": (u.created_at, u.id)}
-    generation = and_(u.outcome == GENERATED, IMAGE_RECORD)
-    statement = select(
-        u.created_at,
-        u.cost_micros,
-        u.recipe_id,
-        u.dish_key,
-        u.similar_allowed,
-        u.quality,
-        u.image_id,
-        generation.label("generation"),
-        func.count().filter(generation).over(**window).label("nth"),
-        func.lag(u.outcome).over(**window).label("before"),
-    ).where(u.created_at >= start, u.created_at < end)
-    return _in_scope(statement, user_id).subquery("a")
-
-
-def _flagged_attempts(user_id: str | None, start: datetime, end: datetime, dialect: str) -> Any:
-    """The scope's attempts in the range, each with its cost and four flags,
-    each computed once: a generation whose dish was generated before (with
-    allow_similar off), one that repeats its recipe, one whose image was
-    never served; an attempt right after a failed or refused one."""
-    a = _attempts(user_id, start, end, dialect)
     first = DISH_FIRST
     hit = USAGE.alias("hit")
+    generation = and_(u.outcome == GENERATED, IMAGE_RECORD)
     # Any user's earlier successful generation of the dish at this quality or
     # better: the earliest one of each quality is kept (migration 0018), so
     # this is a lookup of the dish's few rows, not of its records.
     dish_cached = and_(
-        a.c.generation,
-        a.c.similar_allowed == false(),
-        a.c.dish_key.is_not(None),
+        generation,
+        u.similar_allowed == false(),
+        u.dish_key.is_not(None),
         exists().where(
-            first.c.dish_key == a.c.dish_key,
-            first.c.first_at < a.c.created_at,
-            _rank(first.c.quality) >= _rank(a.c.quality),
+            first.c.dish_key == u.dish_key,
+            first.c.first_at < u.created_at,
+            _rank(first.c.quality) >= _rank(u.quality),
         ),
     )
-    unserved = and_(
-        a.c.generation,
-        a.c.image_id.is_not(None),
-        ~exists().where(
-            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == a.c.image_id
-        ),
+    served = select(hit.c.image_id).where(
+        hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == u.image_id
     )
-    return (
-        select(
-            a.c.cost_micros.label("cost"),
-            a.c.recipe_id,
-            dish_cached.label("dish_cached"),
-            and_(a.c.generation, a.c.recipe_id != "", a.c.nth > 1).label("repeat"),
-            unserved.label("unserved"),
-            and_(
-                a.c.recipe_id != "", a.c.before.in_([outcome.value for outcome in RETRIED_AFTER])
-            ).label("retry"),
-        )
-        .offset(0)
-        .subquery("f")
-    )  # OFFSET 0: PostgreSQL computes each flag once, not per use
+    if user_id is not None:
+        # One index probe a generation (OFFSET 0 keeps PostgreSQL from
+        # hashing every user's hits instead, a cost of the system's size).
+        served = served.offset(0)
+    unserved = and_(generation, u.image_id.is_not(None), ~served.exists())
+    records = select(
+        _bytewise(u.user_id, dialect).label("user_key"),
+        _bytewise(u.recipe_id, dialect).label("recipe_key"),
+        u.id,
+        u.created_at,
+        u.outcome,
+        u.cost_micros.label("cost"),
+        generation.label("generation"),
+        dish_cached.label("dish_cached"),
+        unserved.label("unserved"),
+    ).where(u.created_at >= start, u.created_at < end)
+    return _in_scope(records, user_id).offset(0).subquery("r")
+
+
+def _flagged_attempts(user_id: str | None, start: datetime, end: datetime, dialect: str) -> Any:
+    """_record_flags' records with two more flags from one window over each
+    user's attempts of each recipe (one sort): a generation that repeats its
+    recipe in the range, an attempt right after a failed or refused one."""
+    r = _record_flags(user_id, start, end, dialect)
+    window = {"partition_by": (r.c.user_key, r.c.recipe_key), "order_by": (r.c.created_at, r.c.id)}
+    nth = func.count().filter(r.c.generation).over(**window)
+    before = func.lag(r.c.outcome).over(**window)
+    retried_after = [outcome.value for outcome in RETRIED_AFTER]
+    return select(
+        r.c.cost,
+        r.c.recipe_key,
+        r.c.dish_cached,
+        r.c.unserved,
+        and_(r.c.generation, r.c.recipe_key != "", nth > 1).label("repeat"),
+        and_(r.c.recipe_key != "", before.in_(retried_after)).label("retry"),
+    ).subquery("f")
 
 
 def _record_figures_statement(
@@ -233,7 +230,7 @@ def _record_figures_statement(
     return select(
         count(f.c.dish_cached),
         cost(f.c.dish_cached),
-        func.count(func.distinct(_bytewise(case((f.c.repeat, f.c.recipe_id)), dialect))),
+        func.count(func.distinct(case((f.c.repeat, f.c.recipe_key)))),
         count(f.c.repeat),
         cost(f.c.repeat),
         count(avoidable),
