@@ -33,11 +33,11 @@ def _mismatches(session: Session, since: datetime | None, limit: int) -> list[An
     )
     rolled = FIRSTS
     same = and_(ledger.c.dish_key == rolled.c.dish_key, ledger.c.quality == rolled.c.quality)
-    recent = (
-        (lambda *instants: or_(*(i >= since for i in instants)))
-        if since is not None
-        else (lambda *_: true())
-    )
+
+    def recent(*instants: Any) -> Any:
+        """Either instant on or after since (always, without since)."""
+        return true() if since is None else or_(*(i >= since for i in instants))
+
     wrong = (
         select(
             rolled.c.dish_key,

@@ -201,9 +201,9 @@ def _flagged_attempts(user_id: str | None, start: datetime, end: datetime, diale
     user's attempts of each recipe (one sort): a generation that repeats its
     recipe in the range, an attempt right after a failed or refused one."""
     r = _record_flags(user_id, start, end, dialect)
-    window = {"partition_by": (r.c.user_key, r.c.recipe_key), "order_by": (r.c.created_at, r.c.id)}
-    nth = func.count().filter(r.c.generation).over(**window)
-    before = func.lag(r.c.outcome).over(**window)
+    partition, order = (r.c.user_key, r.c.recipe_key), (r.c.created_at, r.c.id)
+    nth = func.count().filter(r.c.generation).over(partition_by=partition, order_by=order)
+    before = func.lag(r.c.outcome).over(partition_by=partition, order_by=order)
     retried_after = [outcome.value for outcome in RETRIED_AFTER]
     return select(
         r.c.cost,
