@@ -7,9 +7,13 @@
   reads (spend by setting, outcomes; whole UTC months, days and hours, the
   ledger's partial hours at the edges), whatever the number of users.
 - What needs single records (a dish generated before, a recipe generated
-  again, an image never served again, a retry after a failure, prompt tokens)
-  is read from the ledger's index range of the scope, aggregated by the
-  database: nothing is loaded row by row.
+  again, an image never served again, a retry after a failure) is one pass
+  over the ledger's index range of the scope, aggregated by the database:
+  a dish's earlier generation is a lookup of budget_dish_first_generations
+  (migration 0018), an image's hit a probe of the hits' index, repeats and
+  retries one window over each user's attempts of each recipe. Nothing is
+  loaded row by row. A user's pass costs its records, whatever the
+  system's size; every user's costs every record of the range.
 """
 
 from __future__ import annotations
