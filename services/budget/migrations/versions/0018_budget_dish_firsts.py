@@ -16,8 +16,12 @@ created_at still moves first_at back. It follows the one amendment the
 ledger allows (an abandoned record settled, migration 0004), which only
 adds a record. The common case (the dish already known, first_at earlier)
 writes and locks nothing: an insert that does nothing on conflict, then an
-update only of the rows the statement makes earlier. Existing records are
-rolled up here.
+update only of the rows the statement makes earlier. At READ COMMITTED
+(the ledger's writes) the update sees a pair a concurrent statement
+inserted and committed while the insert waited on it, and a row lock
+rechecks "earlier" on its latest version; at REPEATABLE READ PostgreSQL
+refuses the insert with a serialization failure rather than miss it.
+Existing records are rolled up here.
 
 Revision ID: 0018_budget_dish_firsts
 Revises: 0015_budget_system_settings
