@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from recipeimage.budget.v1 import budget_service_pb2 as pb
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, update
 
 from services.budget.domain.optimization import QUALITY_RANKS, CachingFacts
 from services.budget.domain.usage import Outcome, Usage, UsageKind
@@ -208,14 +208,13 @@ def test_reconciliation_reports_a_wrong_or_missing_dish_first_generation(budget,
     put(budget, "u2", T0 - timedelta(hours=5), Outcome.GENERATED, dish_key=DISHES[1])
     assert _dish_differences(budget, tokens) == []
     with budget.app.sessions.begin() as session:
+        # An hour too early (stored as the triggers store instants), and gone.
         session.execute(
-            text("UPDATE budget_dish_first_generations SET first_at = :at WHERE dish_key = :dish"),
-            {"at": T0 - timedelta(hours=4), "dish": DISHES[0]},
+            update(DishFirstRow)
+            .where(DishFirstRow.dish_key == DISHES[0])
+            .values(first_at=T0 - timedelta(hours=4))
         )
-        session.execute(
-            text("DELETE FROM budget_dish_first_generations WHERE dish_key = :dish"),
-            {"dish": DISHES[1]},
-        )
+        session.execute(delete(DishFirstRow).where(DishFirstRow.dish_key == DISHES[1]))
     found = _dish_differences(budget, tokens)
     assert len(found) == 2
     assert any(DISHES[0] in d for d in found) and any(DISHES[1] in d for d in found)
