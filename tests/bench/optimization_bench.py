@@ -166,8 +166,9 @@ def _measure_parts(sessions: Any) -> None:
         "rollup (summary, settings)": lambda s, u: reads.load_scope_rollup(s, u, (start, end)),
         "system hit counts": lambda s, u: reads.load_system_hits(s, start, end),
         "prompt groups": lambda s, u: load_prompt_groups(s, u, start, end),
-        "dish seen, repeats, unserved": lambda s, u: reads._caching_and_unserved(s, u, start, end),
-        "retries": lambda s, u: reads._retries(s, u, start, end),
+        "records (dish, repeats, unserved, retries)": lambda s, u: reads._record_figures(
+            s, u, start, end
+        ),
     }
     for scope, user_id in (("user", "heavy"), ("system", None)):
         for name, read in parts.items():

@@ -48,6 +48,7 @@ BUDGET_TABLES = {
     "budget_webhook_deliveries",
     "budget_system_prompts",
     "budget_user_prompts",
+    "budget_dish_first_generations",
 }
 
 

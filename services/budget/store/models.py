@@ -550,6 +550,18 @@ class UserPromptsRow(Base):
     cost_micros: Mapped[int] = mapped_column(BigInteger())
 
 
+class DishFirstRow(Base):
+    """Each dish's earliest successful generation at each quality, any
+    user's: cost optimization's "dish seen before" is one lookup of a few
+    rows. Triggers, migration 0018 (the earliest instant wins)."""
+
+    __tablename__ = "budget_dish_first_generations"
+
+    dish_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class AlertRow(Base):
     """Every alert raised (domain.alerts), at most one per rule, subject,
     window and period: the unique key makes a second raise a no-op on every

@@ -7,9 +7,13 @@
   reads (spend by setting, outcomes; whole UTC months, days and hours, the
   ledger's partial hours at the edges), whatever the number of users.
 - What needs single records (a dish generated before, a recipe generated
-  again, an image never served again, a retry after a failure, prompt tokens)
-  is read from the ledger's index range of the scope, aggregated by the
-  database: nothing is loaded row by row.
+  again, an image never served again, a retry after a failure) is one pass
+  over the ledger's index range of the scope, aggregated by the database:
+  a dish's earlier generation is a lookup of budget_dish_first_generations
+  (migration 0018), an image's hit a probe of the hits' index, repeats and
+  retries one window over each user's attempts of each recipe. Nothing is
+  loaded row by row. A user's pass costs its records, whatever the
+  system's size; every user's costs every record of the range.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    collate,
     exists,
     false,
     func,
@@ -43,13 +48,14 @@ from services.budget.domain.optimization import (
 from services.budget.domain.optimization_system import system_summary
 from services.budget.domain.system_metrics import FactRow, figure_parts
 from services.budget.domain.usage import Outcome, UsageKind, UsageSummary
-from services.budget.store.models import UsageRow, table
+from services.budget.store.models import DishFirstRow, UsageRow, table
 from services.budget.store.optimization_prompts import load_prompt_groups
 from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage_summary import load_usage_summary, range_facts, rollup_split
 from services.common.db import dialect_name
 
 USAGE = table(UsageRow)
+DISH_FIRST = table(DishFirstRow)
 # Every user's range as (spend facts, outcome facts): see load_system_parts.
 SystemParts = tuple[list[FactRow], list[FactRow]]
 GENERATED = Outcome.GENERATED.value
@@ -64,6 +70,13 @@ def _exact(value: Any) -> int:
 
 def _rank(quality: Any) -> Any:
     return case(*((quality == name, rank) for name, rank in QUALITY_RANKS.items()), else_=0)
+
+
+def _bytewise(value: Any, dialect: str) -> Any:
+    """value compared byte by byte: ids are only grouped, never ordered for
+    people, and PostgreSQL sorts a text column of a locale several times
+    slower (SQLite compares bytes already)."""
+    return collate(value, "C") if dialect == "postgresql" else value
 
 
 def _in_scope(statement: Select[Any], user_id: str | None) -> Select[Any]:
@@ -141,67 +154,75 @@ def load_scope_rollup(
     return summary, settings
 
 
-def _generated_in_range(user_id: str | None, start: datetime, end: datetime) -> Any:
-    """The scope's generated records in [start, end), each with its place
-    among its user's generations of its recipe."""
+def _record_flags(user_id: str | None, start: datetime, end: datetime, dialect: str) -> Any:
+    """The scope's records in [start, end) (its index range), each with what
+    the window needs (its user and recipe, compared bytewise, its instant and
+    outcome, its cost) and two flags of its own, computed once (OFFSET 0):
+    a generation whose dish was generated before (with allow_similar off),
+    one whose image was never served. Only these narrow rows are sorted
+    (whole ledger rows, prompts included, spilled to disk)."""
     u = USAGE.c
-    statement = select(
+    first = DISH_FIRST
+    hit = USAGE.alias("hit")
+    generation = and_(u.outcome == GENERATED, IMAGE_RECORD)
+    # Any user's earlier successful generation of the dish at this quality or
+    # better: the earliest one of each quality is kept (migration 0018), so
+    # this is a lookup of the dish's few rows, not of its records.
+    dish_cached = and_(
+        generation,
+        u.similar_allowed == false(),
+        u.dish_key.is_not(None),
+        exists().where(
+            first.c.dish_key == u.dish_key,
+            first.c.first_at < u.created_at,
+            _rank(first.c.quality) >= _rank(u.quality),
+        ),
+    )
+    served = select(hit.c.image_id).where(
+        hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == u.image_id
+    )
+    if user_id is not None:
+        # One index probe a generation (OFFSET 0 keeps PostgreSQL from
+        # hashing every user's hits instead, a cost of the system's size).
+        served = served.offset(0)
+    unserved = and_(generation, u.image_id.is_not(None), ~served.exists())
+    records = select(
+        _bytewise(u.user_id, dialect).label("user_key"),
+        _bytewise(u.recipe_id, dialect).label("recipe_key"),
         u.id,
         u.created_at,
-        u.cost_micros,
-        u.recipe_id,
-        u.dish_key,
-        u.similar_allowed,
-        u.quality,
-        u.image_id,
-        func.row_number()
-        .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
-        .label("nth"),
-    ).where(u.created_at >= start, u.created_at < end, u.outcome == GENERATED, IMAGE_RECORD)
-    return _in_scope(statement, user_id).subquery("g")
+        u.outcome,
+        u.cost_micros.label("cost"),
+        generation.label("generation"),
+        dish_cached.label("dish_cached"),
+        unserved.label("unserved"),
+    ).where(u.created_at >= start, u.created_at < end)
+    return _in_scope(records, user_id).offset(0).subquery("r")
 
 
-def _flagged_generations(user_id: str | None, start: datetime, end: datetime) -> Any:
-    """The scope's generations in the range, each with its cost and three
-    flags, each computed once: its dish was generated before (with
-    allow_similar off), it repeats its recipe, its image was never served."""
-    g = _generated_in_range(user_id, start, end)
-    earlier = USAGE.alias("earlier")
-    hit = USAGE.alias("hit")
-    dish_cached = and_(
-        g.c.similar_allowed == false(),
-        g.c.dish_key.is_not(None),
-        exists().where(
-            earlier.c.dish_key == g.c.dish_key,
-            earlier.c.created_at < g.c.created_at,
-            earlier.c.outcome == GENERATED,
-            earlier.c.success == true(),
-            _rank(earlier.c.quality) >= _rank(g.c.quality),
-        ),
-    )
-    unserved = and_(
-        g.c.image_id.is_not(None),
-        ~exists().where(
-            hit.c.cached == true(), hit.c.image_id.is_not(None), hit.c.image_id == g.c.image_id
-        ),
-    )
-    return (
-        select(
-            g.c.cost_micros.label("cost"),
-            g.c.recipe_id,
-            dish_cached.label("dish_cached"),
-            and_(g.c.recipe_id != "", g.c.nth > 1).label("repeat"),
-            unserved.label("unserved"),
-        )
-        .offset(0)
-        .subquery("f")
-    )  # OFFSET 0: PostgreSQL computes each flag once, not per use
+def _flagged_attempts(user_id: str | None, start: datetime, end: datetime, dialect: str) -> Any:
+    """_record_flags' records with two more flags from one window over each
+    user's attempts of each recipe (one sort): a generation that repeats its
+    recipe in the range, an attempt right after a failed or refused one."""
+    r = _record_flags(user_id, start, end, dialect)
+    partition, order = (r.c.user_key, r.c.recipe_key), (r.c.created_at, r.c.id)
+    nth = func.count().filter(r.c.generation).over(partition_by=partition, order_by=order)
+    before = func.lag(r.c.outcome).over(partition_by=partition, order_by=order)
+    retried_after = [outcome.value for outcome in RETRIED_AFTER]
+    return select(
+        r.c.cost,
+        r.c.recipe_key,
+        r.c.dish_cached,
+        r.c.unserved,
+        and_(r.c.generation, r.c.recipe_key != "", nth > 1).label("repeat"),
+        and_(r.c.recipe_key != "", before.in_(retried_after)).label("retry"),
+    ).subquery("f")
 
 
-def _caching_and_unserved(
-    session: Session, user_id: str | None, start: datetime, end: datetime
-) -> tuple[CachingFacts, WasteFacts]:
-    f = _flagged_generations(user_id, start, end)
+def _record_figures_statement(
+    user_id: str | None, start: datetime, end: datetime, dialect: str
+) -> Any:
+    f = _flagged_attempts(user_id, start, end, dialect)
     avoidable = or_(f.c.dish_cached, f.c.repeat)
 
     def count(condition: Any) -> Any:
@@ -210,44 +231,30 @@ def _caching_and_unserved(
     def cost(condition: Any) -> Any:
         return func.sum(case((condition, f.c.cost), else_=0))
 
-    row = session.execute(
-        select(
-            count(f.c.dish_cached),
-            cost(f.c.dish_cached),
-            func.count(func.distinct(case((f.c.repeat, f.c.recipe_id)))),
-            count(f.c.repeat),
-            cost(f.c.repeat),
-            count(avoidable),
-            cost(avoidable),
-            count(f.c.unserved),
-            cost(f.c.unserved),
-        )
-    ).one()
-    values = [_exact(value) for value in row]
-    return CachingFacts(*values[:7]), WasteFacts(values[7], values[8])
+    return select(
+        count(f.c.dish_cached),
+        cost(f.c.dish_cached),
+        func.count(func.distinct(case((f.c.repeat, f.c.recipe_key)))),
+        count(f.c.repeat),
+        cost(f.c.repeat),
+        count(avoidable),
+        cost(avoidable),
+        count(f.c.unserved),
+        cost(f.c.unserved),
+        count(f.c.retry),
+        cost(f.c.retry),
+    )
 
 
-def _retries(
+def _record_figures(
     session: Session, user_id: str | None, start: datetime, end: datetime
-) -> tuple[int, int]:
-    """Attempts of a recipe right after a failed or refused attempt of it by
-    the same user, and their cost."""
-    u = USAGE.c
-    attempts = _in_scope(
-        select(
-            u.cost_micros,
-            func.lag(u.outcome)
-            .over(partition_by=(u.user_id, u.recipe_id), order_by=(u.created_at, u.id))
-            .label("before"),
-        ).where(u.created_at >= start, u.created_at < end, u.recipe_id != ""),
-        user_id,
-    ).subquery("a")
-    row = session.execute(
-        select(func.count(), func.sum(attempts.c.cost_micros)).where(
-            attempts.c.before.in_([outcome.value for outcome in RETRIED_AFTER])
-        )
-    ).one()
-    return _exact(row[0]), _exact(row[1])
+) -> tuple[CachingFacts, WasteFacts]:
+    """The figures that need single records (dish seen before, repeats,
+    images never served again, retries) of a scope's range, in one pass."""
+    statement = _record_figures_statement(user_id, start, end, dialect_name(session))
+    row = session.execute(statement).one()
+    values = [_exact(value) for value in row]
+    return CachingFacts(*values[:7]), WasteFacts(*values[7:])
 
 
 class OptimizationQueries:
@@ -273,8 +280,7 @@ def load_optimization_facts(
     system = load_system_parts(session, start, end)
     summary, settings = load_scope_rollup(session, user_id, (start, end), system)
     hits, system_generations = system_hits(system)
-    caching, unserved = _caching_and_unserved(session, user_id, start, end)
-    retries, retry_cost = _retries(session, user_id, start, end)
+    caching, waste = _record_figures(session, user_id, start, end)
     prompts = load_prompt_groups(session, user_id, start, end)
     needs_baseline = any(group.custom for group in prompts) and user_id is not None
     system_prompts = prompts
@@ -286,9 +292,7 @@ def load_optimization_facts(
         prompts=prompts,
         system_prompts=system_prompts,
         caching=caching,
-        waste=WasteFacts(
-            unserved.unserved_generations, unserved.unserved_cost_micros, retries, retry_cost
-        ),
+        waste=waste,
         system_cache_hits=hits,
         system_generations=system_generations,
     )

@@ -36,6 +36,7 @@ from services.budget.domain.reservations import ReservationState
 from services.budget.domain.usage import UsageKind
 from services.budget.domain.windows import SYSTEM_SUBJECT, Scope, Span, window_name
 from services.budget.store.credits import credit_differences
+from services.budget.store.dish_firsts import dish_first_differences
 from services.budget.store.models import ReservationRow, UsageDailyRow, UsageRow, WindowRow
 from services.budget.store.system_rollups import rollup_checks, rollup_mismatches
 from services.budget.store.windows import as_date
@@ -300,7 +301,8 @@ class ReconciliationQueries:
 
     def system_rollup_differences(self, checked: CheckedRange) -> list[Difference]:
         """The system rollups and per-user totals (migration 0009) against the
-        ledger, from the checked range's UTC month on."""
+        ledger, from the checked range's UTC month on, and each dish's first
+        generation (migration 0018)."""
         since = checked.since_instant
         found = []
         for check in rollup_checks(dialect_name(self.session), since):
@@ -319,7 +321,7 @@ class ReconciliationQueries:
                         user_id=row.user_id,
                     )
                 )
-        return found
+        return found + dish_first_differences(self.session, since, _ROWS)
 
     def counts(self, checked: CheckedRange) -> tuple[int, int]:
         """How many windows and reservations the checks covered."""
