@@ -25,6 +25,12 @@ ALL_CALLS = [
             usage=pb.UsageRecord(request_id="q", user_id="u1", outcome=pb.USAGE_OUTCOME_FAILED)
         ),
     ),
+    (
+        "RecordUsageBatch",
+        pb.RecordUsageBatchRequest(
+            usages=[pb.UsageRecord(request_id="q", user_id="u1", outcome=pb.USAGE_OUTCOME_FAILED)]
+        ),
+    ),
     ("GetUsageStats", pb.GetUsageStatsRequest(user_id="u1", period=pb.STATS_PERIOD_DAY)),
     ("ListUsage", pb.ListUsageRequest(user_id="u1")),
     ("SetSpendCap", pb.SetSpendCapRequest(user_id="u1", spend_cap=pb.LimitValues(daily_micros=1))),
