@@ -7,11 +7,12 @@ two writers queue instead of failing with "database is locked" mid-transaction.
 
 from __future__ import annotations
 
+import select
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,13 +37,32 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
         return _sqlite_engine(url)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
+    event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server has closed, found without a round trip:
+    an idle connection's socket has nothing to read unless the server ended
+    it (a terminated backend, a restart, an idle timeout send their goodbye
+    and close). The pool then discards it and checks out another (a fresh
+    one if need be), so a dropped connection costs no failed call, and a
+    healthy checkout no pre-ping. A connection that dies mid-transaction still
+    fails that call cleanly (UNAVAILABLE, nothing half-applied)."""
+    if dbapi_connection.closed or _has_pending_input(dbapi_connection.fileno()):
+        raise exc.DisconnectionError("the server closed this pooled connection")
+
+
+def _has_pending_input(fileno: int) -> bool:
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _sqlite_engine(url: str) -> Engine:
