@@ -83,9 +83,26 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READS_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+_READS_ONLY = "recipeimage_reads_only"
+
+
+def begin_reading(session: Session) -> None:
+    """Start a session that only reads, before its first statement: on
+    PostgreSQL in autocommit (no BEGIN or COMMIT round trip; each statement
+    sees what was committed when it began), on SQLite with a deferred BEGIN
+    (in WAL mode a reader does not queue behind the writers)."""
+    if dialect_name(session) == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    else:
+        session.connection(execution_options={_READS_ONLY: True})
 
 
 def create_sessions(engine: Engine) -> sessionmaker[Session]:

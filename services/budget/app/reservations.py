@@ -101,7 +101,7 @@ class Reservations:
     def limits(self, user_id: str) -> LimitsView:
         """The windows, and admission's rules, cap and block (GetLimits)."""
         now = self._clock.now()
-        with self._store.transaction() as tx:
+        with self._store.reading() as tx:
             user, system, block = tx.blocks.load_context(user_id, now)
             view = self._view(tx, user, system, now)
             rates, concurrency = self._gate.snapshot(tx, user, view.tier, now)
@@ -145,13 +145,12 @@ class Reservations:
     ) -> BudgetCheck:
         """Whether a reservation of amount_micros would be granted now, and
         (include_admission) what Admit and ReserveBudget would refuse with:
-        the same rules in the same order, read in one transaction that writes
-        nothing."""
+        the same rules in the same order, read without writing anything."""
         violations.positive("amount_micros", amount_micros)
         violations.raise_if_any()
         now = self._clock.now()
         verdict = None
-        with self._store.transaction() as tx:
+        with self._store.reading() as tx:
             if include_admission:
                 user, system, block = tx.blocks.load_context(user_id, now)
             else:
