@@ -3,8 +3,9 @@ session, committed when the block ends and rolled back when it raises."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
 
 from sqlalchemy import event
@@ -121,10 +122,20 @@ class BudgetStore:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        # SQLite has one writer at a time. Its busy handler polls with
+        # sleeps of up to 100 ms, so writers of one process queue on a lock
+        # instead and each starts the moment the last one ends: the tail
+        # latency of many callers is their queue, not the sleeps. Reentrant,
+        # so a nested transaction behaves as it would without it.
+        bind = sessions.kw.get("bind")
+        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self._writer: AbstractContextManager[object] = (
+            threading.RLock() if sqlite else nullcontext()
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._sessions.begin() as session:
+        with self._writer, self._sessions.begin() as session:
             yield Transaction(session)
 
     @contextmanager
