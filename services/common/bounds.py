@@ -47,6 +47,10 @@ def string_problem(value: str, *, identifier: bool) -> str | None:
     limit = MAX_IDENTIFIER_CHARS if identifier else MAX_TEXT_CHARS
     if len(value) > limit:
         return f"at most {limit} characters"
+    if value.isprintable():
+        # No character of category Cc (nor any other unprintable one): the
+        # common case, checked in C instead of a category lookup per character.
+        return None
     allowed = frozenset() if identifier else _TEXT_CONTROLS
     for char in value:
         if unicodedata.category(char) == "Cc" and char not in allowed:

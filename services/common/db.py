@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,13 +44,32 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
         return _sqlite_engine(url)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
+    event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server has closed, found without a round trip:
+    an idle connection's socket has nothing to read unless the server ended
+    it (a terminated backend, a restart, an idle timeout send their goodbye
+    and close). The pool then discards it and checks out another (a fresh
+    one if need be), so a dropped connection costs no failed call, and a
+    healthy checkout no pre-ping. A connection that dies mid-transaction still
+    fails that call cleanly (UNAVAILABLE, nothing half-applied)."""
+    if dbapi_connection.closed or _has_pending_input(dbapi_connection.fileno()):
+        raise exc.DisconnectionError("the server closed this pooled connection")
+
+
+def _has_pending_input(fileno: int) -> bool:
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 class WriterGate:
@@ -177,6 +197,10 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(_READS_ONLY):
+            # A read takes no write lock, so it needs no turn at the gate.
+            connection.exec_driver_sql("BEGIN")
+            return
         dbapi_connection = connection.connection.dbapi_connection
         dbapi_connection.enter_gate()
         try:
@@ -190,6 +214,20 @@ def _sqlite_engine(url: str) -> Engine:
         gate.close()
 
     return engine
+
+
+_READS_ONLY = "recipeimage_reads_only"
+
+
+def begin_reading(session: Session) -> None:
+    """Start a session that only reads, before its first statement: on
+    PostgreSQL in autocommit (no BEGIN or COMMIT round trip; each statement
+    sees what was committed when it began), on SQLite with a deferred BEGIN
+    (in WAL mode a reader does not queue behind the writers)."""
+    if dialect_name(session) == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    else:
+        session.connection(execution_options={_READS_ONLY: True})
 
 
 def create_sessions(engine: Engine) -> sessionmaker[Session]:

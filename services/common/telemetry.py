@@ -51,6 +51,9 @@ class Metrics:
             registry=self.registry,
             buckets=SECONDS_BUCKETS,
         )
+        self._rpc_children: dict[
+            tuple[str, str], tuple[Callable[[], None], Callable[[float], None]]
+        ] = {}
         self.refusals = Counter(
             "recipeimage_refusals_total",
             "Calls refused with a reason (ErrorInfo), by method and reason.",
@@ -125,8 +128,23 @@ class Metrics:
         )
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpc_total.labels(self.service, method, code).inc()
-        self.rpc_seconds.labels(self.service, method).observe(seconds)
+        count, observe = self._rpc_children.get((method, code)) or self._rpc_children_of(
+            method, code
+        )
+        count()
+        observe(seconds)
+
+    def _rpc_children_of(
+        self, method: str, code: str
+    ) -> tuple[Callable[[], None], Callable[[float], None]]:
+        """The counter and histogram children of one method and code, kept:
+        labels() takes a lock and builds a key on every call."""
+        children = (
+            self.rpc_total.labels(self.service, method, code).inc,
+            self.rpc_seconds.labels(self.service, method).observe,
+        )
+        self._rpc_children[(method, code)] = children  # a racing twin stores the same children
+        return children
 
     def observe_refusal(self, method: str, reason: str) -> None:
         self.refusals.labels(self.service, method, reason).inc()

@@ -121,3 +121,32 @@ def test_local_secret_is_created_private_once_and_reused(tmp_path) -> None:
     assert len(first) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create_secret(path) == first
+
+
+def test_a_verified_token_is_refused_once_it_expires_though_it_was_cached() -> None:
+    auth = Authenticator(SECRET, leeway_seconds=0)
+    token = auth.mint(Role.USER, "user-7", ttl_seconds=1)
+    assert auth.authenticate(bearer(token)).subject == "user-7"
+    assert auth.authenticate(bearer(token)).subject == "user-7"  # from the cache
+    time.sleep(2.1 - (time.time() % 1))  # past exp, whatever the second's phase
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(bearer(token))
+
+
+def test_a_cached_token_does_not_vouch_for_a_tampered_copy() -> None:
+    auth = Authenticator(SECRET)
+    token = auth.mint(Role.USER, "user-7")
+    auth.authenticate(bearer(token))
+    header, payload, signature = token.split(".")
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(bearer(f"{header}.{payload}.{signature[:-2]}AA"))
+
+
+def test_the_cache_is_bounded_and_evicted_tokens_still_verify() -> None:
+    auth = Authenticator(SECRET, cache_size=2)
+    tokens = [auth.mint(Role.USER, f"user-{n}") for n in range(5)]
+    for _ in range(2):
+        assert [auth.authenticate(bearer(t)).subject for t in tokens] == [
+            f"user-{n}" for n in range(5)
+        ]
+    assert len(auth._verified._entries) == 2

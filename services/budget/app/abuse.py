@@ -57,6 +57,8 @@ class AbuseWatch:
         trigger = streak_trigger(usage)
         if trigger is not None:
             return self._count(tx, usage.user_id, trigger, now)
+        if self._settings.rule(Trigger.CACHE_BUSTING) is None:
+            return None  # off: no fingerprint to compute (the ledger's is its own)
         fingerprint = fingerprint_of(usage)
         if fingerprint is not None:
             return self._check_cache_busting(tx, usage.user_id, fingerprint, now)

@@ -58,7 +58,7 @@ from services.budget.domain.reservations import (
 )
 from services.budget.domain.usage import Outcome, Usage, completed
 from services.budget.domain.validation import Violations
-from services.budget.domain.windows import Scope, Span, WindowKey
+from services.budget.domain.windows import Scope, Span, WindowKey, period_of
 from services.budget.store.reservations import ReservationStore
 from services.budget.store.unit_of_work import BudgetStore, Transaction
 from services.common.clock import Clock
@@ -101,7 +101,7 @@ class Reservations:
     def limits(self, user_id: str) -> LimitsView:
         """The windows, and admission's rules, cap and block (GetLimits)."""
         now = self._clock.now()
-        with self._store.transaction() as tx:
+        with self._store.reading() as tx:
             user, system, block = tx.blocks.load_context(user_id, now)
             view = self._view(tx, user, system, now)
             rates, concurrency = self._gate.snapshot(tx, user, view.tier, now)
@@ -145,13 +145,12 @@ class Reservations:
     ) -> BudgetCheck:
         """Whether a reservation of amount_micros would be granted now, and
         (include_admission) what Admit and ReserveBudget would refuse with:
-        the same rules in the same order, read in one transaction that writes
-        nothing."""
+        the same rules in the same order, read without writing anything."""
         violations.positive("amount_micros", amount_micros)
         violations.raise_if_any()
         now = self._clock.now()
         verdict = None
-        with self._store.transaction() as tx:
+        with self._store.reading() as tx:
             if include_admission:
                 user, system, block = tx.blocks.load_context(user_id, now)
             else:
@@ -193,13 +192,15 @@ class Reservations:
         return self._hold(user_id, amount_micros, idempotency_key, self._clock.now())
 
     def _hold(self, user_id: str, amount: int, key: str, now: datetime) -> Reserved:
-        """One transaction: one SELECT of what applies, the reservation's INSERT,
-        admission's rules (when any is enabled: one conditional upsert of the
-        generation rates' keys, one count of the held), then one conditional
-        upsert of the four windows in lock order. A refusal raises inside the
-        transaction, so it rolls back whole and holds nothing."""
+        """One transaction: the reservation's INSERT with one SELECT of what
+        applies (one statement on PostgreSQL), admission's rules (when any
+        is enabled: one conditional upsert of the generation rates' keys, one
+        count of the held), then one conditional upsert of the four windows
+        in lock order. A refusal raises inside the transaction, so it rolls
+        back whole: nothing is held and the reservation was never added."""
         with self._store.transaction() as tx:
-            context = tx.reservations.load_reserve_context(user_id, key)
+            reservation = self._new_reservation(user_id, amount, key, now)
+            context, added = tx.reservations.add_with_context(reservation)
             if context.existing_reservation_id is not None:
                 return _replay(tx.reservations.load_by_key(user_id, key))
             if context.attempt_recorded:
@@ -216,19 +217,17 @@ class Reservations:
                 raise per_generation_refusal(
                     user_id, limits.per_generation, amount, now, self._policy.zone
                 )
-            windows = self._policy.windows(limits, now)
-            reservation = self._new_reservation(user_id, amount, key, windows, now)
-            if not tx.reservations.store_new_reservation(reservation):
+            if not added:
                 # A concurrent first call with this key won; ours waited for it.
                 return _replay(tx.reservations.load_by_key(user_id, key))
+            windows = self._policy.windows(limits, now)
             # Generation rates and concurrency caps: a replay never gets here.
             self._gate.take_generation(tx, context.user, limits.tier, now)
             _hold_in_windows(tx, windows, amount, now)
         return Reserved(reservation, replayed=False)
 
-    def _new_reservation(
-        self, user_id: str, amount: int, key: str, windows: list[WindowLimit], now: datetime
-    ) -> Reservation:
+    def _new_reservation(self, user_id: str, amount: int, key: str, now: datetime) -> Reservation:
+        zone = self._policy.zone
         return Reservation(
             id=uuid.uuid4().hex,
             user_id=user_id,
@@ -237,8 +236,8 @@ class Reservations:
             state=ReservationState.HELD,
             committed_micros=0,
             overrun=False,
-            day_start=next(w.key.start_date for w in windows if w.key.span is Span.DAY),
-            month_start=next(w.key.start_date for w in windows if w.key.span is Span.MONTH),
+            day_start=period_of(Span.DAY, now, zone).start_date,
+            month_start=period_of(Span.MONTH, now, zone).start_date,
             created_at=now,
             expires_at=now + self._ttl,
         )

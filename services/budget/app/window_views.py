@@ -22,15 +22,14 @@ def limits_views(
     system: LimitValues,
     now: datetime,
 ) -> list[LimitsView]:
-    """Each user's view, in the order given: two queries for all of them
-    (the counters, the credits of every window)."""
+    """Each user's view, in the order given: one query for all of them
+    (the counters and the credits of every window)."""
     found = []
     for user in users:
         limits = policy.effective(user, system)
         found.append((user, limits, policy.windows(limits, now)))
     keys = list(dict.fromkeys(w.key for _, _, windows in found for w in windows))
-    counters = tx.windows.load_counters(keys)
-    credits = tx.credits.load_for_windows(keys, policy.zone)
+    counters, credits = tx.credits.load_counters_and_credits(keys, policy.zone)
     return [
         LimitsView(
             user_id=user.user_id,

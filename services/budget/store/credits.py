@@ -4,17 +4,33 @@ the other."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, literal, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.budget.domain.credits import Credit
 from services.budget.domain.reconciliation import MAX_DIFFERENCES, CheckedRange, Difference
+from services.budget.domain.reservations import Counters
 from services.budget.domain.windows import (
     Period,
     Scope,
@@ -25,7 +41,7 @@ from services.budget.domain.windows import (
 )
 from services.budget.store.models import CreditRow, WindowRow, table
 from services.budget.store.windows import as_date
-from services.common.db import insert_for
+from services.common.db import UtcDateTime, insert_for
 
 CREDITS = table(CreditRow)
 WINDOWS = table(WindowRow)
@@ -113,6 +129,86 @@ class CreditStore:
             return []
         statement = select(CREDITS).where(_any_window(keys)).order_by(CREDITS.c.id)
         return [_credit(row, zone) for row in self.session.execute(statement)]
+
+    def load_counters_and_credits(
+        self, keys: Sequence[WindowKey], zone: ZoneInfo
+    ) -> tuple[dict[WindowKey, Counters], list[Credit]]:
+        """Each window's counters (none without a row) and its credits,
+        active or not, oldest first: one statement, built once per count of
+        windows (GetLimits and CheckBudget read four)."""
+        if not keys:
+            return {}, []
+        params: dict[str, object] = {}
+        for number, key in enumerate(keys):
+            params |= {
+                f"k{number}_scope": key.scope.value,
+                f"k{number}_subject": key.subject,
+                f"k{number}_kind": key.span.value,
+                f"k{number}_start_date": key.start_date,
+            }
+        counters: dict[WindowKey, Counters] = {}
+        credits = []
+        for row in self.session.execute(_counters_and_credits(len(keys)), params):
+            if row.id is None:
+                key = WindowKey(
+                    Scope(row.scope), row.subject, Span(row.kind), as_date(row.start_date)
+                )
+                counters[key] = Counters(
+                    int(row.amount_micros), int(row.reserved), int(row.overrun)
+                )
+            else:
+                credits.append(_credit(row, zone))
+        return {key: counters.get(key) or Counters() for key in keys}, credits
+
+
+@functools.cache
+def _counters_and_credits(count: int) -> Executable:
+    """The window rows (id NULL) and then the credits (by id) of `count`
+    windows, parameters k0_scope ... in one UNION ALL."""
+
+    def any_key(table: Table) -> ColumnElement[bool]:
+        return or_(
+            *(
+                and_(
+                    table.c.scope == bindparam(f"k{n}_scope"),
+                    table.c.subject == bindparam(f"k{n}_subject"),
+                    table.c.kind == bindparam(f"k{n}_kind"),
+                    table.c.start_date == bindparam(f"k{n}_start_date"),
+                )
+                for n in range(count)
+            )
+        )
+
+    windows = select(
+        type_coerce(null(), BigInteger()).label("id"),
+        WINDOWS.c.scope,
+        WINDOWS.c.subject,
+        WINDOWS.c.kind,
+        WINDOWS.c.start_date,
+        WINDOWS.c.spent_micros.label("amount_micros"),
+        WINDOWS.c.reserved_micros.label("reserved"),
+        WINDOWS.c.overrun_micros.label("overrun"),
+        type_coerce(null(), CREDITS.c.reason.type).label("reason"),
+        type_coerce(null(), UtcDateTime()).label("created_at"),
+        type_coerce(null(), UtcDateTime()).label("expires_at"),
+        type_coerce(null(), CREDITS.c.created_by.type).label("created_by"),
+    ).where(any_key(WINDOWS))
+    credits = select(
+        CREDITS.c.id,
+        CREDITS.c.scope,
+        CREDITS.c.subject,
+        CREDITS.c.kind,
+        CREDITS.c.start_date,
+        CREDITS.c.amount_micros,
+        literal(0, BigInteger()).label("reserved"),
+        literal(0, BigInteger()).label("overrun"),
+        CREDITS.c.reason,
+        CREDITS.c.created_at,
+        CREDITS.c.expires_at,
+        CREDITS.c.created_by,
+    ).where(any_key(CREDITS))
+    both = union_all(windows, credits).subquery("both")
+    return select(both).order_by(both.c.id.is_not(None), both.c.id)
 
 
 def _any_window(keys: Sequence[WindowKey]) -> ColumnElement[bool]:

@@ -6,7 +6,7 @@ it twice."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +58,9 @@ class ReserveContext:
 @dataclass(frozen=True)
 class _Statements:
     reserve_context: Executable
+    # PostgreSQL: the reservation's INSERT ... ON CONFLICT DO NOTHING and the
+    # context in one statement (a data-modifying CTE), with added_id.
+    add_with_context: Executable | None
     add_reservation: Executable
     commit_if_open: Executable
     release_if: Executable
@@ -73,11 +76,26 @@ def _statements(dialect: str) -> _Statements:
     # Keys are the user's own: another user's key of the same text is another key.
     users_key = and_(RESERVATIONS.c.user_id == user, RESERVATIONS.c.idempotency_key == key)
     by_id = RESERVATIONS.c.id == bindparam("reservation_id")
+    existing_id = select(RESERVATIONS.c.id).where(users_key).scalar_subquery().label("existing_id")
+    recorded = exists().where(USAGE.c.user_id == user, USAGE.c.request_id == key).label("recorded")
+    add_with_context = None
+    if dialect == "postgresql":
+        added = (
+            insert_or_skip(
+                dialect, RESERVATIONS, RESERVATIONS.c.user_id, RESERVATIONS.c.idempotency_key
+            )
+            .values({column.name: bindparam(f"new_{column.name}") for column in RESERVATIONS.c})
+            .returning(RESERVATIONS.c.id)
+            .cte("added")
+        )
+        # The subqueries see the snapshot before the INSERT: existing_id is
+        # another call's reservation, never this one.
+        add_with_context = settings_select(
+            existing_id, recorded, select(added.c.id).scalar_subquery().label("added_id")
+        )
     return _Statements(
-        reserve_context=settings_select(
-            select(RESERVATIONS.c.id).where(users_key).scalar_subquery().label("existing_id"),
-            exists().where(USAGE.c.user_id == user, USAGE.c.request_id == key).label("recorded"),
-        ),
+        reserve_context=settings_select(existing_id, recorded),
+        add_with_context=add_with_context,
         # Executed with every column as a parameter.
         add_reservation=insert_or_skip(
             dialect, RESERVATIONS, RESERVATIONS.c.user_id, RESERVATIONS.c.idempotency_key
@@ -147,24 +165,39 @@ class ReservationStore:
             attempt_recorded=bool(row.recorded),
         )
 
+    def add_with_context(self, reservation: Reservation) -> tuple[ReserveContext, bool]:
+        """Insert a new reservation unless its idempotency key is taken (by
+        this user), and read what ReserveBudget must know: one statement on
+        PostgreSQL, two on SQLite. Returns the context and whether this call
+        added the reservation; the caller rolls back if it refuses, so the
+        INSERT ahead of the checks leaves nothing. A concurrent first call
+        with the same key waits on the INSERT until the other transaction
+        ends, then adds nothing."""
+        if self._sql.add_with_context is None:
+            context = self.load_reserve_context(reservation.user_id, reservation.idempotency_key)
+            if context.existing_reservation_id is not None:
+                return context, False
+            return context, self.store_new_reservation(reservation)
+        params = {f"new_{name}": value for name, value in _row_values(reservation).items()}
+        params |= {"user_id": reservation.user_id, "key": reservation.idempotency_key}
+        row = self.session.execute(self._sql.add_with_context, params).first()
+        if row is None:  # the system row was deleted by hand: configured limits
+            context = self.load_reserve_context(reservation.user_id, reservation.idempotency_key)
+            mine = context.existing_reservation_id == reservation.id
+            return replace(context, existing_reservation_id=None) if mine else context, mine
+        context = ReserveContext(
+            user=user_settings_of(reservation.user_id, row),
+            system=system_limits_of(row),
+            existing_reservation_id=row.existing_id,
+            attempt_recorded=bool(row.recorded),
+        )
+        return context, row.added_id is not None
+
     def store_new_reservation(self, reservation: Reservation) -> bool:
         """Insert a new reservation; False (nothing written) when its
         idempotency key is taken (by this user). A concurrent first call with the same key
         waits here until the other transaction ends."""
-        params = {
-            "id": reservation.id,
-            "user_id": reservation.user_id,
-            "idempotency_key": reservation.idempotency_key,
-            "amount_micros": reservation.amount_micros,
-            "state": reservation.state.value,
-            "day_start": reservation.day_start,
-            "month_start": reservation.month_start,
-            "created_at": reservation.created_at,
-            "expires_at": reservation.expires_at,
-            "finished_at": None,
-            "committed_micros": reservation.committed_micros,
-            "overrun": reservation.overrun,
-        }
+        params = _row_values(reservation)
         return self.session.execute(self._sql.add_reservation, params).first() is not None
 
     def load(self, reservation_id: str) -> Reservation | None:
@@ -232,6 +265,24 @@ class ReservationStore:
             self._sql.expire_if_held, {"reservation_id": reservation_id, "now": now}
         ).first()
         return _reservation(row) if row else None
+
+
+def _row_values(reservation: Reservation) -> dict[str, object]:
+    """A new reservation's row, every column."""
+    return {
+        "id": reservation.id,
+        "user_id": reservation.user_id,
+        "idempotency_key": reservation.idempotency_key,
+        "amount_micros": reservation.amount_micros,
+        "state": reservation.state.value,
+        "day_start": reservation.day_start,
+        "month_start": reservation.month_start,
+        "created_at": reservation.created_at,
+        "expires_at": reservation.expires_at,
+        "finished_at": None,
+        "committed_micros": reservation.committed_micros,
+        "overrun": reservation.overrun,
+    }
 
 
 def _reservation(row: Row[Any]) -> Reservation:

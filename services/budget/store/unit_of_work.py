@@ -28,7 +28,7 @@ from services.budget.store.system_metrics import SystemMetricsQueries
 from services.budget.store.usage import UsageStore
 from services.budget.store.webhooks import WebhookStore
 from services.budget.store.windows import WindowStore
-from services.common.db import dialect_name
+from services.common.db import begin_reading, dialect_name
 
 
 class Transaction:
@@ -125,6 +125,16 @@ class BudgetStore:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         with self._sessions.begin() as session:
+            yield Transaction(session)
+
+    @contextmanager
+    def reading(self) -> Iterator[Transaction]:
+        """Stores for reads only, the hot reads' way (GetLimits, CheckBudget):
+        no transaction round trips on PostgreSQL, no write lock on SQLite
+        (services.common.db.begin_reading). Its statements may each see a
+        later commit than the one before: each figure is as of its read."""
+        with self._sessions.begin() as session:
+            begin_reading(session)
             yield Transaction(session)
 
     @contextmanager
