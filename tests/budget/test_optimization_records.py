@@ -3,7 +3,7 @@ images never served again, retries) equal a direct computation over the
 ledger's records in Python, on random traffic of several users at random
 instants (records arriving out of order, amended records), random ranges,
 for one user and for every user, SQLite and PostgreSQL; the dish first
-generations table (migration 0018) equals the ledger's earliest successful
+generations table (migration 0016) equals the ledger's earliest successful
 generation of each dish and quality, and ReconcileLedger reports a
 corrupted row of it."""
 

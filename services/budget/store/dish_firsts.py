@@ -1,4 +1,4 @@
-"""Reconciliation of budget_dish_first_generations (migration 0018): each
+"""Reconciliation of budget_dish_first_generations (migration 0016): each
 (dish, quality)'s first_at against the ledger's earliest successful
 generation of it, any user's. A first_at depends on the whole history of
 its dish, so the ledger side is aggregated over all of it; since only

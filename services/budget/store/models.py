@@ -553,7 +553,7 @@ class UserPromptsRow(Base):
 class DishFirstRow(Base):
     """Each dish's earliest successful generation at each quality, any
     user's: cost optimization's "dish seen before" is one lookup of a few
-    rows. Triggers, migration 0018 (the earliest instant wins)."""
+    rows. Triggers, migration 0016 (the earliest instant wins)."""
 
     __tablename__ = "budget_dish_first_generations"
 

@@ -10,7 +10,7 @@
   again, an image never served again, a retry after a failure) is one pass
   over the ledger's index range of the scope, aggregated by the database:
   a dish's earlier generation is a lookup of budget_dish_first_generations
-  (migration 0018), an image's hit a probe of the hits' index, repeats and
+  (migration 0016), an image's hit a probe of the hits' index, repeats and
   retries one window over each user's attempts of each recipe. Nothing is
   loaded row by row. A user's pass costs its records, whatever the
   system's size; every user's costs every record of the range.
@@ -166,7 +166,7 @@ def _record_flags(user_id: str | None, start: datetime, end: datetime, dialect: 
     hit = USAGE.alias("hit")
     generation = and_(u.outcome == GENERATED, IMAGE_RECORD)
     # Any user's earlier successful generation of the dish at this quality or
-    # better: the earliest one of each quality is kept (migration 0018), so
+    # better: the earliest one of each quality is kept (migration 0016), so
     # this is a lookup of the dish's few rows, not of its records.
     dish_cached = and_(
         generation,

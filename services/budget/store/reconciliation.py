@@ -302,7 +302,7 @@ class ReconciliationQueries:
     def system_rollup_differences(self, checked: CheckedRange) -> list[Difference]:
         """The system rollups and per-user totals (migration 0009) against the
         ledger, from the checked range's UTC month on, and each dish's first
-        generation (migration 0018)."""
+        generation (migration 0016)."""
         since = checked.since_instant
         found = []
         for check in rollup_checks(dialect_name(self.session), since):

@@ -23,7 +23,7 @@ rechecks "earlier" on its latest version; at REPEATABLE READ PostgreSQL
 refuses the insert with a serialization failure rather than miss it.
 Existing records are rolled up here.
 
-Revision ID: 0018_budget_dish_firsts
+Revision ID: 0016_budget_dish_firsts
 Revises: 0015_budget_system_settings
 Create Date: 2026-12-03
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018_budget_dish_firsts"
+revision = "0016_budget_dish_firsts"
 down_revision = "0015_budget_system_settings"
 branch_labels = None
 depends_on = None
