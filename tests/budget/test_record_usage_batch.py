@@ -13,8 +13,10 @@ import pytest
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 
 from services.common.status import rich_details
+from tests.budget.abuse_support import CONTENT_POLICY, block_of, watching
 from tests.budget.conftest import usage_count
 from tests.budget.test_ledger_and_stats import cache_hit
+from tests.support.budget_server import running_budget
 
 
 def batch(budget, tokens, *records: dict) -> list[pb.RecordUsageResult]:  # type: ignore[no-untyped-def]
@@ -183,3 +185,24 @@ def test_a_batch_racing_reservations_of_its_keys_leaves_one_record_a_key_and_eve
         assert usage_count(budget, request_id=key) == 1
         assert usage_count(budget, request_id=key, outcome=outcome) == 1
     assert usage_count(budget, outcome="generated") == committed
+
+
+def test_a_batchs_failures_count_toward_a_streak_as_record_usages_do(
+    database_url, authenticator, clock, tokens
+) -> None:
+    """Five content-policy refusals in one batch block the user, as five
+    RecordUsage calls would; a repeated one counts once."""
+    failure = {
+        "user_id": "u1",
+        "outcome": pb.USAGE_OUTCOME_FAILED,
+        "error_message": CONTENT_POLICY,
+    }
+    abuse = watching(content_policy_streak=(5, 3600))
+    with running_budget(database_url, authenticator, clock=clock, abuse=abuse) as budget:
+        four = [{**failure, "request_id": f"f{i}"} for i in range(4)]
+        batch(budget, tokens, *four, four[0])
+        assert block_of(budget, tokens) is None
+        batch(budget, tokens, {**failure, "request_id": "f4"}, cache_hit("hit", "u2"))
+        block = block_of(budget, tokens)
+        assert block is not None and block.created_by == "content_policy_streak"
+        assert block_of(budget, tokens, "u2") is None
