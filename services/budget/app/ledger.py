@@ -3,12 +3,11 @@ enters the append-only ledger, once per request_id."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from services.budget.app.abuse import AbuseWatch
 from services.budget.domain.usage import Outcome, Recorded, Usage, UsageKind, completed
 from services.budget.domain.validation import Violations
-from services.budget.store.unit_of_work import BudgetStore, Transaction
+from services.budget.store.unit_of_work import BudgetStore
+from services.budget.store.usage import Key
 from services.common.clock import Clock
 from services.common.errors import DomainError, FailedPrecondition, InvalidArgument
 
@@ -63,14 +62,8 @@ class Ledger:
         with self._store.transaction() as tx:
             if tx.usage.store_usage(record):
                 if tx.reservations.load_by_key(user_id, record.request_id) is not None:
-                    # Raising rolls the insert back: the attempt held money, and
-                    # its record is written when that reservation is settled.
-                    raise FailedPrecondition(
-                        "this request_id has a reservation: commit or release it to record "
-                        "the attempt",
-                        ATTEMPT_HAS_RESERVATION,
-                        {"request_id": record.request_id},
-                    )
+                    # Raising rolls the insert back.
+                    raise _has_reservation(record.request_id)
                 self._abuse.after_record(tx, record, now)
                 return Recorded(record, duplicate=False)
             existing = tx.usage.load_by_request_id(user_id, record.request_id)
@@ -84,11 +77,26 @@ class Ledger:
         """RecordUsageBatch: each (user_id, usage, violations) recorded as
         record() would, on its own, so one bad record fails only itself; its
         error in its place. Each is idempotent by (user_id, request_id), so a
-        batch sent twice, or by two senders at once, writes each record once."""
+        batch sent twice, or by two senders at once, writes each record once;
+        a key repeated in the batch answers as a duplicate of its first.
+
+        One transaction of three statements whatever the batch's size (and
+        one more per record that counts toward an abuse trigger: a failure, a
+        generated dish recognition): the keys that hold a reservation, one
+        multi-row insert of the others (its conflicts skipped), the records
+        of the keys not written. A record is refused ATTEMPT_HAS_RESERVATION
+        exactly when record() would be: its key holds a reservation and has
+        no record. Probing before the insert races a concurrent ReserveBudget
+        exactly as record()'s probe after its insert does (either way both
+        may succeed only when each statement ran before the other's commit),
+        and the settlement then keeps one record under the key (store_spend,
+        store_attempt)."""
         if not records or len(records) > MAX_BATCH:
             raise InvalidArgument.field("usages", f"from 1 to {MAX_BATCH} records")
         results: list[Recorded | DomainError | None] = []
-        valid: list[tuple[int, str, Usage]] = []
+        valid: list[tuple[int, Key]] = []
+        now = self._clock.now()
+        firsts: dict[Key, Usage] = {}
         for user_id, usage, violations in records:
             try:
                 _check_unreserved(violations, usage)
@@ -96,37 +104,42 @@ class Ledger:
             except DomainError as error:
                 results.append(error)
                 continue
-            valid.append((len(results), user_id, usage))
+            key = (user_id, usage.request_id)
+            valid.append((len(results), key))
             results.append(None)
-        now = self._clock.now()
-        # One transaction for the batch, a savepoint a record: a record that
-        # must not be written is rolled back alone.
-        with self._store.transaction() as tx:
-            # In key order: two batches holding the same records lock them
-            # in one order, so they wait on each other, never deadlock.
-            for index, user_id, usage in sorted(valid, key=lambda v: (v[1], v[2].request_id)):
-                record = completed(
+            if key not in firsts:
+                firsts[key] = completed(
                     usage, default_outcome=Outcome.FAILED, created_at=now, user_id=user_id
                 )
-                try:
-                    with tx.session.begin_nested():
-                        results[index] = self._store_one(tx, record, now)
-                except DomainError as error:
-                    results[index] = error
+        # In key order: two batches holding the same records lock them in one
+        # order (the insert's rows, then the abuse rows), so they wait on each
+        # other, never deadlock.
+        keys = sorted(firsts)
+        with self._store.transaction() as tx:
+            reserved = tx.usage.reserved_keys(keys)
+            written = tx.usage.store_usages([firsts[key] for key in keys if key not in reserved])
+            existing = tx.usage.load_by_keys([key for key in keys if key not in written])
+            for key in keys:
+                if key in written:
+                    self._abuse.after_record(tx, firsts[key], now)
+        answered: set[Key] = set()
+        for index, key in valid:
+            if key in written:
+                results[index] = Recorded(firsts[key], duplicate=key in answered)
+                answered.add(key)
+            elif key in existing:
+                results[index] = Recorded(existing[key], duplicate=True)
+            elif key in reserved:
+                results[index] = _has_reservation(key[1])
+            else:  # pragma: no cover - a conflicting row cannot vanish
+                raise RuntimeError(f"usage record {key[1]!r} conflicted but is missing")
         return [result for result in results if result is not None]
 
-    def _store_one(self, tx: Transaction, record: Usage, now: datetime) -> Recorded:
-        """record() inside a caller's transaction (its savepoint)."""
-        if tx.usage.store_usage(record):
-            if tx.reservations.load_by_key(record.user_id, record.request_id) is not None:
-                raise FailedPrecondition(
-                    "this request_id has a reservation: commit or release it to record the attempt",
-                    ATTEMPT_HAS_RESERVATION,
-                    {"request_id": record.request_id},
-                )
-            self._abuse.after_record(tx, record, now)
-            return Recorded(record, duplicate=False)
-        existing = tx.usage.load_by_request_id(record.user_id, record.request_id)
-        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
-            raise RuntimeError(f"usage record {record.request_id!r} conflicted but is missing")
-        return Recorded(existing, duplicate=True)
+
+def _has_reservation(request_id: str) -> FailedPrecondition:
+    """The attempt held money: its record is written when that reservation is settled."""
+    return FailedPrecondition(
+        "this request_id has a reservation: commit or release it to record the attempt",
+        ATTEMPT_HAS_RESERVATION,
+        {"request_id": request_id},
+    )

@@ -11,13 +11,31 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Executable, literal, select, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    Executable,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from services.budget.domain.abuse import fingerprint_of
 from services.budget.domain.usage import Cursor, Outcome, Usage, UsageKind, UsageSummary
-from services.budget.store.models import AutoId, UsageRow, insert_or_skip, table
+from services.budget.store.models import (
+    AutoId,
+    ReservationRow,
+    UsageRow,
+    insert_or_skip,
+    table,
+)
 from services.budget.store.usage_summary import load_usage_summary
 from services.common.db import UtcDateTime
 
@@ -56,15 +74,107 @@ def _insert_usage(dialect: str) -> Executable:
     return insert_or_skip(dialect, usage, usage.c.user_id, usage.c.request_id).returning(usage.c.id)
 
 
+# A record's key: (user_id, request_id).
+Key = tuple[str, str]
+
+
+@functools.cache
+def _insert_usages(dialect: str, columns: tuple[str, ...]) -> Executable:
+    """Records in one INSERT ... ON CONFLICT DO NOTHING RETURNING the keys
+    written (none of those that conflicted), its rows in the given order.
+
+    On PostgreSQL the rows come as one array a column, unnested: a short
+    statement whatever the batch's size, parsed and planned once (a
+    multi-row VALUES of a batch is a 5,000-parameter text that the driver
+    parses again on every call, the most of a batch's time). Elsewhere an
+    executemany of the same INSERT."""
+    usage = table(UsageRow)
+    statement = insert_or_skip(dialect, usage, usage.c.user_id, usage.c.request_id)
+    if dialect == "postgresql":
+        rows = (
+            func.unnest(*(cast(bindparam(name), ARRAY(usage.c[name].type)) for name in columns))
+            .table_valued(*columns)
+            .render_derived()
+        )
+        statement = statement.from_select(list(columns), select(*rows.c))
+    return statement.returning(usage.c.user_id, usage.c.request_id)
+
+
+def _keys_of(dialect: str, user_id: Any, key: Any) -> Any:
+    """A condition on (user_id, key) in the `keys` parameter; on PostgreSQL
+    two arrays (one short statement however many keys)."""
+    if dialect != "postgresql":
+        return tuple_(user_id, key).in_(bindparam("keys", expanding=True))
+    keys = (
+        func.unnest(
+            cast(bindparam("users"), ARRAY(String())), cast(bindparam("ids"), ARRAY(String()))
+        )
+        .table_valued("user_id", "id")
+        .render_derived()
+    )
+    return tuple_(user_id, key).in_(select(*keys.c))
+
+
+@functools.cache
+def _reserved_keys(dialect: str) -> Executable:
+    return select(ReservationRow.user_id, ReservationRow.idempotency_key).where(
+        _keys_of(dialect, ReservationRow.user_id, ReservationRow.idempotency_key)
+    )
+
+
+@functools.cache
+def _records_of_keys(dialect: str) -> Executable:
+    return select(UsageRow).where(_keys_of(dialect, UsageRow.user_id, UsageRow.request_id))
+
+
 class UsageStore:
     def __init__(self, session: Session, dialect: str) -> None:
         self.session = session
+        self._dialect = dialect
         self._insert = _insert_usage(dialect)
 
     def store_usage(self, usage: Usage) -> bool:
         """Append a usage record; False (and nothing written) when the user has
         a record of its request_id."""
         return self.session.execute(self._insert, _usage_values(usage)).first() is not None
+
+    def store_usages(self, usages: list[Usage]) -> set[Key]:
+        """Append records in one statement (in the list's order, which is the
+        order their keys are locked in); the keys written. A record whose key
+        has a record (or an earlier one in the list) is skipped; one that a
+        concurrent transaction is writing waits for it, then is skipped if
+        that one committed."""
+        if not usages:
+            return set()
+        values = [_usage_values(usage) for usage in usages]
+        columns = tuple(values[0])
+        statement = _insert_usages(self._dialect, columns)
+        if self._dialect == "postgresql":
+            rows = self.session.execute(
+                statement, {name: [row[name] for row in values] for name in columns}
+            )
+        else:
+            rows = self.session.execute(statement, values)
+        return {(row.user_id, row.request_id) for row in rows}
+
+    def reserved_keys(self, keys: list[Key]) -> set[Key]:
+        """Which of the keys are a reservation's idempotency key (one statement)."""
+        if not keys:
+            return set()
+        rows = self.session.execute(_reserved_keys(self._dialect), self._keys_params(keys))
+        return {(row.user_id, row.idempotency_key) for row in rows}
+
+    def load_by_keys(self, keys: list[Key]) -> dict[Key, Usage]:
+        """The records of the keys that have one (one statement)."""
+        if not keys:
+            return {}
+        rows = self.session.scalars(_records_of_keys(self._dialect), self._keys_params(keys))
+        return {(row.user_id, row.request_id): usage_of_row(row) for row in rows}
+
+    def _keys_params(self, keys: list[Key]) -> dict[str, object]:
+        if self._dialect != "postgresql":
+            return {"keys": keys}
+        return {"users": [user for user, _ in keys], "ids": [key for _, key in keys]}
 
     def amend_abandoned(self, usage: Usage) -> bool:
         """Turn the user's abandoned record of usage.request_id (the reaper's)
