@@ -4,7 +4,7 @@ from one client over loopback gRPC), the records a second that one sender
 thread gets in, sending 200-record batches back to back for SECONDS, and the
 ledger triggers' share of a 200-row insert (EXPLAIN ANALYZE).
 
-    .venv/bin/python -m tests.perf.record_batch_rate [SECONDS]
+    .venv/bin/python -m tests.bench.record_batch_rate [SECONDS]
 
 A measurement to read, not a test: the figures are in the README.
 """
