@@ -107,8 +107,12 @@ class ImageServiceServicer:
         PROVIDER_QUOTA_EXHAUSTED or BudgetService's reason (RATE_LIMITED,
         GENERATION_RATE_LIMITED, SYSTEM_RATE_LIMITED: retry at RetryInfo;
         CONCURRENCY_LIMIT_EXCEEDED: retry when a generation ends; a budget limit:
-        retry when its window resets), QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the provider
-        cannot be reached: nothing was generated or charged), DEADLINE_EXCEEDED
+        retry when its window resets; GENERATION_SLOTS_EXHAUSTED: this replica's
+        generation slots are all busy, nothing held or charged, retry at
+        RetryInfo), QuotaFailure, RetryInfo), UNAVAILABLE (BudgetService or the
+        provider cannot be reached: nothing was generated or charged; or the
+        image store failed after the provider was paid: IMAGE_STORE_UNAVAILABLE,
+        the cost is recorded), DEADLINE_EXCEEDED
         (the provider timed out; nothing charged). With a fallback image
         configured, a provider failure is answered with the fallback instead
         (fallback_used, not charged).
