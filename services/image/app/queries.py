@@ -123,7 +123,8 @@ class ImageQueries:
             stats = repo.stats(now)
             rows = repo.most_used(now, size + 1, after)
             page, more = rows[:size], len(rows) > size
-            listed = [_listed(repo, row) for row in page]
+            images = repo.images_of(page)
+            listed = [_listed(row, images[row.image_id]) for row in page]
         token = ""
         if more and page:
             token = self.page_tokens.encode({"u": page[-1].uses, "i": page[-1].id}, {})
@@ -141,10 +142,10 @@ class ImageQueries:
         return None
 
 
-def _listed(repo: CacheRepository, row: CacheEntry) -> CachedEntry:
+def _listed(row: CacheEntry, image: StoredImage) -> CachedEntry:
     return CachedEntry(
         entry_id=row.id,
-        image=repo.image_of(row),
+        image=image,
         model=row.model,
         size=row.size,
         quality=row.quality,

@@ -81,6 +81,14 @@ class CacheRepository:
         row = self.session.get(ImageRow, image_id)
         return stored_image(row) if row is not None else None
 
+    def images_of(self, entries: list[CacheEntry]) -> dict[str, StoredImage]:
+        """The images a page of entries holds, by id, in one query."""
+        ids = {entry.image_id for entry in entries}
+        if not ids:
+            return {}
+        rows = self.session.scalars(select(ImageRow).where(ImageRow.image_id.in_(ids)))
+        return {row.image_id: stored_image(row) for row in rows}
+
     def image_of(self, entry: CacheEntry) -> StoredImage:
         """The image a cache entry holds (the foreign key guarantees there is one)."""
         image = self.image(entry.image_id)
