@@ -21,7 +21,6 @@ import psycopg
 from google.protobuf import timestamp_pb2
 from recipeimage.budget.v1 import budget_service_pb2 as pb
 from recipeimage.budget.v1 import budget_service_pb2_grpc
-from recipeimage.common.v1 import image_quality_pb2
 
 from services.budget.domain.admission import SystemRates, TierRates
 from services.budget.domain.limits import Tier, TierLimits
@@ -30,6 +29,7 @@ from services.common.auth import Authenticator, Role
 from services.common.db import create_db_engine
 from services.common.migrations import upgrade
 from tests.bench.harness import Measurement, drive, report
+from tests.bench.load_clients import budget_call
 from tests.support.access import access
 from tests.support.budget_server import admission, budget_settings
 from tests.support.databases import PostgresDatabases, _conninfo, postgres_admin_url
@@ -137,7 +137,7 @@ def _measure(url: str, baseline: Measurement) -> None:
     stub = budget_service_pb2_grpc.BudgetServiceStub(channel)
     service = (("authorization", f"Bearer {authenticator.mint(Role.SERVICE, 'bench', 7200)}"),)
     try:
-        print(report(_pairs(stub, service), baseline), flush=True)
+        print(report(_pairs(channel, service), baseline), flush=True)
         admit = drive(
             f"Admit (user and system request rules), {CALLERS} callers",
             lambda caller, _i: stub.Admit(
@@ -184,32 +184,13 @@ def _measure(url: str, baseline: Measurement) -> None:
         app.stop(0)
 
 
-def _pairs(stub, service) -> Measurement:  # type: ignore[no-untyped-def]
-    usage = pb.UsageRecord(
-        model="gpt-image-1.5",
-        size="1024x1024",
-        quality=image_quality_pb2.IMAGE_QUALITY_MEDIUM,
-        provider="offline",
-        prompt="Professional food photograph of broccoli soup",
-    )
+def _pairs(channel, service) -> Measurement:  # type: ignore[no-untyped-def]
+    # The service bench's own pair: 50 users per caller, every pair on the
+    # shared system windows.
+    call = budget_call("pair", {}, channel, service)
 
     def pair(caller: int, number: int) -> None:
-        held = stub.ReserveBudget(
-            pb.ReserveBudgetRequest(
-                user_id=f"bench-{caller}-{number % 50}",
-                amount_micros=50_000,
-                idempotency_key=f"pair-{caller}-{number}",
-            ),
-            metadata=service,
-            timeout=30,
-        ).reservation
-        stub.CommitReservation(
-            pb.CommitReservationRequest(
-                reservation_id=held.reservation_id, actual_cost_micros=42_000, usage=usage
-            ),
-            metadata=service,
-            timeout=30,
-        )
+        call(str(caller), number)
 
     pair(0, -1)  # warm the pool and the plans
     return drive(

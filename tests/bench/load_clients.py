@@ -107,7 +107,7 @@ def _call_factory(operation: Operation, channel: Any) -> Callable[[str, int], No
         request = health_pb2.HealthCheckRequest()
         return lambda _caller, _n: _ignore(health.Check(request, timeout=30))
     if kind in ("pair", "limits", "check", "usage_stats"):
-        return _budget_call(kind, params, channel, _metadata(operation.secret, "service", "bench"))
+        return budget_call(kind, params, channel, _metadata(operation.secret, "service", "bench"))
     return _image_call(kind, params, channel, operation.secret)
 
 
@@ -115,7 +115,7 @@ def _ignore(_reply: object) -> None:
     return None
 
 
-def _budget_call(
+def budget_call(
     kind: str, params: dict[str, Any], channel: Any, service: tuple[tuple[str, str], ...]
 ) -> Callable[[str, int], None]:
     from google.protobuf import timestamp_pb2
