@@ -43,16 +43,24 @@ def reason_of(error: grpc.RpcError) -> str:
     return str(infos[0].reason) if infos else ""
 
 
+# The observer's reads wait for its channel: after a BudgetService restart the
+# channel reconnects on its own backoff, and a read is not the thing tested.
 def reserved_now(replicas: Replicas, tokens, user: str) -> int:  # type: ignore[no-untyped-def]
     limits = replicas.budget.GetLimits(
-        budget_pb.GetLimitsRequest(user_id=user), metadata=tokens.service(), timeout=30
+        budget_pb.GetLimitsRequest(user_id=user),
+        metadata=tokens.service(),
+        timeout=30,
+        wait_for_ready=True,
     )
     return sum(window.reserved_micros for window in limits.windows)
 
 
 def reconciled(replicas: Replicas, tokens) -> None:  # type: ignore[no-untyped-def]
     check = replicas.budget.ReconcileLedger(
-        budget_pb.ReconcileLedgerRequest(), metadata=tokens.admin(), timeout=60
+        budget_pb.ReconcileLedgerRequest(),
+        metadata=tokens.admin(),
+        timeout=60,
+        wait_for_ready=True,
     )
     assert check.consistent, check.differences
 
